@@ -1,0 +1,118 @@
+//! Transformer feed-forward layers: the GELU(tanh) MLP of DiT / Open-Sora (timm's `Mlp`) and
+//! SwiGLU (Shazeer 2020; LLaMA, LinGen).
+
+use crate::error::{NnError, positive};
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig, SwiGlu, SwiGluConfig};
+use burn::tensor::activation::gelu_approximate;
+use burn::tensor::{Tensor, backend::Backend};
+
+/// Configuration of [`Mlp`].
+#[derive(Config, Debug)]
+pub struct MlpConfig {
+    /// Input width.
+    pub d_model: usize,
+    /// Hidden width (DiT: `4·d_model`).
+    pub hidden_dim: usize,
+    /// Output width; `None` means `d_model`.
+    #[config(default = "None")]
+    pub d_out: Option<usize>,
+    /// Biases on both projections.
+    #[config(default = true)]
+    pub bias: bool,
+}
+
+impl MlpConfig {
+    /// Builds the MLP.
+    ///
+    /// # Errors
+    /// [`NnError::Zero`] naming `d_model`, `hidden_dim` or `d_out`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mlp<B>, NnError> {
+        positive("d_model", self.d_model)?;
+        positive("hidden_dim", self.hidden_dim)?;
+        let d_out = self.d_out.unwrap_or(self.d_model);
+        positive("d_out", d_out)?;
+        Ok(Mlp {
+            fc1: LinearConfig::new(self.d_model, self.hidden_dim)
+                .with_bias(self.bias)
+                .init(device),
+            fc2: LinearConfig::new(self.hidden_dim, d_out)
+                .with_bias(self.bias)
+                .init(device),
+        })
+    }
+}
+
+/// `fc2(GELU_tanh(fc1(x)))`. Keys as timm's `Mlp` (`fc1`, `fc2`).
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// `d_model → hidden_dim`.
+    pub fc1: Linear<B>,
+    /// `hidden_dim → d_out`.
+    pub fc2: Linear<B>,
+}
+
+impl<B: Backend> Mlp<B> {
+    /// # Shapes
+    /// `x`: `[.., d_model]` → `[.., d_out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.fc2.forward(gelu_approximate(self.fc1.forward(x)))
+    }
+}
+
+/// Configuration of [`SwiGluMlp`].
+#[derive(Config, Debug)]
+pub struct SwiGluMlpConfig {
+    /// Input width.
+    pub d_model: usize,
+    /// Hidden width (LLaMA: `⌈(2/3)·4·d_model⌉` rounded to a multiple of 256).
+    pub hidden_dim: usize,
+    /// Output width; `None` means `d_model`.
+    #[config(default = "None")]
+    pub d_out: Option<usize>,
+    /// Biases on the three projections (LLaMA: none).
+    #[config(default = false)]
+    pub bias: bool,
+}
+
+impl SwiGluMlpConfig {
+    /// Builds the SwiGLU feed-forward.
+    ///
+    /// # Errors
+    /// [`NnError::Zero`] naming `d_model`, `hidden_dim` or `d_out`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SwiGluMlp<B>, NnError> {
+        positive("d_model", self.d_model)?;
+        positive("hidden_dim", self.hidden_dim)?;
+        let d_out = self.d_out.unwrap_or(self.d_model);
+        positive("d_out", d_out)?;
+        Ok(SwiGluMlp {
+            swiglu: SwiGluConfig::new(self.d_model, self.hidden_dim)
+                .with_bias(self.bias)
+                .init(device),
+            linear_down: LinearConfig::new(self.hidden_dim, d_out)
+                .with_bias(self.bias)
+                .init(device),
+        })
+    }
+}
+
+/// `w2(SiLU(w1·x) ⊙ w3·x)`, built on Burn's [`SwiGlu`] (which computes `SiLU(w1·x) ⊙ w3·x`).
+///
+/// LLaMA checkpoint keys map as `w1 → swiglu.linear_inner`, `w3 → swiglu.linear_outer`,
+/// `w2 → linear_down`.
+#[derive(Module, Debug)]
+pub struct SwiGluMlp<B: Backend> {
+    /// The gated pair `SiLU(w1·x) ⊙ w3·x`.
+    pub swiglu: SwiGlu<B>,
+    /// `w2`: `hidden_dim → d_out`.
+    pub linear_down: Linear<B>,
+}
+
+impl<B: Backend> SwiGluMlp<B> {
+    /// # Shapes
+    /// `x`: `[.., d_model]` → `[.., d_out]`
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        self.linear_down.forward(self.swiglu.forward(x))
+    }
+}
