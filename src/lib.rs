@@ -7,6 +7,7 @@
 //! | module | crate | what |
 //! |---|---|---|
 //! | [`nn`] | `vidgen-nn` | timestep embeddings, adaLN, MLPs, patchify, positional embeddings, RoPE, QK-norm |
+//! | [`schedulers`] | `vidgen-schedulers` | DDPM/DDIM, EDM (+ Snap Video input scaling), rectified flow, guidance |
 //!
 //! Pick a backend with a cargo feature: `flex` (default CPU), `ndarray`, `cuda`, `wgpu`, and
 //! `autodiff` for training.
@@ -28,3 +29,4 @@
 
 pub use burn;
 pub use vidgen_nn as nn;
+pub use vidgen_schedulers as schedulers;

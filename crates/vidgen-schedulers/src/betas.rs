@@ -43,7 +43,9 @@ pub fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
 
 /// The cosine `ᾱ(t)` of Nichol & Dhariwal.
 fn cosine_alpha_bar(t: f64) -> f64 {
-    ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2)
+    ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+        .cos()
+        .powi(2)
 }
 
 /// The betas of a schedule.
@@ -145,7 +147,14 @@ mod tests {
     #[test]
     fn trained_betas_length_is_checked() {
         let e = betas(BetaSchedule::Trained, 3, 0.0, 0.0, Some(&[0.1, 0.2])).unwrap_err();
-        assert!(matches!(e, SchedulerError::LengthMismatch { got: 2, expected: 3, .. }));
+        assert!(matches!(
+            e,
+            SchedulerError::LengthMismatch {
+                got: 2,
+                expected: 3,
+                ..
+            }
+        ));
         let e = betas(BetaSchedule::Trained, 3, 0.0, 0.0, None).unwrap_err();
         assert!(e.to_string().contains("`trained_betas` is required"));
     }

@@ -39,7 +39,11 @@ pub trait Sampler {
 
     /// Scales the sample before it enters the model at step `i` (EDM's `c_in`); identity by
     /// default.
-    fn scale_model_input<B: Backend, const D: usize>(&self, i: usize, sample: Tensor<B, D>) -> Tensor<B, D> {
+    fn scale_model_input<B: Backend, const D: usize>(
+        &self,
+        i: usize,
+        sample: Tensor<B, D>,
+    ) -> Tensor<B, D> {
         let _ = i;
         sample
     }
@@ -84,7 +88,10 @@ where
 {
     let mut x = initial_noise * scheduler.init_noise_sigma();
     for i in 0..scheduler.num_steps() {
-        let out = model(scheduler.scale_model_input(i, x.clone()), scheduler.model_time(i));
+        let out = model(
+            scheduler.scale_model_input(i, x.clone()),
+            scheduler.model_time(i),
+        );
         let n = scheduler.needs_noise(i).then(|| noise.noise(i, &x));
         x = scheduler.step(i, out, x, n)?;
     }
@@ -121,7 +128,10 @@ impl<B: Backend, const D: usize> TrainingBatch<B, D> {
 }
 
 /// Broadcasts a per-sample vector `[B]` against a tensor `[B, ...]`.
-pub(crate) fn per_sample<B: Backend, const D: usize>(values: &[f64], like: &Tensor<B, D>) -> Tensor<B, D> {
+pub(crate) fn per_sample<B: Backend, const D: usize>(
+    values: &[f64],
+    like: &Tensor<B, D>,
+) -> Tensor<B, D> {
     let mut shape = [1usize; D];
     shape[0] = values.len();
     let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();

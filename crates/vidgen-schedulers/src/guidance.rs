@@ -48,7 +48,11 @@ impl ClassifierFreeGuidance {
     ///
     /// # Shapes
     /// `cond`, `uncond`: `[B, ...]` → `[B, ...]`
-    pub fn combine<B: Backend, const D: usize>(&self, cond: Tensor<B, D>, uncond: Tensor<B, D>) -> Tensor<B, D> {
+    pub fn combine<B: Backend, const D: usize>(
+        &self,
+        cond: Tensor<B, D>,
+        uncond: Tensor<B, D>,
+    ) -> Tensor<B, D> {
         let guided = uncond.clone() + (cond.clone() - uncond) * self.guidance_scale;
         if self.guidance_rescale == 0.0 {
             return guided;
@@ -82,7 +86,10 @@ impl ClassifierFreeGuidance {
         M: FnOnce(Tensor<B, D>, Tensor<B, K>) -> Tensor<B, D>,
     {
         let batch = x.dims()[0];
-        let out = model(Tensor::cat(vec![x.clone(), x], 0), Tensor::cat(vec![uncond, cond], 0));
+        let out = model(
+            Tensor::cat(vec![x.clone(), x], 0),
+            Tensor::cat(vec![uncond, cond], 0),
+        );
         let uncond_out = out.clone().narrow(0, 0, batch);
         let cond_out = out.narrow(0, batch, batch);
         self.combine(cond_out, uncond_out)

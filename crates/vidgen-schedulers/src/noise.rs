@@ -30,18 +30,28 @@ impl NoiseGenerator {
 
     /// `n` standard-normal draws.
     pub fn normal_f64(&mut self, n: usize) -> Vec<f64> {
-        (0..n).map(|_| StandardNormal.sample(&mut self.rng)).collect()
+        (0..n)
+            .map(|_| StandardNormal.sample(&mut self.rng))
+            .collect()
     }
 
     /// `n` uniform draws in `[0, 1)`.
     pub fn uniform_f64(&mut self, n: usize) -> Vec<f64> {
-        (0..n).map(|_| StandardUniform.sample(&mut self.rng)).collect()
+        (0..n)
+            .map(|_| StandardUniform.sample(&mut self.rng))
+            .collect()
     }
 
     /// A standard-normal tensor.
-    pub fn normal<B: Backend, const D: usize>(&mut self, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+    pub fn normal<B: Backend, const D: usize>(
+        &mut self,
+        shape: [usize; D],
+        device: &B::Device,
+    ) -> Tensor<B, D> {
         let n = shape.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut self.rng)).collect();
+        let values: Vec<f32> = (0..n)
+            .map(|_| StandardNormal.sample(&mut self.rng))
+            .collect();
         Tensor::from_data(TensorData::new(values, shape), device)
     }
 }
@@ -66,7 +76,12 @@ impl<B: Backend, const D: usize> NoiseSource<B, D> for FixedNoise<B, D> {
         let n = self
             .per_step
             .get(step)
-            .unwrap_or_else(|| panic!("FixedNoise has {} tensors, step {step} asked", self.per_step.len()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "FixedNoise has {} tensors, step {step} asked",
+                    self.per_step.len()
+                )
+            })
             .clone();
         assert_eq!(n.dims(), like.dims(), "FixedNoise shape at step {step}");
         n
@@ -82,7 +97,10 @@ mod tests {
         let mut a = NoiseGenerator::seed_from_u64(7);
         let mut b = NoiseGenerator::seed_from_u64(7);
         assert_eq!(a.normal_f64(5), b.normal_f64(5));
-        assert_ne!(a.uniform_f64(3), NoiseGenerator::seed_from_u64(8).uniform_f64(3));
+        assert_ne!(
+            a.uniform_f64(3),
+            NoiseGenerator::seed_from_u64(8).uniform_f64(3)
+        );
     }
 
     #[test]
@@ -91,6 +109,9 @@ mod tests {
         let x = g.normal_f64(20_000);
         let mean = x.iter().sum::<f64>() / x.len() as f64;
         let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / x.len() as f64;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean}, var {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "mean {mean}, var {var}"
+        );
     }
 }
