@@ -18,6 +18,22 @@ config_enum! {
     }
 }
 
+config_enum! {
+    /// How the inference timesteps are spread over the training steps (diffusers'
+    /// `timestep_spacing`; Lin et al. 2023, Table 2), for `N` training and `n` inference steps,
+    /// descending: `linspace`: `linspace(0, N−1, n)` (rounded by DDPM/DDIM, fractional for Euler);
+    /// `leading`: `k·⌊N/n⌋ + steps_offset`; `trailing`: `round(N − k·N/n) − 1`, `k = 0..n`
+    /// (rounding half to even, as numpy).
+    pub enum TimestepSpacing {
+        /// Evenly spaced from 0 to `N − 1`, both ends included.
+        Linspace = "linspace",
+        /// Multiples of `⌊N/n⌋` from 0, plus `steps_offset`.
+        Leading = "leading",
+        /// Evenly spaced from `N − 1` down, ending above 0.
+        Trailing = "trailing",
+    }
+}
+
 /// One sampling schedule, stepped with an explicit index `i = 0..num_steps()` — there is no hidden
 /// step counter, and stochastic steps take their noise from the caller.
 ///

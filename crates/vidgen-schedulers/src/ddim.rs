@@ -46,12 +46,11 @@
 //! ```
 
 use crate::betas::BetaSchedule;
-use crate::common::{PredictionType, Sampler, TrainingBatch};
+use crate::common::{PredictionType, Sampler};
 use crate::config::{ConfigEnum, SchedulerConfig};
-use crate::ddpm::TimestepSpacing;
 use crate::ddpm::shared::{self, TableFields, X0Rule};
+use crate::ddpm::{DiscreteNoising, TimestepSpacing};
 use crate::error::{SchedulerError, non_negative, step_in_range};
-use crate::noise::NoiseGenerator;
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
@@ -213,11 +212,6 @@ impl Ddim {
         &self.timesteps
     }
 
-    /// `ᾱ_t` for `t = 0..num_train_timesteps`, f64.
-    pub fn alphas_cumprod(&self) -> &[f64] {
-        &self.alphas_cumprod
-    }
-
     /// `ᾱ` after the last step: 1 with `set_alpha_to_one`, else `ᾱ_0`.
     pub fn final_alpha_cumprod(&self) -> f64 {
         self.final_alpha_cumprod
@@ -254,67 +248,15 @@ impl Ddim {
                 .then_some((c.dynamic_thresholding_ratio, c.sample_max_value)),
         }
     }
+}
 
-    /// `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε` per sample (diffusers' `add_noise`).
-    ///
-    /// # Shapes
-    /// `x0`, `noise`: `[B, ...]`; `timesteps`: `B` values
-    ///
-    /// # Errors
-    /// [`SchedulerError::LengthMismatch`] if `timesteps.len() != B`,
-    /// [`SchedulerError::StepOutOfRange`] for a timestep `>= num_train_timesteps`.
-    pub fn add_noise<B: Backend, const D: usize>(
-        &self,
-        x0: Tensor<B, D>,
-        noise: Tensor<B, D>,
-        timesteps: &[usize],
-    ) -> Result<Tensor<B, D>, SchedulerError> {
-        shared::add_noise(&self.alphas_cumprod, x0, noise, timesteps)
+impl DiscreteNoising for Ddim {
+    fn alphas_cumprod(&self) -> &[f64] {
+        &self.alphas_cumprod
     }
 
-    /// The velocity `v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀` per sample (diffusers' `get_velocity`).
-    ///
-    /// # Shapes
-    /// `x0`, `noise`: `[B, ...]`; `timesteps`: `B` values
-    ///
-    /// # Errors
-    /// As [`Ddim::add_noise`].
-    pub fn get_velocity<B: Backend, const D: usize>(
-        &self,
-        x0: Tensor<B, D>,
-        noise: Tensor<B, D>,
-        timesteps: &[usize],
-    ) -> Result<Tensor<B, D>, SchedulerError> {
-        shared::velocity(&self.alphas_cumprod, x0, noise, timesteps)
-    }
-
-    /// `batch` training timesteps, uniform in `[0, num_train_timesteps)`.
-    pub fn sample_training_timesteps(&self, batch: usize, rng: &mut NoiseGenerator) -> Vec<usize> {
-        shared::sample_timesteps(self.alphas_cumprod.len(), batch, rng)
-    }
-
-    /// One training batch: `model_input = add_noise(x0, noise, timesteps)`, `model_time` the
-    /// timesteps as f64, `target` ε / x₀ / v by `prediction_type`, `loss_weight` 1 for every
-    /// sample (DDIM trains with the DDPM objective, Song et al. sec. 3 / Ho et al. eq. 14).
-    ///
-    /// # Shapes
-    /// `x0`, `noise`: `[B, ...]`; `timesteps`: `B` values
-    ///
-    /// # Errors
-    /// As [`Ddim::add_noise`].
-    pub fn training_batch<B: Backend, const D: usize>(
-        &self,
-        x0: Tensor<B, D>,
-        noise: Tensor<B, D>,
-        timesteps: &[usize],
-    ) -> Result<TrainingBatch<B, D>, SchedulerError> {
-        shared::training_batch(
-            &self.alphas_cumprod,
-            self.config.prediction_type,
-            x0,
-            noise,
-            timesteps,
-        )
+    fn prediction_type(&self) -> PredictionType {
+        self.config.prediction_type
     }
 }
 

@@ -52,6 +52,7 @@
 pub(crate) mod shared;
 
 use crate::betas::BetaSchedule;
+pub use crate::common::TimestepSpacing;
 use crate::common::{PredictionType, Sampler, TrainingBatch};
 use crate::config::{ConfigEnum, SchedulerConfig, config_enum};
 use crate::error::{SchedulerError, step_in_range};
@@ -59,21 +60,6 @@ use crate::noise::NoiseGenerator;
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 use shared::{TableFields, X0Rule};
-
-config_enum! {
-    /// How the inference timesteps are spread over the training steps (Lin et al. 2023, Table 2),
-    /// for `N` training and `n` inference steps, descending:
-    /// `linspace`: `round(linspace(0, N−1, n))`; `leading`: `k·⌊N/n⌋ + steps_offset`;
-    /// `trailing`: `round(N − k·N/n) − 1`, `k = 0..n` (rounding half to even, as numpy).
-    pub enum TimestepSpacing {
-        /// Evenly spaced from 0 to `N − 1`, both ends included.
-        Linspace = "linspace",
-        /// Multiples of `⌊N/n⌋` from 0, plus `steps_offset`.
-        Leading = "leading",
-        /// Evenly spaced from `N − 1` down, ending above 0.
-        Trailing = "trailing",
-    }
-}
 
 config_enum! {
     /// The reverse-process variance of DDPM (diffusers' `variance_type`).
@@ -178,10 +164,10 @@ impl SchedulerConfig for DdpmConfig {
             self.sample_max_value,
         )?;
         if self.variance_type == VarianceType::FixedLargeLog {
-            return Err(SchedulerError::UnknownVariant {
-                field: "variance_type".to_owned(),
+            return Err(SchedulerError::Unsupported {
+                field: "variance_type",
                 value: self.variance_type.name().to_owned(),
-                expected: SUPPORTED_VARIANCE,
+                supported: SUPPORTED_VARIANCE,
             });
         }
         Ok(())
@@ -259,11 +245,6 @@ impl Ddpm {
         &self.timesteps
     }
 
-    /// `ᾱ_t` for `t = 0..num_train_timesteps`, f64.
-    pub fn alphas_cumprod(&self) -> &[f64] {
-        &self.alphas_cumprod
-    }
-
     /// The timestep after step `i` (`None` after the last step, where `ᾱ = 1`).
     pub fn prev_timestep(&self, i: usize) -> Option<usize> {
         self.timesteps.get(i + 1).copied()
@@ -336,6 +317,17 @@ impl Ddpm {
             _ => noise * small.sqrt(),
         }
     }
+}
+
+/// The forward (noising) process of a discrete-time schedule with `ᾱ_t` for
+/// `t = 0..num_train_timesteps`, shared by [`Ddpm`] and [`crate::ddim::Ddim`]: adding noise, the
+/// velocity, and training batches. Implementors supply the table and the prediction type.
+pub trait DiscreteNoising {
+    /// `ᾱ_t` for `t = 0..num_train_timesteps`, f64.
+    fn alphas_cumprod(&self) -> &[f64];
+
+    /// What the model predicts.
+    fn prediction_type(&self) -> PredictionType;
 
     /// `x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε` per sample (Ho et al. eq. 4; diffusers' `add_noise`).
     ///
@@ -345,13 +337,13 @@ impl Ddpm {
     /// # Errors
     /// [`SchedulerError::LengthMismatch`] if `timesteps.len() != B`,
     /// [`SchedulerError::StepOutOfRange`] for a timestep `>= num_train_timesteps`.
-    pub fn add_noise<B: Backend, const D: usize>(
+    fn add_noise<B: Backend, const D: usize>(
         &self,
         x0: Tensor<B, D>,
         noise: Tensor<B, D>,
         timesteps: &[usize],
     ) -> Result<Tensor<B, D>, SchedulerError> {
-        shared::add_noise(&self.alphas_cumprod, x0, noise, timesteps)
+        shared::add_noise(self.alphas_cumprod(), x0, noise, timesteps)
     }
 
     /// The velocity `v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀` per sample (Salimans & Ho 2022; diffusers'
@@ -361,43 +353,54 @@ impl Ddpm {
     /// `x0`, `noise`: `[B, ...]`; `timesteps`: `B` values
     ///
     /// # Errors
-    /// As [`Ddpm::add_noise`].
-    pub fn get_velocity<B: Backend, const D: usize>(
+    /// As [`DiscreteNoising::add_noise`].
+    fn get_velocity<B: Backend, const D: usize>(
         &self,
         x0: Tensor<B, D>,
         noise: Tensor<B, D>,
         timesteps: &[usize],
     ) -> Result<Tensor<B, D>, SchedulerError> {
-        shared::velocity(&self.alphas_cumprod, x0, noise, timesteps)
+        shared::velocity(self.alphas_cumprod(), x0, noise, timesteps)
     }
 
     /// `batch` training timesteps, uniform in `[0, num_train_timesteps)` (Ho et al. Algorithm 1).
-    pub fn sample_training_timesteps(&self, batch: usize, rng: &mut NoiseGenerator) -> Vec<usize> {
-        shared::sample_timesteps(self.alphas_cumprod.len(), batch, rng)
+    fn sample_training_timesteps(&self, batch: usize, rng: &mut NoiseGenerator) -> Vec<usize> {
+        shared::sample_timesteps(self.alphas_cumprod().len(), batch, rng)
     }
 
     /// One training batch: `model_input = add_noise(x0, noise, timesteps)`, `model_time` the
-    /// timesteps as f64, `target` ε / x₀ / v by `prediction_type`, `loss_weight` 1 for every
-    /// sample (the simplified objective, Ho et al. eq. 14).
+    /// timesteps as f64, `target` ε / x₀ / v by the prediction type, `loss_weight` 1 for every
+    /// sample (the simplified objective, Ho et al. eq. 14; DDIM trains with the same objective,
+    /// Song et al. sec. 3).
     ///
     /// # Shapes
     /// `x0`, `noise`: `[B, ...]`; `timesteps`: `B` values
     ///
     /// # Errors
-    /// As [`Ddpm::add_noise`].
-    pub fn training_batch<B: Backend, const D: usize>(
+    /// As [`DiscreteNoising::add_noise`].
+    fn training_batch<B: Backend, const D: usize>(
         &self,
         x0: Tensor<B, D>,
         noise: Tensor<B, D>,
         timesteps: &[usize],
     ) -> Result<TrainingBatch<B, D>, SchedulerError> {
         shared::training_batch(
-            &self.alphas_cumprod,
-            self.config.prediction_type,
+            self.alphas_cumprod(),
+            self.prediction_type(),
             x0,
             noise,
             timesteps,
         )
+    }
+}
+
+impl DiscreteNoising for Ddpm {
+    fn alphas_cumprod(&self) -> &[f64] {
+        &self.alphas_cumprod
+    }
+
+    fn prediction_type(&self) -> PredictionType {
+        self.config.prediction_type
     }
 }
 

@@ -46,8 +46,7 @@ mod model;
 
 pub use edm_euler::{EdmEulerConfig, EdmEulerScheduler, FinalSigmas, SigmaSchedule};
 pub use euler_discrete::{
-    EulerDiscreteConfig, EulerDiscreteScheduler, EulerTimestepSpacing, InterpolationType,
-    TimestepType,
+    EulerDiscreteConfig, EulerDiscreteScheduler, InterpolationType, TimestepType,
 };
 pub use model::{Edm, EdmConfig, snap_video_sigma_in};
 

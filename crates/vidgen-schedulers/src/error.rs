@@ -55,6 +55,17 @@ pub enum SchedulerError {
         /// The accepted names.
         expected: &'static [&'static str],
     },
+    /// A setting the reference accepts but this scheduler does not implement: rejected rather than
+    /// silently ignored.
+    #[error("`{field}` = {value} is not supported (supported: {supported:?})")]
+    Unsupported {
+        /// Field name.
+        field: &'static str,
+        /// The value found.
+        value: String,
+        /// The values that are implemented.
+        supported: &'static [&'static str],
+    },
     /// A config file holds keys this scheduler does not know (returned by `strict` loading).
     #[error("{scheduler} config has unknown keys {keys:?}")]
     UnknownKeys {

@@ -32,8 +32,18 @@ pub mod guidance;
 pub mod noise;
 pub mod rectified_flow;
 
-pub use common::{PredictionType, Sampler, TrainingBatch, sample};
+pub use common::{PredictionType, Sampler, TimestepSpacing, TrainingBatch, sample};
 pub use config::{ConfigEnum, Loaded, SchedulerConfig};
+pub use ddim::{Ddim, DdimConfig};
+pub use ddpm::{Ddpm, DdpmConfig, DiscreteNoising, VarianceType};
+pub use edm::{
+    Churn, Edm, EdmConfig, EdmEulerConfig, EdmEulerScheduler, EulerDiscreteConfig,
+    EulerDiscreteScheduler,
+};
 pub use error::SchedulerError;
 pub use guidance::ClassifierFreeGuidance;
 pub use noise::{FixedNoise, NoiseGenerator, NoiseSource};
+pub use rectified_flow::{
+    FlowTrainingConfig, FrameMask, MaskedTrainingBatch, RectifiedFlow, RectifiedFlowConfig,
+    TimeSampling, TimeShiftType,
+};

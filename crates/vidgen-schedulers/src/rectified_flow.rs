@@ -158,10 +158,10 @@ impl SchedulerConfig for RectifiedFlowConfig {
             });
         }
         if self.use_beta_sigmas {
-            return Err(SchedulerError::OutOfDomain {
+            return Err(SchedulerError::Unsupported {
                 field: "use_beta_sigmas",
-                value: 1.0,
-                requirement: "false: beta sigmas are not implemented",
+                value: "true".to_owned(),
+                supported: &["false"],
             });
         }
         if self.use_karras_sigmas && self.use_exponential_sigmas {

@@ -2,6 +2,7 @@
 //! and bad inputs.
 
 use burn::tensor::Tensor;
+use vidgen_schedulers::DiscreteNoising;
 use vidgen_schedulers::ddim::DdimConfig;
 use vidgen_schedulers::ddpm::{DdpmConfig, TimestepSpacing, VarianceType};
 use vidgen_schedulers::{NoiseGenerator, PredictionType, Sampler, SchedulerConfig, SchedulerError};
@@ -231,18 +232,18 @@ fn fixed_large_log_is_rejected_not_silently_wrong() {
         ..Default::default()
     };
     match c.init(10).unwrap_err() {
-        SchedulerError::UnknownVariant {
+        SchedulerError::Unsupported {
             field,
             value,
-            expected,
+            supported,
         } => {
             assert_eq!(
-                (field.as_str(), value.as_str()),
+                (field, value.as_str()),
                 ("variance_type", "fixed_large_log")
             );
-            assert!(!expected.contains(&"fixed_large_log"));
+            assert!(!supported.contains(&"fixed_large_log"));
         }
-        e => panic!("expected UnknownVariant, got {e}"),
+        e => panic!("expected Unsupported, got {e}"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! and tensors are compared element by element.
 
 use burn::tensor::{ElementConversion, Tensor, TensorData, backend::Backend};
+use vidgen_schedulers::DiscreteNoising;
 use vidgen_schedulers::betas::BetaSchedule;
 use vidgen_schedulers::ddim::DdimConfig;
 use vidgen_schedulers::ddpm::{DdpmConfig, TimestepSpacing, VarianceType};

@@ -241,7 +241,7 @@ fn unimplemented_settings_are_rejected() {
     ] {
         let e = EulerDiscreteConfig::from_json(text).unwrap_err();
         assert!(
-            matches!(e, SchedulerError::UnknownVariant { field: ref f, .. } if f == field),
+            matches!(e, SchedulerError::Unsupported { field: f, .. } if f == field),
             "{e}"
         );
     }
@@ -253,7 +253,7 @@ fn configs_round_trip_through_json() {
         beta_schedule: vidgen_schedulers::betas::BetaSchedule::ScaledLinear,
         use_karras_sigmas: true,
         sigma_min: Some(0.1),
-        timestep_spacing: EulerTimestepSpacing::Trailing,
+        timestep_spacing: vidgen_schedulers::TimestepSpacing::Trailing,
         timestep_type: TimestepType::Continuous,
         prediction_type: PredictionType::VPrediction,
         final_sigmas_type: FinalSigmas::SigmaMin,

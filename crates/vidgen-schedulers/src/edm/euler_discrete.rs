@@ -3,24 +3,11 @@
 
 use super::{FinalSigmas, karras_unchecked};
 use crate::betas::{BetaSchedule, alphas_cumprod, betas, linspace, rescale_zero_snr};
-use crate::common::{PredictionType, Sampler};
+use crate::common::{PredictionType, Sampler, TimestepSpacing};
 use crate::config::{ConfigEnum, SchedulerConfig, config_enum};
 use crate::error::{SchedulerError, increasing, positive, positive_f64, step_in_range};
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
-
-config_enum! {
-    /// How the inference timesteps are picked from the training range (diffusers'
-    /// `timestep_spacing`, Lin et al. 2023 Table 2).
-    pub enum EulerTimestepSpacing {
-        /// `linspace(0, N − 1, n)`, reversed (fractional timesteps).
-        Linspace = "linspace",
-        /// `k·(N div n) + steps_offset` for `k = n−1..0`.
-        Leading = "leading",
-        /// `round(N − k·N/n) − 1` for `k = 0..n`.
-        Trailing = "trailing",
-    }
-}
 
 config_enum! {
     /// How σ is interpolated at fractional timesteps (diffusers' `interpolation_type`).
@@ -74,7 +61,7 @@ pub struct EulerDiscreteConfig {
     /// Upper end of the Karras schedule (default: σ of the first inference timestep).
     pub sigma_max: Option<f64>,
     /// Timestep spacing (`linspace`).
-    pub timestep_spacing: EulerTimestepSpacing,
+    pub timestep_spacing: TimestepSpacing,
     /// Model conditioning (`discrete`).
     pub timestep_type: TimestepType,
     /// Offset added to `leading` timesteps (0).
@@ -100,7 +87,7 @@ impl Default for EulerDiscreteConfig {
             use_beta_sigmas: false,
             sigma_min: None,
             sigma_max: None,
-            timestep_spacing: EulerTimestepSpacing::Linspace,
+            timestep_spacing: TimestepSpacing::Linspace,
             timestep_type: TimestepType::Discrete,
             steps_offset: 0,
             rescale_betas_zero_snr: false,
@@ -109,11 +96,15 @@ impl Default for EulerDiscreteConfig {
     }
 }
 
-fn unsupported(field: &str, value: &str, expected: &'static [&'static str]) -> SchedulerError {
-    SchedulerError::UnknownVariant {
-        field: field.into(),
+fn unsupported(
+    field: &'static str,
+    value: &str,
+    supported: &'static [&'static str],
+) -> SchedulerError {
+    SchedulerError::Unsupported {
+        field,
         value: value.into(),
-        expected,
+        supported,
     }
 }
 
@@ -123,7 +114,7 @@ impl SchedulerConfig for EulerDiscreteConfig {
         ("beta_schedule", BetaSchedule::NAMES),
         ("prediction_type", PredictionType::NAMES),
         ("interpolation_type", InterpolationType::NAMES),
-        ("timestep_spacing", EulerTimestepSpacing::NAMES),
+        ("timestep_spacing", TimestepSpacing::NAMES),
         ("timestep_type", TimestepType::NAMES),
         ("final_sigmas_type", FinalSigmas::NAMES),
     ];
@@ -182,15 +173,15 @@ impl EulerDiscreteConfig {
     fn timesteps(&self, n: usize) -> Vec<f64> {
         let big_n = self.num_train_timesteps;
         match self.timestep_spacing {
-            EulerTimestepSpacing::Linspace => linspace(0.0, (big_n - 1) as f64, n)
+            TimestepSpacing::Linspace => linspace(0.0, (big_n - 1) as f64, n)
                 .into_iter()
                 .rev()
                 .collect(),
-            EulerTimestepSpacing::Leading => (0..n)
+            TimestepSpacing::Leading => (0..n)
                 .rev()
                 .map(|k| (k * (big_n / n) + self.steps_offset) as f64)
                 .collect(),
-            EulerTimestepSpacing::Trailing => {
+            TimestepSpacing::Trailing => {
                 let ratio = big_n as f64 / n as f64;
                 (0..n)
                     .map(|k| (big_n as f64 - k as f64 * ratio).round_ties_even() - 1.0)
@@ -280,13 +271,14 @@ pub(crate) fn sigma_to_t(sigma: f64, log_table: &[f64]) -> f64 {
 ///
 /// ```
 /// use burn::tensor::Tensor;
-/// use vidgen_schedulers::edm::{EulerDiscreteConfig, EulerTimestepSpacing};
+/// use vidgen_schedulers::edm::EulerDiscreteConfig;
+/// use vidgen_schedulers::TimestepSpacing;
 /// use vidgen_schedulers::{NoiseGenerator, PredictionType, sample};
 /// type B = burn::backend::Flex;
 ///
 /// let config = EulerDiscreteConfig {
 ///     prediction_type: PredictionType::Sample,
-///     timestep_spacing: EulerTimestepSpacing::Trailing,
+///     timestep_spacing: TimestepSpacing::Trailing,
 ///     ..Default::default()
 /// };
 /// let scheduler = config.init(10).unwrap();
@@ -334,7 +326,7 @@ impl Sampler for EulerDiscreteScheduler {
     fn init_noise_sigma(&self) -> f64 {
         let max = self.sigmas.iter().copied().fold(0.0, f64::max);
         match self.config.timestep_spacing {
-            EulerTimestepSpacing::Leading => (max * max + 1.0).sqrt(),
+            TimestepSpacing::Leading => (max * max + 1.0).sqrt(),
             _ => max,
         }
     }
@@ -397,15 +389,15 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            c(EulerTimestepSpacing::Leading, 1).timesteps(4),
+            c(TimestepSpacing::Leading, 1).timesteps(4),
             vec![751.0, 501.0, 251.0, 1.0]
         );
         assert_eq!(
-            c(EulerTimestepSpacing::Trailing, 0).timesteps(3),
+            c(TimestepSpacing::Trailing, 0).timesteps(3),
             vec![999.0, 666.0, 332.0]
         );
         assert_eq!(
-            c(EulerTimestepSpacing::Linspace, 0).timesteps(2),
+            c(TimestepSpacing::Linspace, 0).timesteps(2),
             vec![999.0, 0.0]
         );
     }

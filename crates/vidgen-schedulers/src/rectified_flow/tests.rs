@@ -57,7 +57,7 @@ fn invalid_settings_are_typed_errors() {
     };
     assert!(matches!(
         err(beta, 4, None),
-        SchedulerError::OutOfDomain {
+        SchedulerError::Unsupported {
             field: "use_beta_sigmas",
             ..
         }
