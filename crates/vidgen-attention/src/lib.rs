@@ -1,0 +1,19 @@
+//! Attention blocks for video transformers, generic over `B: Backend`, each fast path with a
+//! readable reference twin:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`full`] | multi-head self/cross attention: QK-norm, RoPE, key-padding and causal masks, through Burn's fused `attention` op |
+//! | [`spatial_temporal`] | Open-Sora STDiT spatial attention per frame and temporal attention per position |
+//! | [`window`] | Swin / Video Swin window attention in 2D and 3D, shifted windows, relative position bias, LinGen's TESA |
+//! | [`retention`] | RetNet multi-scale retention: parallel, recurrent and chunkwise forms |
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod full;
+pub mod retention;
+pub mod spatial_temporal;
+pub mod window;
+
+pub use error::AttentionError;
