@@ -8,6 +8,8 @@
 //! |---|---|---|
 //! | [`nn`] | `vidgen-nn` | timestep embeddings, adaLN, MLPs, patchify, positional embeddings, RoPE, QK-norm |
 //! | [`schedulers`] | `vidgen-schedulers` | DDPM/DDIM, EDM (+ Snap Video input scaling), rectified flow, guidance |
+//! | [`attention`] | `vidgen-attention` | full, spatial-temporal, Swin/TESA window and retention attention |
+//! | [`ssm`] | `vidgen-ssm` | Mamba2 (chunked SSD, recurrent step), bidirectional scans, video scan orders |
 //!
 //! Pick a backend with a cargo feature: `flex` (default CPU), `ndarray`, `cuda`, `wgpu`, and
 //! `autodiff` for training.
@@ -28,5 +30,7 @@
 #![warn(missing_docs)]
 
 pub use burn;
+pub use vidgen_attention as attention;
 pub use vidgen_nn as nn;
 pub use vidgen_schedulers as schedulers;
+pub use vidgen_ssm as ssm;

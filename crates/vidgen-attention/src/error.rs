@@ -98,7 +98,11 @@ pub(crate) fn positive_f64(field: &'static str, value: f64) -> Result<(), Attent
 }
 
 /// `Err(ShapeMismatch)` unless `got == expected`.
-pub(crate) fn same_size(what: &'static str, expected: usize, got: usize) -> Result<(), AttentionError> {
+pub(crate) fn same_size(
+    what: &'static str,
+    expected: usize,
+    got: usize,
+) -> Result<(), AttentionError> {
     if expected == got {
         Ok(())
     } else {

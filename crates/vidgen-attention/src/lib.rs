@@ -17,3 +17,18 @@ pub mod spatial_temporal;
 pub mod window;
 
 pub use error::AttentionError;
+pub use full::{
+    AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, RopeRef, attention_reference,
+    attention_weights_reference, causal_mask, expand_key_padding, key_padding_mask,
+    scaled_dot_product_attention,
+};
+pub use retention::{
+    MultiScaleRetention, MultiScaleRetentionConfig, RetentionGate, RetentionState,
+};
+pub use spatial_temporal::{
+    SpatialAttention, SpatialTemporalAttention, SpatialTemporalConfig, TemporalAttention,
+    from_spatial_batch, from_temporal_batch, to_spatial_batch, to_temporal_batch,
+};
+pub use window::{
+    TesaConfig, WindowAttention, WindowAttentionConfig, WindowGeometry, WindowPlan, WindowPlanCache,
+};

@@ -17,4 +17,12 @@ pub mod mamba2;
 pub mod scan_order;
 pub mod ssd;
 
+pub use bidirectional::{BiMamba2, BiMamba2Config, BiMerge};
 pub use error::SsmError;
+pub use flops::{attention_flops, bimamba2_flops, mamba2_flops};
+pub use mamba2::{GatedRmsNorm, Mamba2, Mamba2Cache, Mamba2Config};
+pub use scan_order::{
+    AdjacencyCubes, Axis, ReviewTokens, ReviewTokensConfig, RotaryMajorScan, ScanOrder, ScanPlan,
+    adjacency_curve, adjacency_distance,
+};
+pub use ssd::{SsdOutput, segsum, ssd_chunked, ssd_reference, ssd_step};

@@ -1,1 +1,337 @@
-//! (in progress)
+//! Mamba2's SSD scan (Dao & Gu 2024, "Transformers are SSMs", sec. 6 / Listing 1): the chunked
+//! algorithm for any sequence length, and its per-timestep recurrence twin.
+//!
+//! Both take the discretised inputs of mamba-ssm's `ssd_minimal_discrete`: `x` already scaled by
+//! `dt` and `a = dt·A` (log-decay per step, `≤ 0` in a Mamba2 layer). The state of head `h` evolves as
+//!
+//! ```text
+//! h_t = exp(a_t)·h_{t−1} + x_t ⊗ B_t        (h_t: [P, N])
+//! y_t = h_t · C_t                            (y_t: [P])
+//! ```
+//!
+//! with `B_t`, `C_t` shared by the `H/G` consecutive heads of a group (mamba-ssm's `ngroups`).
+//!
+//! Divergences from `ssd_minimal_discrete`: any length (the last chunk is padded with `a = 0`,
+//! `x = 0`, which leaves the state unchanged, and the padded outputs are dropped); `B`, `C` per group
+//! instead of per head; the inter-chunk recurrence is a sequential loop over chunks (linear in the
+//! number of chunks, as mamba-ssm's Triton `state_passing`) instead of the quadratic `segsum` matrix.
+
+use burn::tensor::{Bool, Tensor, backend::Backend};
+
+/// Output of an SSD scan.
+#[derive(Debug, Clone)]
+pub struct SsdOutput<B: Backend> {
+    /// `y`: `[B, L, H, P]`.
+    pub y: Tensor<B, 4>,
+    /// State after the last step, `[B, H, P, N]`.
+    pub final_state: Tensor<B, 4>,
+}
+
+/// Checked sizes of one scan call.
+#[derive(Debug, Clone, Copy)]
+struct Dims {
+    batch: usize,
+    len: usize,
+    heads: usize,
+    head_dim: usize,
+    groups: usize,
+    d_state: usize,
+}
+
+/// Validates the shapes of `x`, `a`, `b`, `c` and the initial state against each other.
+fn dims<B: Backend>(
+    x: &Tensor<B, 4>,
+    a: &Tensor<B, 3>,
+    b: &Tensor<B, 4>,
+    c: &Tensor<B, 4>,
+    init: Option<&Tensor<B, 4>>,
+) -> Dims {
+    let [batch, len, heads, head_dim] = x.dims();
+    let [gb, gl, groups, d_state] = b.dims();
+    assert_eq!(
+        a.dims(),
+        [batch, len, heads],
+        "ssd: a must be [B, L, H] = {:?}",
+        [batch, len, heads]
+    );
+    assert_eq!(
+        [gb, gl],
+        [batch, len],
+        "ssd: b {:?} must be [B={batch}, L={len}, G, N]",
+        b.dims()
+    );
+    assert_eq!(
+        c.dims(),
+        b.dims(),
+        "ssd: c {:?} must have b's shape {:?}",
+        c.dims(),
+        b.dims()
+    );
+    assert!(
+        groups > 0 && heads.is_multiple_of(groups),
+        "ssd: n_heads = {heads} must be a multiple of n_groups = {groups}"
+    );
+    if let Some(s) = init {
+        let want = [batch, heads, head_dim, d_state];
+        assert_eq!(
+            s.dims(),
+            want,
+            "ssd: initial state must be [B, H, P, N] = {want:?}"
+        );
+    }
+    Dims {
+        batch,
+        len,
+        heads,
+        head_dim,
+        groups,
+        d_state,
+    }
+}
+
+/// Stable segment sum of the last axis (mamba-ssm's `segsum`): `out[.., i, j] = Σ_{k=j+1..=i} x[.., k]`
+/// for `i ≥ j` (0 on the diagonal) and `−∞` above it, built by a masked cumulative sum instead of
+/// differences of cumulative sums.
+///
+/// # Shapes
+/// `x`: `[B, H, C, T]` → `[B, H, C, T, T]`
+pub fn segsum<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 5> {
+    let [b, h, c, t] = x.dims();
+    let device = x.device();
+    let rep = x.unsqueeze_dim::<5>(4).expand([b, h, c, t, t]);
+    // keep x[i] at (i, j) only where i > j, then sum down the rows: Σ_{j<k≤i} x[k]
+    let strictly_lower: Tensor<B, 5, Bool> = Tensor::<B, 2, Bool>::tril_mask([t, t], -1, &device)
+        .unsqueeze::<5>()
+        .expand([b, h, c, t, t]);
+    let sums = rep.mask_fill(strictly_lower, 0.0).cumsum(3);
+    let lower: Tensor<B, 5, Bool> = Tensor::<B, 2, Bool>::tril_mask([t, t], 0, &device)
+        .unsqueeze::<5>()
+        .expand([b, h, c, t, t]);
+    sums.mask_fill(lower, f32::NEG_INFINITY)
+}
+
+/// Chunked SSD scan (Listing 1 of the Mamba2 paper): intra-chunk outputs from the masked decay
+/// matrix `exp(segsum(a))`, per-chunk states, the inter-chunk recurrence of those states, and their
+/// contribution to each chunk's outputs. Any `L ≥ 1` and `chunk_size ≥ 1`.
+///
+/// # Shapes
+/// - `x`: `[B, L, H, P]` (already multiplied by `dt`), `a`: `[B, L, H]` (`dt·A`)
+/// - `b`, `c`: `[B, L, G, N]`, `H % G == 0`; head `h` uses group `h / (H/G)`
+/// - `initial_state`: `[B, H, P, N]` (zeros if `None`)
+/// - output `y`: `[B, L, H, P]`, `final_state`: `[B, H, P, N]`
+///
+/// # Panics
+/// On inconsistent shapes, `L == 0` or `chunk_size == 0`, naming the sizes.
+pub fn ssd_chunked<B: Backend>(
+    x: Tensor<B, 4>,
+    a: Tensor<B, 3>,
+    b: Tensor<B, 4>,
+    c: Tensor<B, 4>,
+    chunk_size: usize,
+    initial_state: Option<Tensor<B, 4>>,
+) -> SsdOutput<B> {
+    let d = dims(&x, &a, &b, &c, initial_state.as_ref());
+    assert!(
+        chunk_size > 0 && d.len > 0,
+        "ssd_chunked: chunk_size = {chunk_size}, L = {}",
+        d.len
+    );
+    let q = chunk_size.min(d.len);
+    let n_chunks = d.len.div_ceil(q);
+    let pad = n_chunks * q - d.len;
+    let (bs, h, p, g, n) = (d.batch, d.heads, d.head_dim, d.groups, d.d_state);
+    let x = pad_time(x, pad)
+        .reshape([bs, n_chunks, q, h, p])
+        .permute([0, 1, 3, 2, 4]); // [b,c,h,q,p]
+    let a = pad_time(a.unsqueeze_dim::<4>(3), pad)
+        .reshape([bs, n_chunks, q, h])
+        .permute([0, 3, 1, 2]); // [b,h,c,q]
+    let b = pad_time(b, pad)
+        .reshape([bs, n_chunks, q, g, n])
+        .swap_dims(2, 3); // [b,c,g,q,n]
+    let c = pad_time(c, pad)
+        .reshape([bs, n_chunks, q, g, n])
+        .swap_dims(2, 3); // [b,c,g,q,n]
+    let a_cumsum = a.clone().cumsum(3); // [b,h,c,q]
+
+    let y_diag = intra_chunk(&d, x.clone(), a, b.clone(), c.clone());
+    let states = chunk_states(&d, x, a_cumsum.clone(), b);
+    let chunk_decay = a_cumsum
+        .clone()
+        .narrow(3, q - 1, 1)
+        .squeeze_dim::<3>(3)
+        .exp(); // [b,h,c]
+    let init = initial_state.unwrap_or_else(|| Tensor::zeros([bs, h, p, n], &states.device()));
+    let (states_in, final_state) = pass_states(states, chunk_decay, init);
+    let y_off = state_to_output(&d, states_in, a_cumsum, c);
+
+    let y = (y_diag + y_off)
+        .permute([0, 1, 3, 2, 4]) // [b,c,q,h,p]
+        .reshape([bs, n_chunks * q, h, p])
+        .narrow(1, 0, d.len);
+    SsdOutput { y, final_state }
+}
+
+/// Pads axis 1 (time) at the end with `pad` zeros.
+fn pad_time<B: Backend, const D: usize>(t: Tensor<B, D>, pad: usize) -> Tensor<B, D> {
+    if pad == 0 {
+        return t;
+    }
+    let mut shape = t.dims();
+    shape[1] = pad;
+    let zeros = Tensor::zeros(shape, &t.device());
+    Tensor::cat(vec![t, zeros], 1)
+}
+
+/// Step 1, diagonal blocks: `Y_diag[l] = Σ_{s≤l} (C_l·B_s)·exp(Σ_{s<k≤l} a_k)·x_s` within a chunk.
+/// `x`: `[b,c,h,q,p]`, `a`: `[b,h,c,q]`, `b`/`c`: `[b,c,g,q,n]` → `[b,c,h,q,p]`.
+fn intra_chunk<B: Backend>(
+    d: &Dims,
+    x: Tensor<B, 5>,
+    a: Tensor<B, 4>,
+    b: Tensor<B, 5>,
+    c: Tensor<B, 5>,
+) -> Tensor<B, 5> {
+    let [bs, nc, _, q, _] = x.dims();
+    let r = d.heads / d.groups;
+    let cb = c.matmul(b.swap_dims(3, 4)).unsqueeze_dim::<6>(3); // [b,c,g,1,q,q]
+    let decay = segsum(a)
+        .exp()
+        .reshape([bs, d.groups, r, nc, q, q])
+        .permute([0, 3, 1, 2, 4, 5]); // [b,c,g,r,q,q]
+    let scores = (cb * decay).reshape([bs, nc, d.heads, q, q]);
+    scores.matmul(x)
+}
+
+/// Step 2, each chunk's end state from its own inputs: `S = Σ_l exp(a_cum[end] − a_cum[l])·x_l ⊗ B_l`.
+/// `x`: `[b,c,h,q,p]`, `a_cumsum`: `[b,h,c,q]`, `b`: `[b,c,g,q,n]` → `[b,c,h,p,n]`.
+fn chunk_states<B: Backend>(
+    d: &Dims,
+    x: Tensor<B, 5>,
+    a_cumsum: Tensor<B, 4>,
+    b: Tensor<B, 5>,
+) -> Tensor<B, 5> {
+    let [bs, nc, h, q, p] = x.dims();
+    let last = a_cumsum.clone().narrow(3, q - 1, 1);
+    let decay = (last - a_cumsum)
+        .exp()
+        .permute([0, 2, 1, 3])
+        .unsqueeze_dim::<5>(4); // [b,c,h,q,1]
+    let xd = (x * decay)
+        .swap_dims(3, 4) // [b,c,h,p,q]
+        .reshape([bs, nc, d.groups, (h / d.groups) * p, q]);
+    xd.matmul(b).reshape([bs, nc, h, p, d.d_state])
+}
+
+/// Step 3, inter-chunk recurrence `S_in[k+1] = exp(Σ a over chunk k)·S_in[k] + S[k]`, starting from
+/// `init`. Returns the state entering each chunk `[b,c,h,p,n]` and the final state `[b,h,p,n]`.
+fn pass_states<B: Backend>(
+    states: Tensor<B, 5>,
+    chunk_decay: Tensor<B, 3>,
+    init: Tensor<B, 4>,
+) -> (Tensor<B, 5>, Tensor<B, 4>) {
+    let [_, nc, _, _, _] = states.dims();
+    let mut state = init;
+    let mut entering = Vec::with_capacity(nc);
+    for k in 0..nc {
+        entering.push(state.clone());
+        let decay = chunk_decay.clone().narrow(2, k, 1).unsqueeze_dim::<4>(3); // [b,h,1,1]
+        let own = states.clone().narrow(1, k, 1).squeeze_dim::<4>(1);
+        state = state * decay + own;
+    }
+    (Tensor::stack(entering, 1), state)
+}
+
+/// Step 4, off-diagonal blocks: `Y_off[l] = exp(a_cum[l])·(S_in · C_l)`.
+/// `states_in`: `[b,c,h,p,n]`, `a_cumsum`: `[b,h,c,q]`, `c`: `[b,c,g,q,n]` → `[b,c,h,q,p]`.
+fn state_to_output<B: Backend>(
+    d: &Dims,
+    states_in: Tensor<B, 5>,
+    a_cumsum: Tensor<B, 4>,
+    c: Tensor<B, 5>,
+) -> Tensor<B, 5> {
+    let [bs, nc, h, p, n] = states_in.dims();
+    let q = c.dims()[3];
+    let r = h / d.groups;
+    let s = states_in
+        .reshape([bs, nc, d.groups, r, p, n])
+        .permute([0, 1, 2, 5, 3, 4]) // [b,c,g,n,r,p]
+        .reshape([bs, nc, d.groups, n, r * p]);
+    let y = c
+        .matmul(s) // [b,c,g,q,r*p]
+        .reshape([bs, nc, d.groups, q, r, p])
+        .permute([0, 1, 2, 4, 3, 5]) // [b,c,g,r,q,p]
+        .reshape([bs, nc, h, q, p]);
+    let decay = a_cumsum.exp().permute([0, 2, 1, 3]).unsqueeze_dim::<5>(4); // [b,c,h,q,1]
+    y * decay
+}
+
+/// One step of the recurrence: `h ← exp(a)·h + x ⊗ B`, `y = h · C`.
+///
+/// # Shapes
+/// `state`: `[B, H, P, N]`, `x`: `[B, H, P]` (already times `dt`), `a`: `[B, H]` (`dt·A`),
+/// `b`, `c`: `[B, G, N]` → (`y`: `[B, H, P]`, new state `[B, H, P, N]`)
+///
+/// # Panics
+/// If `H` is not a multiple of `G` or the shapes disagree.
+pub fn ssd_step<B: Backend>(
+    state: Tensor<B, 4>,
+    x: Tensor<B, 3>,
+    a: Tensor<B, 2>,
+    b: Tensor<B, 3>,
+    c: Tensor<B, 3>,
+) -> (Tensor<B, 3>, Tensor<B, 4>) {
+    let [bs, h, _, n] = state.dims();
+    let g = b.dims()[1];
+    assert!(
+        g > 0 && h.is_multiple_of(g),
+        "ssd_step: n_heads = {h}, n_groups = {g}"
+    );
+    let per_head = |t: Tensor<B, 3>| {
+        t.unsqueeze_dim::<4>(2)
+            .expand([bs, g, h / g, n])
+            .reshape([bs, h, n])
+    };
+    let (b, c) = (per_head(b), per_head(c));
+    let decay = a.exp().unsqueeze_dims::<4>(&[2, 3]);
+    let state = state * decay + x.unsqueeze_dim::<4>(3) * b.unsqueeze_dim::<4>(2);
+    let y = state
+        .clone()
+        .matmul(c.unsqueeze_dim::<4>(3))
+        .squeeze_dim::<3>(3);
+    (y, state)
+}
+
+/// Per-timestep recurrence reference for [`ssd_chunked`] (same arguments except `chunk_size`):
+/// a loop of [`ssd_step`] over `L`.
+///
+/// # Shapes
+/// As [`ssd_chunked`].
+///
+/// # Panics
+/// On inconsistent shapes, naming the sizes.
+pub fn ssd_reference<B: Backend>(
+    x: Tensor<B, 4>,
+    a: Tensor<B, 3>,
+    b: Tensor<B, 4>,
+    c: Tensor<B, 4>,
+    initial_state: Option<Tensor<B, 4>>,
+) -> SsdOutput<B> {
+    let d = dims(&x, &a, &b, &c, initial_state.as_ref());
+    let shape = [d.batch, d.heads, d.head_dim, d.d_state];
+    let mut state = initial_state.unwrap_or_else(|| Tensor::zeros(shape, &x.device()));
+    let mut ys = Vec::with_capacity(d.len);
+    for t in 0..d.len {
+        let x_t = x.clone().narrow(1, t, 1).squeeze_dim::<3>(1);
+        let a_t = a.clone().narrow(1, t, 1).squeeze_dim::<2>(1);
+        let b_t = b.clone().narrow(1, t, 1).squeeze_dim::<3>(1);
+        let c_t = c.clone().narrow(1, t, 1).squeeze_dim::<3>(1);
+        let (y, next) = ssd_step(state, x_t, a_t, b_t, c_t);
+        ys.push(y);
+        state = next;
+    }
+    SsdOutput {
+        y: Tensor::stack(ys, 1),
+        final_state: state,
+    }
+}

@@ -1,0 +1,147 @@
+//! Scaled dot-product attention on `[B, H, L, Dh]` heads: the fused path through Burn's
+//! `module::attention`, its naive reference twin, and the mask builders both use. Mask convention
+//! and fully-masked-row behaviour are documented on the parent module.
+
+use burn::tensor::module::attention as fused_attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor, TensorData, activation::softmax, backend::Backend};
+
+/// Key-padding mask from per-sample valid lengths: `mask[b, j] = j >= lengths[b]` (`true` =
+/// padding, masked out). This is the padded-batch form of Open-Sora / PixArt's
+/// `BlockDiagonalMask.from_seqlens([N] * B, lengths)` over packed text tokens.
+///
+/// # Shapes
+/// → `[lengths.len(), len_k]`
+///
+/// # Panics
+/// If some `lengths[b] > len_k`.
+pub fn key_padding_mask<B: Backend>(
+    lengths: &[usize],
+    len_k: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Bool> {
+    let mut data = Vec::with_capacity(lengths.len() * len_k);
+    for (b, &len) in lengths.iter().enumerate() {
+        assert!(
+            len <= len_k,
+            "key_padding_mask: lengths[{b}] = {len} exceeds the key length {len_k}"
+        );
+        data.extend((0..len_k).map(|j| j >= len));
+    }
+    Tensor::from_bool(TensorData::new(data, [lengths.len(), len_k]), device)
+}
+
+/// Causal mask aligned at the bottom-right corner, as Burn's `is_causal` option builds it:
+/// `mask[i, j] = j > i + (len_k − len_q)` (`true` = future key, masked out). For
+/// `len_q == len_k` this is the usual strict upper triangle and equals PyTorch's
+/// `is_causal=True`; for `len_q ≠ len_k` PyTorch aligns at the top-left instead.
+///
+/// # Shapes
+/// → `[len_q, len_k]`
+pub fn causal_mask<B: Backend>(
+    len_q: usize,
+    len_k: usize,
+    device: &B::Device,
+) -> Tensor<B, 2, Bool> {
+    let offset = len_k as i64 - len_q as i64;
+    let data: Vec<bool> = (0..len_q as i64)
+        .flat_map(|i| (0..len_k as i64).map(move |j| j > i + offset))
+        .collect();
+    Tensor::from_bool(TensorData::new(data, [len_q, len_k]), device)
+}
+
+/// Broadcasts a `[B, Lk]` key-padding mask to the `[B, H, Lq, Lk]` shape the attention ops take.
+///
+/// # Panics
+/// If the mask's batch differs from `batch` or its length from `len_k`.
+pub fn expand_key_padding<B: Backend>(
+    mask: Tensor<B, 2, Bool>,
+    [batch, heads, len_q, len_k]: [usize; 4],
+) -> Tensor<B, 4, Bool> {
+    assert_eq!(
+        mask.dims(),
+        [batch, len_k],
+        "key-padding mask {:?} does not match [B, Lk] = [{batch}, {len_k}]",
+        mask.dims()
+    );
+    mask.reshape([batch, 1, 1, len_k])
+        .expand([batch, heads, len_q, len_k])
+}
+
+/// Fused scaled dot-product attention `softmax(q·kᵀ·scale + mask)·v` through Burn's
+/// [`module::attention`](burn::tensor::module::attention); `scale = None` means `1/√Dh`.
+/// `causal` uses Burn's `is_causal` option (bottom-right aligned, see [`causal_mask`]).
+///
+/// On CubeCL backends with the `autotune` feature this may run a flash kernel; otherwise, and
+/// **always under `Autodiff`**, Burn runs its unfused fallback, which materialises the
+/// `[B, H, Lq, Lk]` score matrix (no flash backward in training).
+///
+/// # Shapes
+/// `q`: `[B, H, Lq, Dh]`, `k`: `[B, H, Lk, Dh]`, `v`: `[B, H, Lk, Dv]`,
+/// `mask`: `[B, H, Lq, Lk]` (`true` = masked out) → `[B, H, Lq, Dv]`
+pub fn scaled_dot_product_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+    causal: bool,
+    scale: Option<f64>,
+) -> Tensor<B, 4> {
+    let options = AttentionModuleOptions {
+        scale,
+        softcap: None,
+        is_causal: causal,
+    };
+    fused_attention(q, k, v, mask, None, options)
+}
+
+/// Reference attention weights, written out step by step: scores `q·kᵀ·scale`, masked keys set
+/// to `−∞`, row softmax, and rows with every key masked set to zero (instead of softmax's NaN).
+///
+/// # Shapes
+/// `q`: `[B, H, Lq, Dh]`, `k`: `[B, H, Lk, Dh]`, `mask`: `[B, H, Lq, Lk]` → `[B, H, Lq, Lk]`
+pub fn attention_weights_reference<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+    causal: bool,
+    scale: Option<f64>,
+) -> Tensor<B, 4> {
+    let [b, h, len_q, head_dim] = q.dims();
+    let len_k = k.dims()[2];
+    let scale = scale.unwrap_or(1.0 / (head_dim as f64).sqrt());
+    let scores = q.matmul(k.swap_dims(2, 3)) * scale;
+    let mut masked: Option<Tensor<B, 4, Bool>> = mask;
+    if causal {
+        let c = causal_mask::<B>(len_q, len_k, &scores.device())
+            .reshape([1, 1, len_q, len_k])
+            .expand([b, h, len_q, len_k]);
+        masked = Some(match masked {
+            Some(m) => m.bool_or(c),
+            None => c,
+        });
+    }
+    let Some(masked) = masked else {
+        return softmax(scores, 3);
+    };
+    let weights = softmax(scores.mask_fill(masked.clone(), f32::NEG_INFINITY), 3);
+    // A fully masked row is NaN after softmax (0/0); replace the whole row by zeros.
+    let empty_rows = masked.all_dim(3).expand([b, h, len_q, len_k]);
+    weights.mask_fill(empty_rows, 0.0)
+}
+
+/// Reference twin of [`scaled_dot_product_attention`]: [`attention_weights_reference`]`·v`,
+/// plain matmul → softmax → matmul in the input precision.
+///
+/// # Shapes
+/// As [`scaled_dot_product_attention`].
+pub fn attention_reference<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4, Bool>>,
+    causal: bool,
+    scale: Option<f64>,
+) -> Tensor<B, 4> {
+    attention_weights_reference(q, k, mask, causal, scale).matmul(v)
+}
