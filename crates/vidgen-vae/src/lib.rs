@@ -1,0 +1,20 @@
+//! Video autoencoders and tokenizers, generic over `B: Backend`:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`kl`] | 2D KL autoencoder with diffusers' `AutoencoderKL` architecture and key names, diagonal Gaussian posterior |
+//! | [`load`] | loading diffusers-format safetensors through burn-store, with typed errors that leave the module untouched |
+//! | [`causal3d`] | Open-Sora 1.2's video VAE: the 2D VAE per frame stacked with a causal temporal autoencoder (4× in time) |
+//! | [`streaming`] | chunk-by-chunk encode/decode with an explicit causal-conv cache, and spatially tiled decode with blending |
+//! | [`tokenizer`] | discrete tokenizers: VQ (straight-through, codebook/commitment losses, EMA), FSQ, LFQ |
+
+#![warn(missing_docs)]
+
+pub mod causal3d;
+pub mod error;
+pub mod kl;
+pub mod load;
+pub mod streaming;
+pub mod tokenizer;
+
+pub use error::VaeError;
