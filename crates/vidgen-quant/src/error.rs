@@ -54,6 +54,16 @@ pub enum QuantError {
         /// Why.
         reason: &'static str,
     },
+    /// A quantization group whose values are all equal: `β − α = 0`, so eq. 15 gives `S = 0`.
+    #[error(
+        "quantization group {group} has zero range (every value = {value}): S = (β − α)/(2^b − 1) would be 0"
+    )]
+    ZeroRange {
+        /// Index of the group in `[P, G]` order.
+        group: usize,
+        /// The constant value.
+        value: f64,
+    },
 }
 
 /// `Err(Zero)` if `value == 0`.
@@ -98,11 +108,7 @@ pub(crate) fn positive_f64(field: &'static str, value: f64) -> Result<(), QuantE
 }
 
 /// `Err(ShapeMismatch)` unless `got == expected`.
-pub(crate) fn same_size(
-    what: &'static str,
-    expected: usize,
-    got: usize,
-) -> Result<(), QuantError> {
+pub(crate) fn same_size(what: &'static str, expected: usize, got: usize) -> Result<(), QuantError> {
     if expected == got {
         Ok(())
     } else {

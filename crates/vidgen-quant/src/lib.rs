@@ -15,4 +15,13 @@ pub mod native;
 pub mod ptq;
 pub mod uniform;
 
+pub use distill::{Distill, DistillConfig, KlReduction, cross_entropy};
 pub use error::QuantError;
+pub use native::NativeQuantConfig;
+pub use ptq::{
+    LayerReport, PtqConfig, PtqGranularity, PtqReport, PtqTarget, QuantizedStore, QuantizedWeight,
+};
+pub use uniform::{
+    Granularity, QuantMode, QuantParams, QuantSpec, Ste, dequantize, fake_quantize,
+    fake_quantize_with, quantize, quantize_dequantize,
+};

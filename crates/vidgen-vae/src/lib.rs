@@ -17,4 +17,16 @@ pub mod load;
 pub mod streaming;
 pub mod tokenizer;
 
+pub use causal3d::{
+    PixelShuffleAutoencoder, PixelShuffleAutoencoderConfig, SpatialAutoencoder,
+    TemporalAutoencoder, TemporalAutoencoderConfig, TemporalNorm, VideoAutoencoder,
+    VideoAutoencoderConfig,
+};
 pub use error::VaeError;
+pub use kl::{AutoencoderKl, AutoencoderKlConfig, DiagonalGaussian};
+pub use load::{AUTOENCODER_KL_KEY_MAP, load_autoencoder_kl, load_pytorch_safetensors};
+pub use streaming::{CausalCache, TiledDecode, TiledDecodeConfig};
+pub use tokenizer::{
+    Fsq, FsqConfig, Lfq, LfqConfig, LfqOutput, VectorQuantizer, VectorQuantizerConfig, VqEmaConfig,
+    VqOutput,
+};
