@@ -10,6 +10,9 @@
 //! | [`schedulers`] | `vidgen-schedulers` | DDPM/DDIM, EDM (+ Snap Video input scaling), rectified flow, guidance |
 //! | [`attention`] | `vidgen-attention` | full, spatial-temporal, Swin/TESA window and retention attention |
 //! | [`ssm`] | `vidgen-ssm` | Mamba2 (chunked SSD, recurrent step), bidirectional scans, video scan orders |
+//! | [`vae`] | `vidgen-vae` | diffusers-compatible 2D KL-VAE, causal 3D video VAE (streaming, tiling), VQ/FSQ/LFQ |
+//! | [`quant`] | `vidgen-quant` | uniform quantization, fake-quant, post-training int8/int4, distillation losses |
+//! | [`models`] | `vidgen-models` | STDiT, LinGen-style DiT, Snap Video FIT, FlashVideo RetNet; GIF output, checkpoints |
 //!
 //! Pick a backend with a cargo feature: `flex` (default CPU), `ndarray`, `cuda`, `wgpu`, and
 //! `autodiff` for training.
@@ -31,6 +34,9 @@
 
 pub use burn;
 pub use vidgen_attention as attention;
+pub use vidgen_models as models;
 pub use vidgen_nn as nn;
+pub use vidgen_quant as quant;
 pub use vidgen_schedulers as schedulers;
 pub use vidgen_ssm as ssm;
+pub use vidgen_vae as vae;

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod blocked;
 pub mod error;
 pub mod full;
 pub mod retention;

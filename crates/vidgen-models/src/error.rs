@@ -90,6 +90,40 @@ pub enum ModelError {
         /// The dtype required.
         expected: &'static str,
     },
+    /// A component from another vidgen crate rejected its configuration or input.
+    #[error("{part}: {message}")]
+    Component {
+        /// Which part of the model (e.g. `"x_embedder"`, `"temporal attn"`).
+        part: &'static str,
+        /// The component's error, rendered.
+        message: String,
+    },
+    /// A checkpoint lacks tensors the module needs.
+    #[error("{path}: {} missing key(s): {}", keys.len(), keys.join(", "))]
+    MissingKeys {
+        /// The checkpoint file.
+        path: String,
+        /// The missing keys, sorted.
+        keys: Vec<String>,
+    },
+    /// A checkpoint holds tensors the module has no place for.
+    #[error("{path}: {} unexpected key(s): {}", keys.len(), keys.join(", "))]
+    UnexpectedKeys {
+        /// The checkpoint file.
+        path: String,
+        /// The extra keys, sorted.
+        keys: Vec<String>,
+    },
+    /// A checkpoint tensor's shape differs from the module parameter's.
+    #[error("`{key}`: shape {found:?} in the checkpoint, the module expects {expected:?}")]
+    TensorShapeMismatch {
+        /// The checkpoint key.
+        key: String,
+        /// Shape the module needs.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
 }
 
 /// `Err(Zero)` if `value == 0`.

@@ -21,6 +21,17 @@ pub mod stdit;
 pub mod text;
 pub mod video_io;
 
+pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use error::ModelError;
+pub use flashvideo::{
+    Decoder, FlashVideo, FlashVideoConfig, FlashVideoState, GenerationStats, InterpolationPlan,
+    RetNetBlock, Sampling, TokenClass, Video, classify_tokens, decode_video, generate_key_frames,
+    generate_video, interpolate,
+};
+pub use lingen::{LinGenConfig, LinGenDit, LinGenFlops, MateBlock, TextCondition};
+pub use snap_fit::{EdmSolver, SnapFit, SnapFitCond, SnapFitConfig, sample_edm_self_conditioned};
+pub use stdit::{
+    CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, TextToVideo, sample_stdit,
+};
 pub use text::{TextEmbedder, TextEmbedderConfig, WordTokenizer, load_text_embeddings};
 pub use video_io::write_gif;

@@ -2,7 +2,7 @@
 //! `module::attention`, its naive reference twin, and the mask builders both use. Mask convention
 //! and fully-masked-row behaviour are documented on the parent module.
 
-use burn::tensor::module::attention as fused_attention;
+use crate::blocked::{AttentionMask, MemoryBudget, memory_safe_attention};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor, TensorData, activation::softmax, backend::Backend};
 
@@ -68,13 +68,18 @@ pub fn expand_key_padding<B: Backend>(
         .expand([batch, heads, len_q, len_k])
 }
 
-/// Fused scaled dot-product attention `softmax(q·kᵀ·scale + mask)·v` through Burn's
-/// [`module::attention`](burn::tensor::module::attention); `scale = None` means `1/√Dh`.
+/// Scaled dot-product attention `softmax(q·kᵀ·scale + mask)·v`; `scale = None` means `1/√Dh`.
 /// `causal` uses Burn's `is_causal` option (bottom-right aligned, see [`causal_mask`]).
 ///
-/// On CubeCL backends with the `autotune` feature this may run a flash kernel; otherwise, and
-/// **always under `Autodiff`**, Burn runs its unfused fallback, which materialises the
-/// `[B, H, Lq, Lk]` score matrix (no flash backward in training).
+/// Memory-safe dispatch ([`memory_safe_attention`] with the default [`MemoryBudget`], 256 MiB):
+/// Burn's fused [`module::attention`](burn::tensor::module::attention) when its score matrix
+/// fits the budget, the [`blocked_attention`](crate::blocked::blocked_attention) path (query /
+/// key blocks with an online softmax, memory linear in tokens) when it does not, and on
+/// multi-core CPU backends for long sequences where the threaded blocked path is faster.
+///
+/// On CubeCL backends with the `autotune` feature the fused op may run a flash kernel;
+/// otherwise, and **always under `Autodiff`**, Burn runs its unfused fallback, which
+/// materialises the `[B, H, Lq, Lk]` score matrix (no flash backward in training).
 ///
 /// # Shapes
 /// `q`: `[B, H, Lq, Dh]`, `k`: `[B, H, Lk, Dh]`, `v`: `[B, H, Lk, Dv]`,
@@ -92,7 +97,8 @@ pub fn scaled_dot_product_attention<B: Backend>(
         softcap: None,
         is_causal: causal,
     };
-    fused_attention(q, k, v, mask, None, options)
+    let mask = mask.map(AttentionMask::Full);
+    memory_safe_attention(q, k, v, mask, None, options, &MemoryBudget::default())
 }
 
 /// Reference attention weights, written out step by step: scores `q·kᵀ·scale`, masked keys set

@@ -1,0 +1,341 @@
+//! The parts of [`Stdit`](super::Stdit): the spatial and temporal STDiT3 blocks, the caption
+//! embedder and the final layer, with the per-frame timestep-0 selection of Open-Sora's
+//! `t_mask_select`.
+
+use super::{NORM_EPS, StditConfig};
+use crate::error::ModelError;
+use burn::module::{Initializer, Module, Param};
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Bool, Tensor, backend::Backend};
+use vidgen_attention::{
+    AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, SpatialAttention,
+    TemporalAttention,
+};
+use vidgen_nn::{Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate};
+
+/// Maps an error of a component crate to [`ModelError::Component`] naming the part.
+pub(crate) fn component<E: std::fmt::Display>(part: &'static str) -> impl Fn(E) -> ModelError {
+    move |e| ModelError::Component {
+        part,
+        message: e.to_string(),
+    }
+}
+
+/// LayerNorm over the last axis without affine parameters (upstream
+/// `LayerNorm(D, elementwise_affine=False, eps=1e-6)`): `(x − μ)/√(σ² + ε)`, biased variance.
+pub(crate) fn layer_norm<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    let (var, mean) = x.clone().var_mean_bias(2);
+    (x - mean) / (var + NORM_EPS).sqrt()
+}
+
+/// Everything a block needs besides its input tokens.
+#[derive(Debug, Clone)]
+pub(crate) struct BlockInputs<B: Backend> {
+    /// Packed adaLN-single vector `t_block(c)`, `[B, 6D]`.
+    pub t_mlp: Tensor<B, 2>,
+    /// The same at timestep 0, when there are conditioning frames.
+    pub t0_mlp: Option<Tensor<B, 2>>,
+    /// `[B, N, D]`, `true` on tokens of conditioning frames.
+    pub token_mask: Option<Tensor<B, 3, Bool>>,
+    /// Projected text `[B, L, D]`.
+    pub text: Tensor<B, 3>,
+    /// `[B, L]` key-padding mask, `true` = padding.
+    pub text_pad: Option<Tensor<B, 2, Bool>>,
+    /// Token frames `T`.
+    pub frames: usize,
+    /// Tokens per frame `S`.
+    pub spatial: usize,
+    /// Use the reference attention.
+    pub reference: bool,
+}
+
+/// The six modulation vectors at `t` and, for conditioning frames, at timestep 0.
+struct Modulation<B: Backend> {
+    at_t: Vec<Tensor<B, 2>>,
+    at_zero: Option<Vec<Tensor<B, 2>>>,
+    mask: Option<Tensor<B, 3, Bool>>,
+}
+
+impl<B: Backend> Modulation<B> {
+    fn new(table: &ScaleShiftTable<B>, inputs: &BlockInputs<B>) -> Self {
+        Self {
+            at_t: table.forward(inputs.t_mlp.clone()),
+            at_zero: inputs.t0_mlp.clone().map(|t0| table.forward(t0)),
+            mask: inputs.token_mask.clone(),
+        }
+    }
+
+    /// `f(vectors)` per token: at timestep 0 on conditioning frames, at `t` elsewhere.
+    fn select(&self, f: impl Fn(&[Tensor<B, 2>]) -> Tensor<B, 3>) -> Tensor<B, 3> {
+        let y = f(&self.at_t);
+        match (&self.at_zero, &self.mask) {
+            (Some(zero), Some(mask)) => y.mask_where(mask.clone(), f(zero)),
+            _ => y,
+        }
+    }
+
+    /// `t2i_modulate(norm, shift_k, scale_k)`.
+    fn modulate(&self, norm: &Tensor<B, 3>, shift: usize) -> Tensor<B, 3> {
+        self.select(|v| modulate(norm.clone(), v[shift].clone(), v[shift + 1].clone()))
+    }
+
+    /// `gate_k · y`.
+    fn gate(&self, y: &Tensor<B, 3>, index: usize) -> Tensor<B, 3> {
+        self.select(|v| gate(y.clone(), v[index].clone()))
+    }
+}
+
+/// The residual skeleton shared by both block kinds; `attn` is the self-attention.
+fn block_forward<B: Backend>(
+    x: Tensor<B, 3>,
+    parts: (&ScaleShiftTable<B>, &MultiHeadAttention<B>, &Mlp<B>),
+    inputs: &BlockInputs<B>,
+    attn: impl FnOnce(Tensor<B, 3>) -> Result<Tensor<B, 3>, ModelError>,
+) -> Result<Tensor<B, 3>, ModelError> {
+    let (table, cross_attn, mlp) = parts;
+    let m = Modulation::new(table, inputs);
+    // 1. self-attention on modulated tokens, gated residual
+    let y = attn(m.modulate(&layer_norm(x.clone()), 0))?;
+    let x = x + m.gate(&y, 2);
+    // 2. cross-attention to the text (no modulation, as upstream)
+    let mut args = AttentionArgs::default();
+    if let Some(pad) = &inputs.text_pad {
+        args = args.with_key_padding(pad.clone());
+    }
+    let context = Some(inputs.text.clone());
+    let y = if inputs.reference {
+        cross_attn.forward_reference(x.clone(), context, args)
+    } else {
+        cross_attn.forward_with(x.clone(), context, args)
+    };
+    let x = x + y;
+    // 3. MLP on modulated tokens, gated residual
+    let y = mlp.forward(m.modulate(&layer_norm(x.clone()), 3));
+    Ok(x + m.gate(&y, 5))
+}
+
+/// Cross-attention, MLP and scale-shift table of one block.
+type BlockParts<B> = (MultiHeadAttention<B>, Mlp<B>, ScaleShiftTable<B>);
+
+/// Cross-attention, MLP and table of one block (upstream `STDiT3Block` minus `attn`).
+fn block_parts<B: Backend>(
+    config: &StditConfig,
+    zero_out: bool,
+    device: &B::Device,
+) -> Result<BlockParts<B>, ModelError> {
+    let d = config.d_model;
+    let mut cross_attn = MultiHeadAttentionConfig::new(d, config.n_heads)
+        .with_d_context(Some(d))
+        .init(device)
+        .map_err(component("cross_attn"))?;
+    let mut mlp = MlpConfig::new(d, config.mlp_hidden())
+        .init(device)
+        .map_err(component("mlp"))?;
+    let table = ScaleShiftTableConfig::new(d)
+        .init(device)
+        .map_err(component("scale_shift_table"))?;
+    if zero_out {
+        zero_weight(&mut cross_attn.proj, device);
+        zero_weight(&mut mlp.fc2, device);
+    }
+    Ok((cross_attn, mlp, table))
+}
+
+/// Sets a linear layer's weight to zero (upstream `nn.init.constant_(weight, 0)`).
+fn zero_weight<B: Backend>(linear: &mut Linear<B>, device: &B::Device) {
+    let dims = linear.weight.dims();
+    linear.weight = Param::from_tensor(Tensor::zeros(dims, device));
+}
+
+/// A spatial STDiT3 block: self-attention within each frame, cross-attention to text, MLP, all
+/// with adaLN-single modulation.
+#[derive(Module, Debug)]
+pub struct StditBlock<B: Backend> {
+    /// Self-attention within frames.
+    pub attn: SpatialAttention<B>,
+    /// Cross-attention from tokens to the projected text (`q_linear`, `kv_linear`, `proj`).
+    pub cross_attn: MultiHeadAttention<B>,
+    /// GELU(tanh) MLP.
+    pub mlp: Mlp<B>,
+    /// This block's `[6, D]` learnt offsets.
+    pub scale_shift_table: ScaleShiftTable<B>,
+}
+
+impl<B: Backend> StditBlock<B> {
+    pub(crate) fn new(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError> {
+        let (cross_attn, mlp, scale_shift_table) = block_parts(config, false, device)?;
+        let attn = config
+            .attention()
+            .init_spatial(device)
+            .map_err(component("spatial attn"))?;
+        Ok(Self {
+            attn,
+            cross_attn,
+            mlp,
+            scale_shift_table,
+        })
+    }
+
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        inputs: &BlockInputs<B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let parts = (&self.scale_shift_table, &self.cross_attn, &self.mlp);
+        let (frames, spatial) = (inputs.frames, inputs.spatial);
+        block_forward(x, parts, inputs, |y| {
+            let y = if inputs.reference {
+                self.attn.forward_reference(y, frames, spatial)
+            } else {
+                self.attn.forward(y, frames, spatial)
+            };
+            y.map_err(component("spatial attn"))
+        })
+    }
+}
+
+/// A temporal STDiT3 block: as [`StditBlock`] with self-attention across frames (temporal RoPE).
+#[derive(Module, Debug)]
+pub struct TemporalStditBlock<B: Backend> {
+    /// Self-attention across frames.
+    pub attn: TemporalAttention<B>,
+    /// Cross-attention to the projected text.
+    pub cross_attn: MultiHeadAttention<B>,
+    /// GELU(tanh) MLP.
+    pub mlp: Mlp<B>,
+    /// This block's `[6, D]` learnt offsets.
+    pub scale_shift_table: ScaleShiftTable<B>,
+}
+
+impl<B: Backend> TemporalStditBlock<B> {
+    pub(crate) fn new(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError> {
+        let (cross_attn, mlp, scale_shift_table) =
+            block_parts(config, config.zero_init_temporal, device)?;
+        let attn = config
+            .attention()
+            .init_temporal(device)
+            .map_err(component("temporal attn"))?;
+        Ok(Self {
+            attn,
+            cross_attn,
+            mlp,
+            scale_shift_table,
+        })
+    }
+
+    pub(crate) fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        inputs: &BlockInputs<B>,
+    ) -> Result<Tensor<B, 3>, ModelError> {
+        let parts = (&self.scale_shift_table, &self.cross_attn, &self.mlp);
+        let (frames, spatial) = (inputs.frames, inputs.spatial);
+        block_forward(x, parts, inputs, |y| {
+            let y = if inputs.reference {
+                self.attn.forward_reference(y, frames, spatial)
+            } else {
+                self.attn.forward(y, frames, spatial)
+            };
+            y.map_err(component("temporal attn"))
+        })
+    }
+}
+
+/// Text projection (upstream `CaptionEmbedder`): `y_proj` MLP `d_text → D → D` and the learnt
+/// null caption `y_embedding` used as the unconditional text of classifier-free guidance.
+#[derive(Module, Debug)]
+pub struct CaptionEmbedder<B: Backend> {
+    /// GELU(tanh) MLP `d_text → D → D`.
+    pub y_proj: Mlp<B>,
+    /// `[text_max_len, d_text]`, initialised `randn / √d_text`.
+    pub y_embedding: Param<Tensor<B, 2>>,
+}
+
+impl<B: Backend> CaptionEmbedder<B> {
+    pub(crate) fn new(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError> {
+        let y_proj = MlpConfig::new(config.d_text, config.d_model)
+            .with_d_out(Some(config.d_model))
+            .init(device)
+            .map_err(component("y_embedder.y_proj"))?;
+        let std = 1.0 / (config.d_text as f64).sqrt();
+        let y_embedding = Initializer::Normal { mean: 0.0, std }
+            .init([config.text_max_len, config.d_text], device);
+        Ok(Self {
+            y_proj,
+            y_embedding,
+        })
+    }
+
+    /// Projects text features.
+    ///
+    /// # Shapes
+    /// `text`: `[B, L, d_text]` → `[B, L, D]`
+    pub fn forward(&self, text: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.y_proj.forward(text)
+    }
+
+    /// The null caption's first `len` rows for each of `batch` samples (upstream `null(n)`).
+    ///
+    /// # Shapes
+    /// → `[batch, len, d_text]`
+    ///
+    /// # Errors
+    /// [`ModelError::OutOfDomain`] naming `len` if it exceeds `text_max_len`.
+    pub fn null(&self, batch: usize, len: usize) -> Result<Tensor<B, 3>, ModelError> {
+        let [max_len, d_text] = self.y_embedding.dims();
+        if len > max_len {
+            return Err(ModelError::OutOfDomain {
+                field: "len",
+                value: len as f64,
+                requirement: "<= text_max_len (rows of y_embedding)",
+            });
+        }
+        let rows = self.y_embedding.val().narrow(0, 0, len);
+        Ok(rows.reshape([1, len, d_text]).expand([batch, len, d_text]))
+    }
+}
+
+/// Final layer (upstream `T2IFinalLayer`): `linear(t2i_modulate(LN(x), shift, scale))` with
+/// `(shift, scale) = scale_shift_table + c`.
+#[derive(Module, Debug)]
+pub struct FinalLayer<B: Backend> {
+    /// `D → pt·ph·pw·C`.
+    pub linear: Linear<B>,
+    /// `[2, D]` learnt offsets.
+    pub scale_shift_table: ScaleShiftTable<B>,
+}
+
+impl<B: Backend> FinalLayer<B> {
+    pub(crate) fn new(d: usize, out: usize, device: &B::Device) -> Result<Self, ModelError> {
+        Ok(Self {
+            linear: LinearConfig::new(d, out).init(device),
+            scale_shift_table: ScaleShiftTableConfig::new(d)
+                .with_n_chunks(2)
+                .init(device)
+                .map_err(component("final_layer.scale_shift_table"))?,
+        })
+    }
+
+    /// # Shapes
+    /// `x`: `[B, N, D]`, `c`, `c0`: `[B, D]`, `token_mask`: `[B, N, D]` → `[B, N, pt·ph·pw·C]`
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        c: Tensor<B, 2>,
+        c0: Option<Tensor<B, 2>>,
+        token_mask: Option<Tensor<B, 3, Bool>>,
+    ) -> Tensor<B, 3> {
+        let norm = layer_norm(x);
+        let modulated = |c: Tensor<B, 2>| {
+            let v = self
+                .scale_shift_table
+                .forward(Tensor::cat(vec![c.clone(), c], 1));
+            modulate(norm.clone(), v[0].clone(), v[1].clone())
+        };
+        let mut y = modulated(c);
+        if let (Some(c0), Some(mask)) = (c0, token_mask) {
+            y = y.mask_where(mask, modulated(c0));
+        }
+        self.linear.forward(y)
+    }
+}

@@ -1,0 +1,366 @@
+//! Snap Video's FIT and its self-conditioned EDM sampler: shapes, the grouped fast path against
+//! its masked reference twin, groups communicating only through the latents, self-conditioning
+//! semantics, T = 1, sampling (σ_in scaling checked with an exactly solvable network) and config
+//! errors.
+
+use burn::tensor::{Distribution, ElementConversion, Tensor, TensorData, backend::Backend};
+use vidgen_models::ModelError;
+use vidgen_models::snap_fit::{
+    EdmSolver, SnapFit, SnapFitCond, SnapFitConfig, sample_edm_self_conditioned,
+};
+use vidgen_schedulers::NoiseGenerator;
+use vidgen_schedulers::edm::{Churn, EdmConfig, snap_video_sigma_in};
+use vidgen_testing::{Tolerance, assert_close, backend_tests};
+
+/// Grouped fused attention vs masked naive attention through a whole tiny model (2 blocks of 4
+/// attention layers and 4 feed-forwards each): the same math with f32 sums in another order
+/// (observed ≤ 1e-6 abs), so a block-level tolerance.
+const GROUPED_VS_MASKED: Tolerance = Tolerance::new("GROUPED_VS_MASKED", 1e-4, 1e-3);
+/// A perfect network through 8 Heun steps: the ODE is solved exactly up to f32 rounding of
+/// `c_skip·x_σ + c_out·F` per call.
+const EXACT_ODE: Tolerance = Tolerance::LOOP;
+
+const TEXT_LEN: usize = 3;
+
+fn config() -> SnapFitConfig {
+    // Patch grid (t, 4, 4) for 8×8 frames; groups of 2×2 patches → G = 4 groups.
+    SnapFitConfig::new(2, 16, 16, 3, 2, 4, 5)
+        .with_group_size([2, 2])
+        .with_n_latent_layers(1)
+        .with_frequency_dim(16)
+        .with_mlp_ratio(2.0)
+        .with_self_cond_zero_init(false)
+}
+
+fn cond<B: Backend>(b: usize, device: &B::Device) -> SnapFitCond<B> {
+    let text = Tensor::random([b, TEXT_LEN, 5], Distribution::Normal(0.0, 1.0), device);
+    // The second prompt has one real token; its padding must be masked out.
+    let lengths: Vec<usize> = (0..b).map(|i| if i == 1 { 1 } else { TEXT_LEN }).collect();
+    SnapFitCond {
+        text,
+        text_padding: Some(vidgen_attention::key_padding_mask(
+            &lengths, TEXT_LEN, device,
+        )),
+        fps: Tensor::from_data(
+            TensorData::new((0..b).map(|i| 8.0 + 16.0 * i as f32).collect(), [b]),
+            device,
+        ),
+        resolution: Tensor::from_data(
+            TensorData::new(
+                (0..b).flat_map(|_| [36.0f32, 64.0]).collect::<Vec<_>>(),
+                [b, 2],
+            ),
+            device,
+        ),
+    }
+}
+
+fn input<B: Backend>(dims: [usize; 5], device: &B::Device) -> Tensor<B, 5> {
+    Tensor::random(dims, Distribution::Normal(0.0, 1.0), device)
+}
+
+fn c_noise<B: Backend>(b: usize, device: &B::Device) -> Tensor<B, 1> {
+    Tensor::from_data(
+        TensorData::new((0..b).map(|i| -0.5 + 0.7 * i as f32).collect(), [b]),
+        device,
+    )
+}
+
+fn model<B: Backend>(cfg: &SnapFitConfig, device: &B::Device) -> SnapFit<B> {
+    cfg.init(device).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn forward_shapes_and_reference_twin<B: Backend>(device: &B::Device) {
+    let m = model::<B>(&config(), device);
+    let (b, dims) = (2, [2, 2, 3, 8, 8]);
+    let (x, cn, c) = (
+        input::<B>(dims, device),
+        c_noise(b, device),
+        cond(b, device),
+    );
+    let prev = Tensor::random([b, 4 * 3, 16], Distribution::Normal(0.0, 1.0), device);
+    let (out, latents) = m.forward(x.clone(), cn.clone(), &c, Some(prev.clone()));
+    assert_eq!(out.dims(), dims);
+    assert_eq!(latents.dims(), [b, 4 * 3, 16]);
+    let (out_ref, latents_ref) = m.forward_reference(x, cn, &c, Some(prev)).unwrap();
+    assert_close(out, out_ref, GROUPED_VS_MASKED);
+    assert_close(latents, latents_ref, GROUPED_VS_MASKED);
+}
+
+/// Max |a − b| over the patch columns `w_range` (pixels) of every frame and row.
+fn max_diff_in_columns<B: Backend>(
+    a: Tensor<B, 5>,
+    b: Tensor<B, 5>,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) -> f32 {
+    let [n, c, t, _, _] = a.dims();
+    let d = (a - b).abs().slice([0..n, 0..c, 0..t, rows, cols]);
+    d.max().into_scalar().elem()
+}
+
+fn groups_interact_only_through_latents<B: Backend>(device: &B::Device) {
+    // 8×8 frames, patches 2×2 → 4×4 patch grid, groups 2×2 patches = 4×4 pixels. Group 0 is
+    // pixels [0, 4)², group 3 pixels [4, 8)². Perturb one pixel of group 0 in the last frame.
+    let dims = [1, 2, 3, 8, 8];
+    let x = input::<B>(dims, device);
+    let bump = Tensor::<B, 5>::zeros(dims, device).slice_assign(
+        [0..1, 0..1, 2..3, 1..2, 1..2],
+        Tensor::ones([1, 1, 1, 1, 1], device),
+    );
+    let (cn, c) = (c_noise::<B>(1, device), cond::<B>(1, device));
+    for (layers, interacts) in [(0, false), (1, true)] {
+        let m = model::<B>(&config().with_n_latent_layers(layers), device);
+        let (y0, _) = m.forward(x.clone(), cn.clone(), &c, None);
+        let (y1, _) = m.forward(x.clone() + bump.clone(), cn.clone(), &c, None);
+        let own = max_diff_in_columns(y0.clone(), y1.clone(), 0..4, 0..4);
+        let other = max_diff_in_columns(y0, y1, 4..8, 4..8);
+        assert!(own > 1e-4, "group 0 must see its own change ({own})");
+        if interacts {
+            assert!(
+                other > 1e-5,
+                "latent self-attention must carry it to group 3 ({other})"
+            );
+        } else {
+            // Without latent self-attention nothing mixes groups: bit-for-bit equal outputs.
+            assert_eq!(other, 0.0, "group 3 changed without latent self-attention");
+        }
+    }
+}
+
+fn self_conditioning_semantics<B: Backend>(device: &B::Device) {
+    let m = model::<B>(&config(), device);
+    let (b, dims) = (2, [2, 2, 2, 8, 8]);
+    let (x, cn, c) = (
+        input::<B>(dims, device),
+        c_noise(b, device),
+        cond(b, device),
+    );
+    let (none, lat_none) = m.forward(x.clone(), cn.clone(), &c, None);
+    let zeros = Tensor::zeros([b, 12, 16], device);
+    let (zero, lat_zero) = m.forward(x.clone(), cn.clone(), &c, Some(zeros));
+    // RMSNorm(0) = 0 and a bias-free projection: zero latents add exactly nothing.
+    assert_close(zero, none.clone(), Tolerance::EXACT);
+    assert_close(lat_zero, lat_none.clone(), Tolerance::EXACT);
+    let (with, _) = m.forward(x.clone(), cn.clone(), &c, Some(lat_none));
+    let diff: f32 = (with - none.clone()).abs().max().into_scalar().elem();
+    assert!(
+        diff > 1e-4,
+        "previous latents must change the output ({diff})"
+    );
+    // RIN's zero-initialised projection: a fresh model ignores self-conditioning.
+    let fresh = model::<B>(&config().with_self_cond_zero_init(true), device);
+    let prev = Tensor::random([b, 12, 16], Distribution::Normal(0.0, 1.0), device);
+    let (a, _) = fresh.forward(x.clone(), cn.clone(), &c, None);
+    let (p, _) = fresh.forward(x, cn, &c, Some(prev));
+    assert_close(p, a, Tolerance::EXACT);
+}
+
+fn single_frame_and_no_padding<B: Backend>(device: &B::Device) {
+    let m = model::<B>(&config(), device);
+    let dims = [1, 2, 1, 8, 4];
+    let mut c = cond::<B>(1, device);
+    c.text_padding = None;
+    let (out, latents) = m.forward(input(dims, device), c_noise(1, device), &c, None);
+    assert_eq!(out.dims(), dims);
+    assert_eq!(latents.dims(), [1, 2 * 3, 16]); // patch grid 4×2 → 2×1 groups
+    let finite = out.is_finite().all().into_scalar().elem::<bool>();
+    assert!(finite);
+}
+
+fn perfect_network_sampling_is_scaled_by_sigma_in<B: Backend>(device: &B::Device) {
+    // Data is the single point x* = 0.3: F = (x* − c_skip·x_σ)/c_out with x_σ = x_in/c_in makes
+    // D = x* exactly, so the sampler returns x* only if it divides D by σ_in inside the ODE and
+    // multiplies the result by σ_in at the end.
+    let sigma_in = snap_video_sigma_in(2.0, 4);
+    let edm = EdmConfig::snap_video(sigma_in).init().unwrap();
+    let sigmas = edm.sigmas(8).unwrap();
+    let target = 0.3;
+    for solver in [EdmSolver::Euler, EdmSolver::Heun] {
+        let mut calls = 0usize;
+        let network = |x_in: Tensor<B, 2>, c_noise: f64, prev: Option<Tensor<B, 3>>| {
+            // Self-conditioning chain: None first, then the previous call's latents (= its index).
+            match &prev {
+                None => assert_eq!(calls, 0),
+                Some(p) => {
+                    let v: f32 = p.clone().max().into_scalar().elem();
+                    assert_eq!(v as usize, calls - 1);
+                }
+            }
+            let p = edm.precond((4.0 * c_noise).exp());
+            let latents = Tensor::full([1, 1, 1], calls as f32, &x_in.device());
+            calls += 1;
+            ((x_in * (-p.c_skip / p.c_in) + target) / p.c_out, latents)
+        };
+        let mut rng = NoiseGenerator::seed_from_u64(1);
+        let noise = rng.normal::<B, 2>([2, 3], device);
+        let x = sample_edm_self_conditioned(
+            &edm,
+            solver,
+            network,
+            noise,
+            &sigmas,
+            Churn::NONE,
+            &mut rng,
+        )
+        .unwrap();
+        let expected_calls = if solver == EdmSolver::Heun { 15 } else { 8 };
+        assert_eq!(calls, expected_calls);
+        assert_close(x, Tensor::full([2, 3], target, device), EXACT_ODE);
+    }
+}
+
+fn model_sampling_runs<B: Backend>(device: &B::Device) {
+    let m = model::<B>(&config(), device);
+    let dims = [1, 2, 2, 8, 8];
+    let edm = EdmConfig::snap_video(snap_video_sigma_in(1.0, 2))
+        .init()
+        .unwrap();
+    let sigmas = edm.sigmas(3).unwrap();
+    let mut rng = NoiseGenerator::seed_from_u64(7);
+    let noise = rng.normal::<B, 5>(dims, device);
+    let c = cond::<B>(1, device);
+    let x = m
+        .sample(
+            &edm,
+            EdmSolver::Heun,
+            noise,
+            &c,
+            &sigmas,
+            Churn::NONE,
+            &mut rng,
+        )
+        .unwrap();
+    assert_eq!(x.dims(), dims);
+    assert!(x.is_finite().all().into_scalar().elem::<bool>());
+    let err = m
+        .sample(
+            &edm,
+            EdmSolver::Euler,
+            input(dims, device),
+            &c,
+            &sigmas[..1],
+            Churn::NONE,
+            &mut rng,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ModelError::ShapeMismatch {
+                expected: 2,
+                got: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = m
+        .sample(
+            &edm,
+            EdmSolver::Euler,
+            input([1, 2, 2, 8, 6], device),
+            &c,
+            &sigmas,
+            Churn::NONE,
+            &mut rng,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("`w` = 3"), "{err}");
+}
+
+fn input_errors_name_the_mismatch<B: Backend>(device: &B::Device) {
+    let m = model::<B>(&config(), device);
+    let c = cond::<B>(1, device);
+    let e = |dims: [usize; 5]| {
+        m.try_forward(input(dims, device), c_noise(1, device), &c, None)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(e([1, 3, 2, 8, 8]).contains("input channels"));
+    assert!(e([1, 2, 2, 7, 8]).contains("`H` = 7"));
+    let prev = Tensor::zeros([1, 5, 16], device);
+    let err = m
+        .try_forward(
+            input([1, 2, 2, 8, 8], device),
+            c_noise(1, device),
+            &c,
+            Some(prev),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("prev_latents count"), "{err}");
+}
+
+backend_tests!(
+    forward_shapes_and_reference_twin,
+    groups_interact_only_through_latents,
+    self_conditioning_semantics,
+    single_frame_and_no_padding,
+    perfect_network_sampling_is_scaled_by_sigma_in,
+    model_sampling_runs,
+    input_errors_name_the_mismatch,
+);
+
+#[test]
+fn config_errors_name_fields() {
+    let device = Default::default();
+    let bad = |c: SnapFitConfig| -> String {
+        match c.init::<vidgen_testing::Flex>(&device) {
+            Ok(_) => panic!("config accepted"),
+            Err(e) => e.to_string(),
+        }
+    };
+    assert!(
+        bad(SnapFitConfig {
+            n_latents: 0,
+            ..config()
+        })
+        .contains("`n_latents`")
+    );
+    assert!(bad(config().with_group_size([2, 0])).contains("`group_size`"));
+    assert!(bad(config().with_patch_size([0, 2, 2])).contains("`patch_size`"));
+    assert!(
+        bad(SnapFitConfig {
+            n_blocks: 0,
+            ..config()
+        })
+        .contains("`n_blocks`")
+    );
+    assert!(
+        bad(SnapFitConfig {
+            d_text: 0,
+            ..config()
+        })
+        .contains("`d_text`")
+    );
+    assert!(
+        bad(SnapFitConfig {
+            d_patch: 24,
+            ..config()
+        })
+        .contains("`d_patch` = 24 must be divisible by 16")
+    );
+    assert!(
+        bad(SnapFitConfig {
+            d_latent: 18,
+            ..config()
+        })
+        .contains("`d_latent` = 18 must be divisible by 4")
+    );
+    assert!(
+        bad(SnapFitConfig {
+            n_heads: 3,
+            ..config()
+        })
+        .contains("(`n_heads`)")
+    );
+    assert!(bad(config().with_frequency_dim(15)).contains("`frequency_dim` = 15"));
+    assert!(bad(config().with_mlp_ratio(0.0)).contains("`mlp_ratio` = 0"));
+    assert!(bad(config().with_norm_eps(-1.0)).contains("`norm_eps` = -1"));
+    assert!(
+        config()
+            .with_n_latent_layers(0)
+            .init::<vidgen_testing::Flex>(&device)
+            .is_ok()
+    );
+}

@@ -1,0 +1,296 @@
+//! STDiT: shapes, the reference twin, timestep-0 conditioning frames, sampling with CFG and
+//! clean conditioning frames, the text-to-video pipeline, and config/input errors.
+
+use burn::tensor::{Bool, ElementConversion, Tensor, TensorData, backend::Backend};
+use vidgen_models::ModelError;
+use vidgen_models::stdit::{
+    CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, TextToVideo, sample_stdit,
+};
+use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
+use vidgen_schedulers::{ClassifierFreeGuidance, FrameMask, NoiseGenerator, RectifiedFlowConfig};
+use vidgen_testing::{Tolerance, assert_close, backend_tests};
+
+/// Fused vs naive attention through a whole tiny model: a few blocks of f32 rounding.
+const TWIN: Tolerance = Tolerance::BLOCK;
+/// Batched CFG vs two passes: the same arithmetic in another batch layout, over a few Euler steps.
+const CFG_SPLIT: Tolerance = Tolerance::new("CFG_SPLIT", 1e-4, 1e-3);
+
+const D_TEXT: usize = 8;
+
+/// A tiny model; `zero_init_temporal = false` so that the temporal blocks mix frames.
+fn config(depth: usize) -> StditConfig {
+    StditConfig::new(16, 2, depth, D_TEXT)
+        .with_frequency_dim(16)
+        .with_max_frames(8)
+        .with_text_max_len(6)
+        .with_zero_init_temporal(false)
+}
+
+fn rand<B: Backend, const D: usize>(
+    seed: u64,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    NoiseGenerator::seed_from_u64(seed).normal(shape, device)
+}
+
+fn mask<B: Backend>(flags: Vec<bool>, shape: [usize; 2], device: &B::Device) -> Tensor<B, 2, Bool> {
+    Tensor::from_bool(TensorData::new(flags, shape), device)
+}
+
+/// Runs the model with time `t` and fps 8 for every sample.
+fn run<B: Backend>(
+    model: &Stdit<B>,
+    x: Tensor<B, 5>,
+    t: f64,
+    text: Tensor<B, 3>,
+    lens: &[usize],
+    frame_mask: Option<Tensor<B, 2, Bool>>,
+) -> Tensor<B, 5> {
+    let (b, device) = (x.dims()[0], x.device());
+    let tt = Tensor::full([b], t, &device);
+    let fps = Tensor::full([b], 8.0, &device);
+    model.forward(x, tt, text, Some(lens), fps, frame_mask)
+}
+
+fn output_shape_and_reference_twin<B: Backend>(device: &B::Device) {
+    let model = config(2).init::<B>(device).unwrap();
+    // T = 3, H = 4, W = 6 (non-square grid 2×3), two samples, one with a short text.
+    for ([b, c, t, h, w], lens) in [([2, 4, 3, 4, 6], vec![5, 2]), ([1, 4, 1, 2, 2], vec![0])] {
+        let x = rand::<B, 5>(1, [b, c, t, h, w], device);
+        let text = rand::<B, 3>(2, [b, 5, D_TEXT], device);
+        let flags: Vec<bool> = (0..b * t).map(|i| i % t == 0).collect();
+        let fm = mask::<B>(flags, [b, t], device);
+        let tt = Tensor::full([b], 420.0, device);
+        let fps = Tensor::full([b], 12.0, device);
+        let args = (tt, text, fps, Some(fm));
+        let fast = model
+            .try_forward(
+                x.clone(),
+                args.0.clone(),
+                args.1.clone(),
+                Some(&lens),
+                args.2.clone(),
+                args.3.clone(),
+            )
+            .unwrap();
+        assert_eq!(fast.dims(), [b, c, t, h, w]);
+        let slow = model
+            .forward_reference(x, args.0, args.1, Some(&lens), args.2, args.3)
+            .unwrap();
+        assert_close(fast, slow, TWIN);
+    }
+}
+
+fn single_frame_image_works<B: Backend>(device: &B::Device) {
+    let model = config(1).init::<B>(device).unwrap();
+    let x = rand::<B, 5>(3, [2, 4, 1, 4, 4], device);
+    let text = rand::<B, 3>(4, [2, 3, D_TEXT], device);
+    let y = run(&model, x, 500.0, text, &[3, 3], None);
+    assert_eq!(y.dims(), [2, 4, 1, 4, 4]);
+    let v: Vec<f32> = y.into_data().to_vec().unwrap();
+    assert!(v.iter().all(|x| x.is_finite()));
+}
+
+fn conditioning_frames_use_timestep_zero<B: Backend>(device: &B::Device) {
+    let x = rand::<B, 5>(5, [1, 4, 3, 2, 4], device);
+    let text = rand::<B, 3>(6, [1, 4, D_TEXT], device);
+    // (a) every frame conditioning: t no longer matters, and equals the unmasked model at t = 0.
+    let model = config(2).init::<B>(device).unwrap();
+    let all = || Some(mask::<B>(vec![true; 3], [1, 3], device));
+    let at_100 = run(&model, x.clone(), 100.0, text.clone(), &[4], all());
+    let at_900 = run(&model, x.clone(), 900.0, text.clone(), &[4], all());
+    assert_close(at_100.clone(), at_900, Tolerance::SINGLE_OP);
+    let unmasked_zero = run(&model, x.clone(), 0.0, text.clone(), &[4], None);
+    assert_close(at_100, unmasked_zero.clone(), Tolerance::SINGLE_OP);
+    // (b) mixed mask, frames independent (zero-init temporal blocks do not mix frames): frame 0
+    // (conditioning) equals the t = 0 model, frames 1 and 2 the t = 700 model.
+    let model = config(2)
+        .with_zero_init_temporal(true)
+        .init::<B>(device)
+        .unwrap();
+    let first = Some(mask::<B>(vec![true, false, false], [1, 3], device));
+    let mixed = run(&model, x.clone(), 700.0, text.clone(), &[4], first);
+    let at_zero = run(&model, x.clone(), 0.0, text.clone(), &[4], None);
+    let at_700 = run(&model, x, 700.0, text, &[4], None);
+    let frame0 = |y: &Tensor<B, 5>| y.clone().narrow(2, 0, 1);
+    assert_close(frame0(&mixed), frame0(&at_zero), Tolerance::SINGLE_OP);
+    assert_close(
+        mixed.narrow(2, 1, 2),
+        at_700.clone().narrow(2, 1, 2),
+        Tolerance::SINGLE_OP,
+    );
+    // ... and t = 0 differs from t = 700 there, so the mask did something.
+    let diff: f64 = (frame0(&at_zero) - frame0(&at_700))
+        .abs()
+        .max()
+        .into_scalar()
+        .elem();
+    assert!(
+        diff > 1e-4,
+        "t = 0 and t = 700 agree on frame 0 (max diff {diff})"
+    );
+}
+
+fn sampling_keeps_conditioning_frames_and_cfg_batch_equals_two_passes<B: Backend>(
+    device: &B::Device,
+) {
+    let model = config(1).init::<B>(device).unwrap();
+    let shape = [2, 4, 3, 2, 2];
+    let clean = rand::<B, 5>(7, shape, device);
+    let cond = StditConditioning {
+        text: rand::<B, 3>(8, [2, 4, D_TEXT], device),
+        uncond_text: model.y_embedder.null(2, 4).unwrap(),
+        text_lens: vec![4, 1],
+        fps: 8.0,
+        frames: Some((FrameMask::first_frames(2, 3, 1), clean.clone())),
+    };
+    let flow = RectifiedFlowConfig::default().init(4, None).unwrap();
+    let guidance = ClassifierFreeGuidance::new(5.0, 0.5).unwrap();
+    let sample = |mode| {
+        let mut noise = NoiseGenerator::seed_from_u64(11);
+        sample_stdit(&model, &flow, &guidance, &cond, shape, &mut noise, mode).unwrap()
+    };
+    let batched = sample(CfgMode::Batched);
+    let two = sample(CfgMode::TwoPass);
+    assert_eq!(batched.dims(), shape);
+    assert_close(
+        batched.clone().narrow(2, 0, 1),
+        clean.clone().narrow(2, 0, 1),
+        Tolerance::EXACT,
+    );
+    assert_close(batched.clone(), two, CFG_SPLIT);
+    // The generated frames moved away from the noise and the clean latent.
+    let moved = (batched.narrow(2, 1, 2) - clean.narrow(2, 1, 2))
+        .abs()
+        .max();
+    assert!(moved.into_scalar().elem::<f64>() > 1e-3);
+}
+
+fn text_to_video_pipeline<B: Backend>(device: &B::Device) {
+    let tokenizer = WordTokenizer::new(&["red", "square", "moving", "right"], 5).unwrap();
+    let embedder = TextEmbedderConfig::new(tokenizer.vocab_size(), D_TEXT)
+        .init::<B>(device)
+        .unwrap();
+    let model = config(1).init::<B>(device).unwrap();
+    let pipe = TextToVideo::new(model, tokenizer, embedder).unwrap();
+    let options = GenerateOptions {
+        latent_size: [4, 2, 2, 2],
+        num_steps: 2,
+        ..Default::default()
+    };
+    let a = pipe
+        .generate(&["red square moving right", "square"], &options, device)
+        .unwrap();
+    assert_eq!(a.dims(), [2, 4, 2, 2, 2]);
+    // Precomputed embeddings give the same result as the prompts they came from.
+    let (text, lens) = pipe.encode(&["red square moving right", "square"], device);
+    let b = pipe.generate_from_embeddings(text, lens, &options).unwrap();
+    assert_close(a, b, Tolerance::EXACT);
+    // A text longer than the null caption (text_max_len = 6) is rejected.
+    let long = Tensor::<B, 3>::zeros([1, 7, D_TEXT], device);
+    let err = pipe
+        .generate_from_embeddings(long, vec![7], &options)
+        .unwrap_err();
+    assert!(
+        matches!(err, ModelError::OutOfDomain { field: "len", .. }),
+        "{err}"
+    );
+}
+
+fn input_errors_name_the_input<B: Backend>(device: &B::Device) {
+    let model = config(1).init::<B>(device).unwrap();
+    let t = Tensor::<B, 1>::full([1], 1.0, device);
+    let text = Tensor::<B, 3>::zeros([1, 2, D_TEXT], device);
+    let call = |x: Tensor<B, 5>, text: Tensor<B, 3>, lens: &[usize]| {
+        model
+            .try_forward(x, t.clone(), text, Some(lens), t.clone(), None)
+            .unwrap_err()
+    };
+    let e = call(Tensor::zeros([1, 3, 1, 2, 2], device), text.clone(), &[2]);
+    assert!(
+        matches!(
+            e,
+            ModelError::ShapeMismatch {
+                what: "input channels",
+                expected: 4,
+                got: 3
+            }
+        ),
+        "{e}"
+    );
+    let e = call(Tensor::zeros([1, 4, 1, 3, 2], device), text.clone(), &[2]);
+    assert!(
+        matches!(e, ModelError::Component { .. }) && e.to_string().contains('3'),
+        "{e}"
+    );
+    let e = call(
+        Tensor::zeros([1, 4, 1, 2, 2], device),
+        Tensor::zeros([1, 2, 5], device),
+        &[2],
+    );
+    assert!(
+        matches!(
+            e,
+            ModelError::ShapeMismatch {
+                what: "text width (d_text)",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = call(Tensor::zeros([1, 4, 1, 2, 2], device), text.clone(), &[3]);
+    assert!(matches!(e, ModelError::ShapeMismatch { got: 3, .. }), "{e}");
+    let e = call(Tensor::zeros([1, 4, 9, 2, 2], device), text, &[2]);
+    assert!(
+        matches!(e, ModelError::OutOfDomain { value: 9.0, .. }),
+        "{e}"
+    );
+}
+
+backend_tests!(
+    output_shape_and_reference_twin,
+    single_frame_image_works,
+    conditioning_frames_use_timestep_zero,
+    sampling_keeps_conditioning_frames_and_cfg_batch_equals_two_passes,
+    text_to_video_pipeline,
+    input_errors_name_the_input,
+);
+
+#[test]
+fn config_errors_name_fields() {
+    type B = vidgen_testing::Flex;
+    let device = Default::default();
+    let field = |c: StditConfig| match c.init::<B>(&device).unwrap_err() {
+        ModelError::Zero { field }
+        | ModelError::NotDivisible { field, .. }
+        | ModelError::OutOfDomain { field, .. } => field,
+        other => panic!("unexpected {other}"),
+    };
+    assert_eq!(field(StditConfig::new(16, 2, 0, 8)), "depth");
+    assert_eq!(field(StditConfig::new(16, 3, 1, 8)), "d_model");
+    assert_eq!(field(StditConfig::new(18, 3, 1, 8)), "d_model"); // not a multiple of 4
+    assert_eq!(field(StditConfig::new(20, 4, 1, 8)), "d_model"); // odd head_dim 5
+    assert_eq!(field(StditConfig::new(16, 2, 1, 0)), "d_text");
+    assert_eq!(
+        field(StditConfig::new(16, 2, 1, 8).with_mlp_ratio(-1.0)),
+        "mlp_ratio"
+    );
+    assert_eq!(
+        field(StditConfig::new(16, 2, 1, 8).with_patch_size([1, 0, 2])),
+        "patch_size"
+    );
+    assert_eq!(
+        field(StditConfig::new(16, 2, 1, 8).with_rope_theta(0.0)),
+        "rope_theta"
+    );
+    assert_eq!(
+        field(StditConfig::new(16, 2, 1, 8).with_frequency_dim(1)),
+        "frequency_dim"
+    );
+    let msg = StditConfig::new(16, 3, 1, 8)
+        .init::<B>(&device)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("d_model") && msg.contains("16"), "{msg}");
+}
