@@ -17,7 +17,8 @@
 //! **Block-size rule** ([`plan_blocks`]). One score tile `[B, H, bq, bk]` costs
 //! `B·H·bq·bk·4` bytes (f32) and the element-wise passes keep up to [`TILE_COPIES`] of them alive
 //! at once (scores, shifted scores, their exponentials). With `row = B·H·Lk·4·TILE_COPIES`, the
-//! plan is `bq = clamp(min(budget, tile_bytes) / row, 1, Lq)` and `bk = Lk` if that gives at
+//! plan is `bq = clamp(min(max(tile_bytes / row, PREFERRED_BLOCK_Q), budget / row), 1, Lq)`
+//! and `bk = Lk` if that gives at
 //! least [`MIN_BLOCK_Q`] rows (or all of `Lq`); otherwise `bq = min(Lq, MIN_BLOCK_Q)` and
 //! `bk = budget / (B·H·bq·4·TILE_COPIES)` (at least 1): the key dimension is blocked as well.
 //! `tile_bytes` (default [`DEFAULT_TILE_BYTES`]) keeps tiles near the L2 cache size on CPU; the
@@ -49,6 +50,9 @@ use std::ops::Range;
 pub const TILE_COPIES: usize = 3;
 /// Smallest query block before the key dimension is blocked too.
 pub const MIN_BLOCK_Q: usize = 16;
+/// Query rows per block the plan prefers even when tiles outgrow `tile_bytes` (gemm
+/// efficiency), as long as the budget allows.
+pub const PREFERRED_BLOCK_Q: usize = 64;
 /// Default target size of one score tile, near a CPU core's L2 cache.
 pub const DEFAULT_TILE_BYTES: usize = 2 << 20;
 /// Bytes per score element (scores are computed in f32).
@@ -152,8 +156,11 @@ pub fn plan_blocks(
         "plan_blocks: empty attention (B·H = {batch_heads}, Lq = {len_q}, Lk = {len_k})"
     );
     let per_elem = batch_heads * SCORE_BYTES * TILE_COPIES;
-    let target = budget.bytes.min(budget.tile_bytes.max(1));
-    let fit_q = (target / (per_elem * len_k)).clamp(1, len_q);
+    let row = per_elem * len_k;
+    let fit_q = (budget.tile_bytes / row)
+        .max(PREFERRED_BLOCK_Q)
+        .min(budget.bytes / row)
+        .clamp(1, len_q);
     let (mut block_q, mut block_k) = if fit_q >= MIN_BLOCK_Q.min(len_q) {
         (fit_q, len_k)
     } else {
@@ -228,23 +235,31 @@ pub enum AttentionPath {
     Blocked,
 }
 
+/// Score-matrix size (`Lq·Lk` per head) above which Burn's `flex` backend leaves its two-gemm
+/// path for a single-threaded flash loop.
+pub const CPU_FUSED_MAX_SCORES: usize = 256 * 1024;
+
 /// Picks the path for attention of score shape `[B, H, Lq, Lk]`: [`AttentionPath::Blocked`]
 /// if the fused op's score matrix (`TILE_COPIES` f32 copies, as in Burn's unfused fallback)
-/// would exceed `budget.bytes`, otherwise [`AttentionPath::Fused`]. Within the budget the
-/// fused op is also the faster one on every backend measured so far (on `flex` it is 2× the
-/// blocked path; `docs/PERFORMANCE.md`), so speed adds no further condition (`_device` is
-/// kept for backend-specific rules).
+/// would exceed `budget.bytes`, or, unmasked (`masked = false`: no mask, bias or causal), on a
+/// multi-threaded CPU backend (see [`MemoryBudget::threads`]) when
+/// `Lq·Lk > CPU_FUSED_MAX_SCORES`, where the threaded blocked path measured 2× faster than
+/// `flex`'s single-threaded kernel (`docs/PERFORMANCE.md`); otherwise [`AttentionPath::Fused`].
 ///
 /// On CubeCL backends Burn's flash kernels (with `autotune`) do not materialise the scores,
 /// but without `autotune` and under `Autodiff` the fallback does, so the estimate is kept for
 /// every backend.
 pub fn choose_path<B: Backend>(
     [b, h, len_q, len_k]: [usize; 4],
+    masked: bool,
     budget: &MemoryBudget,
-    _device: &B::Device,
+    device: &B::Device,
 ) -> AttentionPath {
     let fused_bytes = score_bytes(b * h, len_q, len_k).saturating_mul(TILE_COPIES);
-    if fused_bytes > budget.bytes {
+    let cpu_faster = !masked
+        && len_q * len_k > CPU_FUSED_MAX_SCORES
+        && resolve_threads::<B>(budget.threads, device) > 1;
+    if fused_bytes > budget.bytes || cpu_faster {
         AttentionPath::Blocked
     } else {
         AttentionPath::Fused
@@ -271,7 +286,8 @@ pub fn memory_safe_attention<B: Backend>(
 ) -> Tensor<B, 4> {
     let [b, h, len_q, _] = q.dims();
     let shape = [b, h, len_q, k.dims()[2]];
-    match choose_path::<B>(shape, budget, &q.device()) {
+    let masked = mask.is_some() || bias.is_some() || options.is_causal;
+    match choose_path::<B>(shape, masked, budget, &q.device()) {
         AttentionPath::Blocked => blocked_attention(q, k, v, mask, bias, options, budget),
         AttentionPath::Fused => {
             let mask = mask.map(|m| match m {

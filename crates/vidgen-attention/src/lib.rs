@@ -3,6 +3,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | [`blocked`] | memory-bounded attention: query/key blocks with an online softmax, and the dispatch between it and Burn's fused op |
 //! | [`full`] | multi-head self/cross attention: QK-norm, RoPE, key-padding and causal masks, through Burn's fused `attention` op |
 //! | [`spatial_temporal`] | Open-Sora STDiT spatial attention per frame and temporal attention per position |
 //! | [`window`] | Swin / Video Swin window attention in 2D and 3D, shifted windows, relative position bias, LinGen's TESA |
@@ -17,6 +18,10 @@ pub mod retention;
 pub mod spatial_temporal;
 pub mod window;
 
+pub use blocked::{
+    AttentionMask, AttentionPath, BlockPlan, MemoryBudget, blocked_attention, choose_path,
+    memory_safe_attention, plan_blocks, score_bytes,
+};
 pub use error::AttentionError;
 pub use full::{
     AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, RopeRef, attention_reference,

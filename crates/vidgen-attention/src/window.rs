@@ -52,13 +52,13 @@ pub use partition::{
 };
 pub use tesa::TesaConfig;
 
+use crate::blocked::{AttentionMask, MemoryBudget, memory_safe_attention};
 use crate::error::{AttentionError, divisible, positive};
 use bias::{index_tensor, window_coords};
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
-use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
 
@@ -298,7 +298,15 @@ impl<B: Backend> WindowAttention<B> {
             scale: Some(self.scale),
             ..Default::default()
         };
-        let out = attention(q, k, v, mask, Some(bias), options);
+        let out = memory_safe_attention(
+            q,
+            k,
+            v,
+            mask.map(AttentionMask::Full),
+            Some(bias),
+            options,
+            &MemoryBudget::default(),
+        );
         self.proj.forward(out.swap_dims(1, 2).reshape([bw, n, c]))
     }
 

@@ -228,7 +228,7 @@ fn dispatch_agrees_with_reference<B: Backend>(dev: &B::Device) {
     );
     let tiny = MemoryBudget::new(score_bytes(b * h, lq, lk) / 2);
     assert_eq!(
-        choose_path::<B>([b, h, lq, lk], &tiny, dev),
+        choose_path::<B>([b, h, lq, lk], true, &tiny, dev),
         AttentionPath::Blocked
     );
     let roomy = MemoryBudget::new(1 << 30);
@@ -304,12 +304,21 @@ fn plan_follows_the_documented_rule() {
             block_k: 100
         }
     );
-    // Row = 8·1024·4·3 = 96 KiB; 2 MiB tiles → 21 query rows, whole key rows.
+    // Row = 8·1024·4·3 = 96 KiB; 2 MiB tiles → 21 rows, raised to PREFERRED_BLOCK_Q.
     let plan = plan_blocks(8, 1024, 1024, &MemoryBudget::default());
     assert_eq!(
         plan,
         BlockPlan {
-            block_q: 21,
+            block_q: PREFERRED_BLOCK_Q,
+            block_k: 1024
+        }
+    );
+    // ... unless the budget is smaller: 3 MiB / 96 KiB = 32 rows.
+    let plan = plan_blocks(8, 1024, 1024, &MemoryBudget::new(3 << 20));
+    assert_eq!(
+        plan,
+        BlockPlan {
+            block_q: 32,
             block_k: 1024
         }
     );

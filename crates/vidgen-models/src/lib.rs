@@ -13,15 +13,18 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod data;
 pub mod error;
 pub mod flashvideo;
 pub mod lingen;
 pub mod snap_fit;
 pub mod stdit;
 pub mod text;
+pub mod train;
 pub mod video_io;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
+pub use data::{MovingShapes, MovingShapesBatcher, MovingShapesConfig, VideoBatch};
 pub use error::ModelError;
 pub use flashvideo::{
     Decoder, FlashVideo, FlashVideoConfig, FlashVideoState, GenerationStats, InterpolationPlan,
@@ -34,4 +37,5 @@ pub use stdit::{
     CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, TextToVideo, sample_stdit,
 };
 pub use text::{TextEmbedder, TextEmbedderConfig, WordTokenizer, load_text_embeddings};
+pub use train::{TextVideoModel, TinyTrainConfig, train, write_loss_curve_png};
 pub use video_io::write_gif;

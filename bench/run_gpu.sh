@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# vidgen vs PyTorch on one GPU, in one device call (see /work/shared/GPU.md and docs/PERFORMANCE.md).
+#
+#   bench/run_gpu.sh build [cuda|wgpu]   # here (Rust toolchain, no GPU needed): builds
+#                                        # examples/gpu_bench in release, strips it into .gpu/
+#   bench/run_gpu.sh [SIZE OPTIONS..]    # on the GPU machine, from the repository root (carry
+#                                        # .gpu): runs the Rust program, then the PyTorch
+#                                        # script with the same options, and prints ratios
+#
+# SIZE OPTIONS are gpu_bench's (`.gpu/gpu_bench --help`), e.g. `--lens 1024,4096 --iters 20`;
+# both programs take them. Everything is also written under $OUT (the device tool's result
+# folder) when it is set: device.txt, vidgen.txt, torch.txt, ratios.tsv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ ${1:-} == build ]]; then
+  feature=${2:-cuda}
+  cargo build --release --features "$feature" --example gpu_bench
+  mkdir -p .gpu
+  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
+  cp target/release/examples/gpu_bench .gpu/gpu_bench
+  strip .gpu/gpu_bench
+  ls -l .gpu/gpu_bench
+  exit 0
+fi
+
+bin=${GPU_BENCH_BIN:-.gpu/gpu_bench}
+out=${OUT:-$(mktemp -d)}
+mkdir -p "$out"
+
+{
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
+    echo "nvidia-smi: not available"
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+} | tee "$out/device.txt"
+
+echo "::: vidgen ($bin $*)"
+"$bin" "$@" 2>&1 | tee "$out/vidgen.txt"
+echo "::: torch (bench/torch_gpu_bench.py $*)"
+python3 bench/torch_gpu_bench.py "$@" 2>&1 | tee "$out/torch.txt"
+
+table() { if command -v column >/dev/null; then column -t -s $'\t'; else cat; fi; }
+
+# Join the RESULT lines on (case, size): vidgen median / torch median (> 1: vidgen slower).
+echo "::: ratios (median ms)"
+awk -F'\t' '
+  $1 != "RESULT" { next }
+  $2 == "vidgen" { v[$3 "\t" $4] = $5; order[++n] = $3 "\t" $4 }
+  $2 == "torch"  { t[$3 "\t" $4] = $5 }
+  END {
+    print "case\tsize\tvidgen_ms\ttorch_ms\tvidgen/torch"
+    for (i = 1; i <= n; i++) {
+      k = order[i]
+      if (k in t) printf "%s\t%s\t%s\t%.2f\n", k, v[k], t[k], v[k] / t[k]
+      else printf "%s\t%s\t-\t-\n", k, v[k]
+    }
+  }' "$out/vidgen.txt" "$out/torch.txt" | tee "$out/ratios.tsv" | table
