@@ -1,6 +1,7 @@
 //! CPU attention at [1, 8, 1024, 64] and [1, 8, 4096, 64] (`cargo bench --bench attention_cpu`):
 //! Burn's fused op on `flex`, vidgen's blocked path (automatic threads and one thread), the
-//! dispatcher, and the naive reference. Compare with `bench/torch_sdpa_cpu.py` run on the same
+//! fused host kernel on slices (block sizes, threads), the dispatcher (which runs the host
+//! kernel on flex, including the tensor ↔ host copies), and the naive reference. Compare with `bench/torch_sdpa_cpu.py` run on the same
 //! machine; results in docs/PERFORMANCE.md.
 
 use burn::tensor::module::attention;
@@ -11,6 +12,7 @@ use std::hint::black_box;
 use std::time::Duration;
 use vidgen_attention::blocked::{MemoryBudget, blocked_attention, memory_safe_attention};
 use vidgen_attention::full::attention_reference;
+use vidgen_attention::host::{HostOptions, HostShape, flash_attention_host};
 
 type B = burn::backend::Flex;
 
@@ -62,13 +64,40 @@ fn bench_attention_cpu(c: &mut Criterion) {
         group.bench_function("blocked (1 thread)", |b| {
             b.iter(|| black_box(run(MemoryBudget::default().with_threads(1))).into_data())
         });
-        for block_q in [64, 128] {
-            let budget = MemoryBudget::default().with_blocks(Some(block_q), None);
-            group.bench_function(format!("blocked (auto threads, block_q {block_q})"), |b| {
-                b.iter(|| black_box(run(budget)).into_data())
+        let host = |t: &Tensor<B, 4>| t.to_data().into_vec::<f32>().unwrap();
+        let (qh, kh, vh) = (host(&q), host(&k), host(&v));
+        let mut out = vec![0.0f32; qh.len()];
+        let host_shape = HostShape {
+            batch_heads: 8,
+            len_q: len,
+            len_k: len,
+            head_dim: 64,
+            value_dim: 64,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (block_q, block_k, threads) in [
+            (64, 256, cores),
+            (128, 256, cores),
+            (64, 512, cores),
+            (32, 256, cores),
+            (64, 256, 1),
+        ] {
+            let host_options = HostOptions {
+                scale: 0.125,
+                block_q,
+                block_k,
+                threads,
+                ..HostOptions::default()
+            };
+            let name = format!("host kernel (bq {block_q}, bk {block_k}, {threads} threads)");
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    flash_attention_host(&qh, &kh, &vh, &mut out, host_shape, &host_options);
+                    black_box(out[0])
+                })
             });
         }
-        group.bench_function("memory_safe_attention (dispatch)", |b| {
+        group.bench_function("memory_safe_attention (dispatch → host kernel)", |b| {
             b.iter(|| {
                 let (q, k, v) = (q.clone(), k.clone(), v.clone());
                 let budget = MemoryBudget::default();

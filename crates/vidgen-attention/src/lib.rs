@@ -14,13 +14,14 @@
 pub mod blocked;
 pub mod error;
 pub mod full;
+pub mod host;
 pub mod retention;
 pub mod spatial_temporal;
 pub mod window;
 
 pub use blocked::{
-    AttentionMask, AttentionPath, BlockPlan, MemoryBudget, blocked_attention, choose_path,
-    memory_safe_attention, plan_blocks, score_bytes,
+    AttentionMask, AttentionPath, BlockPlan, MaskKind, MemoryBudget, blocked_attention,
+    choose_path, memory_safe_attention, plan_blocks, score_bytes,
 };
 pub use error::AttentionError;
 pub use full::{

@@ -209,8 +209,9 @@ fn blocked_bias_softcap_vs_fallback<B: Backend>(dev: &B::Device) {
     }
 }
 
-/// The dispatcher picks the blocked path when the budget is too small for the score matrix and
-/// the fused op otherwise; both agree with the reference. `scaled_dot_product_attention` goes
+/// The dispatcher picks the host kernel on CPU backends, elsewhere the blocked path when the
+/// budget is too small for the score matrix and the fused op otherwise; all agree with the
+/// reference. `scaled_dot_product_attention` goes
 /// through it.
 fn dispatch_agrees_with_reference<B: Backend>(dev: &B::Device) {
     let _g = serial();
@@ -228,9 +229,15 @@ fn dispatch_agrees_with_reference<B: Backend>(dev: &B::Device) {
     );
     let tiny = MemoryBudget::new(score_bytes(b * h, lq, lk) / 2);
     assert_eq!(
-        choose_path::<B>([b, h, lq, lk], true, &tiny, dev),
+        choose_path::<B>([b, h, lq, lk], MaskKind::Dense, &tiny, dev),
         AttentionPath::Blocked
     );
+    // Causal + key padding run the fused host kernel on CPU backends.
+    let structured = choose_path::<B>([b, h, lq, lk], MaskKind::Structured, &tiny, dev);
+    match B::name(dev).as_str() {
+        "flex" | "ndarray" => assert_eq!(structured, AttentionPath::Host),
+        _ => assert_eq!(structured, AttentionPath::Blocked),
+    }
     let roomy = MemoryBudget::new(1 << 30);
     for budget in [tiny, roomy] {
         let out = memory_safe_attention(

@@ -4,7 +4,8 @@
 //! Data flow for a latent `x: [B, C, T, H, W]` at flow time `t: [B]` with text `[B, L, d_text]`:
 //!
 //! 1. `x_embedder` ([`PatchEmbed3d`]) → tokens `[B, T·S, D]` (frame-major, `S = h·w`), plus the
-//!    2D sin-cos table ([`sincos_2d`], `base_size = round(√S)`) added to every frame;
+//!    2D sin-cos table ([`sincos_2d`], `base_size = round(√S)`) added to every frame, and with
+//!    [`StditConfig::temporal_pos_embed`] a 1D sin-cos table over frames ([`sincos_1d`]);
 //! 2. `c = t_embedder(t) + fps_embedder(fps)` ([`TimestepEmbedder`] twice: Open-Sora's
 //!    `TimestepEmbedder` and `SizeEmbedder`), `t_mlp = t_block(c)` — adaLN-single
 //!    ([`AdaLnModulation`], PixArt init, shared by all blocks, 6 chunks);
@@ -61,11 +62,12 @@ use crate::error::{ModelError, divisible, positive, positive_f64, same_size};
 use block::{BlockInputs, component};
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::{Bool, Tensor, backend::Backend};
+use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_attention::{SpatialTemporalConfig, key_padding_mask};
 use vidgen_nn::{
     AdaLnModulation, AdaLnModulationConfig, PatchEmbed3d, PatchEmbed3dConfig, TimestepEmbedder,
-    TimestepEmbedderConfig, sincos_2d, unpatchify_3d,
+    TimestepEmbedderConfig, sincos_1d, sincos_2d, unpatchify_3d,
 };
 
 /// Configuration of [`Stdit`]. Defaults are Open-Sora 1.2 STDiT3's where they are not sizes.
@@ -114,6 +116,19 @@ pub struct StditConfig {
     /// Zero-initialise the temporal blocks' output projections (report sec. 3.2).
     #[config(default = true)]
     pub zero_init_temporal: bool,
+    /// Also add a 1D sin-cos table over token frames (Open-Sora 1.0/1.1 STDiT's
+    /// `pos_embed_temporal`) to every token. STDiT3 (1.2) has only the temporal RoPE, which is
+    /// relative: a model then learns absolute frame order only from boundary effects, which
+    /// small models trained briefly do not (`train_tiny` enables this).
+    #[config(default = false)]
+    pub temporal_pos_embed: bool,
+    /// Also add a pooled caption to the conditioning: `c += pooled_proj(mean of the valid
+    /// projected text tokens)`, as SD3 and Flux add a pooled text vector to the timestep
+    /// embedding. Every block's adaLN then sees the whole caption; through cross-attention
+    /// alone, a small model's softmax over a few tokens can settle on one word and ignore the
+    /// rest (`train_tiny` enables this). `pooled_proj` starts at zero.
+    #[config(default = false)]
+    pub pooled_text: bool,
 }
 
 /// LayerNorm epsilon of every norm (upstream `eps=1e-6`, no affine parameters).
@@ -216,6 +231,12 @@ impl StditConfig {
             final_layer: FinalLayer::new(d, out_width, device)?,
             d_text: self.d_text,
             pos_interpolation_scale: self.pos_interpolation_scale,
+            temporal_pos_embed: self.temporal_pos_embed,
+            pooled_proj: self.pooled_text.then(|| {
+                LinearConfig::new(d, d)
+                    .with_initializer(Initializer::Zeros)
+                    .init(device)
+            }),
         })
     }
 }
@@ -243,6 +264,10 @@ pub struct Stdit<B: Backend> {
     pub d_text: usize,
     /// See [`StditConfig::pos_interpolation_scale`].
     pub pos_interpolation_scale: f64,
+    /// See [`StditConfig::temporal_pos_embed`].
+    pub temporal_pos_embed: bool,
+    /// Pooled-caption projection `D → D` ([`StditConfig::pooled_text`]).
+    pub pooled_proj: Option<Linear<B>>,
 }
 
 impl<B: Backend> Stdit<B> {
@@ -363,7 +388,20 @@ impl<B: Backend> Stdit<B> {
     /// # Shapes
     /// `t`, `fps`: `[B]` → (`[B, D]`, `[B, 6D]`)
     pub fn condition(&self, t: Tensor<B, 1>, fps: Tensor<B, 1>) -> (Tensor<B, 2>, Tensor<B, 2>) {
-        let c = self.t_embedder.forward(t) + self.fps_embedder.forward(fps);
+        self.condition_with(t, fps, None)
+    }
+
+    /// [`condition`](Self::condition) with `extra` (`[B, D]`) added to `c`.
+    fn condition_with(
+        &self,
+        t: Tensor<B, 1>,
+        fps: Tensor<B, 1>,
+        extra: Option<Tensor<B, 2>>,
+    ) -> (Tensor<B, 2>, Tensor<B, 2>) {
+        let mut c = self.t_embedder.forward(t) + self.fps_embedder.forward(fps);
+        if let Some(extra) = extra {
+            c = c + extra;
+        }
         let packed = self.t_block.forward_packed(c.clone());
         (c, packed)
     }
@@ -384,9 +422,27 @@ impl<B: Backend> Stdit<B> {
         let (frames, spatial) = (grid[0], grid[1] * grid[2]);
         let d = self.t_block.linear.weight.dims()[1] / 6;
 
-        let (c, t_mlp) = self.condition(t, fps.clone());
+        let text = self.y_embedder.forward(text);
+        let pooled = self.pooled_proj.as_ref().map(|proj| {
+            let [_, len, _] = text.dims();
+            let weights: Vec<f32> = (0..b)
+                .flat_map(|i| {
+                    let valid = text_lens.map_or(len, |lens| lens[i]);
+                    (0..len).map(move |j| {
+                        if j < valid {
+                            1.0 / valid.max(1) as f32
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            let weights = Tensor::<B, 3>::from_data(TensorData::new(weights, [b, len, 1]), &device);
+            proj.forward((text.clone() * weights).sum_dim(1).reshape([b, d]))
+        });
+        let (c, t_mlp) = self.condition_with(t, fps.clone(), pooled.clone());
         let zero = frame_mask.as_ref().map(|_| {
-            let (c0, t0_mlp) = self.condition(Tensor::zeros([b], &device), fps);
+            let (c0, t0_mlp) = self.condition_with(Tensor::zeros([b], &device), fps, pooled);
             (c0, t0_mlp)
         });
         let token_mask = frame_mask.map(|m| token_mask(m, spatial, d));
@@ -402,14 +458,20 @@ impl<B: Backend> Stdit<B> {
             &device,
         )
         .map_err(component("spatial sin-cos positions"))?;
-        let mut h = (tokens.reshape([b, frames, spatial, d]) + pos.reshape([1, 1, spatial, d]))
-            .reshape([b, frames * spatial, d]);
+        let mut h = tokens.reshape([b, frames, spatial, d]) + pos.reshape([1, 1, spatial, d]);
+        if self.temporal_pos_embed {
+            let positions: Vec<f64> = (0..frames).map(|f| f as f64).collect();
+            let table = sincos_1d::<B>(d, &positions, &device)
+                .map_err(component("temporal sin-cos positions"))?;
+            h = h + table.reshape([1, frames, 1, d]);
+        }
+        let mut h = h.reshape([b, frames * spatial, d]);
 
         let inputs = BlockInputs {
             t_mlp,
             t0_mlp: zero.as_ref().map(|(_, t0)| t0.clone()),
             token_mask: token_mask.clone(),
-            text: self.y_embedder.forward(text),
+            text,
             text_pad,
             frames,
             spatial,

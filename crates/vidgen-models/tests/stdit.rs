@@ -248,7 +248,63 @@ fn input_errors_name_the_input<B: Backend>(device: &B::Device) {
     );
 }
 
+/// `pooled_text`: zero-initialised, it leaves the output unchanged; once trained (here: set to
+/// the identity), the pooled caption reaches every block, padded tokens excluded. With
+/// `temporal_pos_embed` the frames get distinct tables, so the output changes.
+fn pooled_text_and_temporal_table<B: Backend>(device: &B::Device) {
+    let x = rand::<B, 5>(1, [2, 4, 3, 4, 4], device);
+    let text = rand::<B, 3>(2, [2, 5, D_TEXT], device);
+    let lens = [5, 3];
+    let plain = config(1).init::<B>(device).unwrap();
+    // Run first: parameters initialise lazily, and a clone taken before would draw its own.
+    let out = run(&plain, x.clone(), 500.0, text.clone(), &lens, None);
+    let pooled_proj = config(1)
+        .with_pooled_text(true)
+        .init::<B>(device)
+        .unwrap()
+        .pooled_proj;
+    assert!(pooled_proj.is_some());
+    // The same weights elsewhere.
+    let mut pooled = Stdit {
+        pooled_proj,
+        ..plain.clone()
+    };
+    let zero = run(&pooled, x.clone(), 500.0, text.clone(), &lens, None);
+    assert_close(zero, out.clone(), Tolerance::EXACT);
+    let mut proj = pooled.pooled_proj.take().unwrap();
+    proj.weight = proj
+        .weight
+        .map(|w| w.zeros_like() + Tensor::eye(16, device));
+    pooled.pooled_proj = Some(proj);
+    let with = run(&pooled, x.clone(), 500.0, text.clone(), &lens, None);
+    let diff: f32 = (with.clone() - out.clone())
+        .abs()
+        .max()
+        .into_scalar()
+        .elem();
+    assert!(diff > 1e-3, "the pooled caption changed nothing ({diff})");
+    // Sample 1 has 3 valid tokens: changing its padded tokens changes nothing.
+    let padded = text.clone().slice_assign(
+        [1..2, 3..5, 0..D_TEXT],
+        rand::<B, 3>(3, [1, 2, D_TEXT], device),
+    );
+    let again = run(&pooled, x.clone(), 500.0, padded, &lens, None);
+    assert_close(again, with, Tolerance::EXACT);
+
+    let mut timed = config(1)
+        .with_temporal_pos_embed(true)
+        .init::<B>(device)
+        .unwrap();
+    timed.temporal_pos_embed = false;
+    let same = run(&timed, x.clone(), 500.0, text.clone(), &lens, None);
+    timed.temporal_pos_embed = true;
+    let moved = run(&timed, x, 500.0, text, &lens, None);
+    let diff: f32 = (moved - same).abs().max().into_scalar().elem();
+    assert!(diff > 1e-3, "the temporal table changed nothing ({diff})");
+}
+
 backend_tests!(
+    pooled_text_and_temporal_table,
     output_shape_and_reference_twin,
     single_frame_image_works,
     conditioning_frames_use_timestep_zero,

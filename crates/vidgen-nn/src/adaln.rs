@@ -26,7 +26,16 @@ pub fn modulate<B: Backend>(
     shift: Tensor<B, 2>,
     scale: Tensor<B, 2>,
 ) -> Tensor<B, 3> {
-    x * (scale.unsqueeze_dim::<3>(1) + 1.0) + shift.unsqueeze_dim(1)
+    let len = x.dims()[1];
+    x * per_token(scale + 1.0, len) + per_token(shift, len)
+}
+
+/// `[B, D]` → `[B, L, D]`, each sample's vector repeated over its `L` tokens. A materialised
+/// repeat rather than a broadcast view: elementwise ops on two contiguous operands take the
+/// vectorised path on CPU backends, whereas a `[B, 1, D]` broadcast against `[B, L, D]` falls
+/// back to strided iteration there.
+fn per_token<B: Backend>(v: Tensor<B, 2>, len: usize) -> Tensor<B, 3> {
+    v.unsqueeze_dim::<3>(1).repeat_dim(1, len)
 }
 
 /// `gate·y`, the per-sample gate of a residual branch: `x + gate(y, g)`.
@@ -34,7 +43,8 @@ pub fn modulate<B: Backend>(
 /// # Shapes
 /// `y`: `[B, L, D]`, `gate`: `[B, D]` → `[B, L, D]`
 pub fn gate<B: Backend>(y: Tensor<B, 3>, gate: Tensor<B, 2>) -> Tensor<B, 3> {
-    y * gate.unsqueeze_dim(1)
+    let len = y.dims()[1];
+    y * per_token(gate, len)
 }
 
 /// Configuration of [`AdaLnModulation`].

@@ -29,7 +29,7 @@ pub use adaln::{
     AdaLnModulation, AdaLnModulationConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate,
 };
 pub use error::NnError;
-pub use mlp::{Mlp, MlpConfig, SwiGluMlp, SwiGluMlpConfig};
+pub use mlp::{Mlp, MlpConfig, SwiGluMlp, SwiGluMlpConfig, gelu_tanh};
 pub use patch::{
     PatchEmbed2d, PatchEmbed2dConfig, PatchEmbed3d, PatchEmbed3dConfig, patchify_3d, unpatchify_2d,
     unpatchify_3d,

@@ -5,7 +5,7 @@ use crate::error::{NnError, positive};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, SwiGlu, SwiGluConfig};
-use burn::tensor::activation::gelu_approximate;
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Tensor, backend::Backend};
 
 /// Configuration of [`Mlp`].
@@ -57,7 +57,7 @@ impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// `x`: `[.., d_model]` → `[.., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.fc2.forward(gelu_approximate(self.fc1.forward(x)))
+        self.fc2.forward(gelu_tanh(self.fc1.forward(x)))
     }
 }
 
@@ -114,5 +114,39 @@ impl<B: Backend> SwiGluMlp<B> {
     /// `x`: `[.., d_model]` → `[.., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         self.linear_down.forward(self.swiglu.forward(x))
+    }
+}
+
+/// `GELU_tanh(x) = ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`, computed as the equal
+/// `x·sigmoid(2·√(2/π)·x·(1 + 0.044715·x²))`: multiplications and one sigmoid, no `powf` or
+/// `tanh`, which are scalar library calls on CPU backends (the same value as
+/// [`gelu_approximate`](burn::tensor::activation::gelu_approximate) to float rounding).
+pub fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    const TWO_SQRT_2_OVER_PI: f64 =
+        2.0 * core::f64::consts::FRAC_2_SQRT_PI * core::f64::consts::FRAC_1_SQRT_2;
+    let inner =
+        (x.clone() * x.clone() * (0.044715 * TWO_SQRT_2_OVER_PI) + TWO_SQRT_2_OVER_PI) * x.clone();
+    x * sigmoid(inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::activation::gelu_approximate;
+    use vidgen_testing::Flex;
+
+    #[test]
+    fn gelu_tanh_equals_the_tanh_form() {
+        let device = Default::default();
+        let values: Vec<f32> = (0..801).map(|i| (i as f32 - 400.0) / 40.0).collect();
+        let x = Tensor::<Flex, 1>::from_floats(values.as_slice(), &device);
+        let ours: Vec<f32> = gelu_tanh(x.clone()).into_data().iter::<f32>().collect();
+        let burn: Vec<f32> = gelu_approximate(x).into_data().iter::<f32>().collect();
+        for ((v, a), b) in values.iter().zip(&ours).zip(&burn) {
+            assert!(
+                (a - b).abs() <= 1e-6 + 1e-6 * b.abs(),
+                "x = {v}: {a} vs {b}"
+            );
+        }
     }
 }

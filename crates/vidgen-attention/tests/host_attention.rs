@@ -1,0 +1,210 @@
+//! The fused host kernel (`flash_attention_host`) against the naive reference
+//! (`attention_reference`): odd lengths, blocks that do not divide them, `Dv ≠ Dh`, causal
+//! masking with `Lq ≠ Lk`, key padding with a sample whose keys are all masked, and several
+//! threads. Also the dispatch: `memory_safe_attention` on flex takes the host path and agrees.
+
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Tensor, TensorData};
+use vidgen_attention::blocked::{AttentionMask, MemoryBudget, memory_safe_attention};
+use vidgen_attention::full::{attention_reference, expand_key_padding, key_padding_mask};
+use vidgen_attention::host::{HostOptions, HostShape, flash_attention_host};
+use vidgen_testing::{Flex, Tolerance, assert_close};
+
+/// Same f32 math regrouped (online rescaling, polynomial exp): the 1e-4 bound.
+const HOST_VS_REFERENCE: Tolerance = Tolerance::new("HOST_VS_REFERENCE", 1e-5, 1e-4);
+
+/// Deterministic values in [-2, 2) from an LCG.
+fn det(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005) ^ 0x9e3779b97f4a7c15;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        })
+        .collect()
+}
+
+struct Case {
+    b: usize,
+    h: usize,
+    lq: usize,
+    lk: usize,
+    dh: usize,
+    dv: usize,
+    causal: bool,
+    valid: Option<Vec<usize>>,
+}
+
+fn check(case: &Case, block_q: usize, block_k: usize, threads: usize) {
+    let Case {
+        b,
+        h,
+        lq,
+        lk,
+        dh,
+        dv,
+        causal,
+        ..
+    } = *case;
+    let dev = Default::default();
+    let (q, k, v) = (
+        det(b * h * lq * dh, 1),
+        det(b * h * lk * dh, 2),
+        det(b * h * lk * dv, 3),
+    );
+    let tensor = |data: &[f32], shape: [usize; 4]| {
+        Tensor::<Flex, 4>::from_data(TensorData::new(data.to_vec(), shape), &dev)
+    };
+    let pad = case
+        .valid
+        .as_ref()
+        .map(|valid| key_padding_mask::<Flex>(valid, lk, &dev));
+    let expected = attention_reference(
+        tensor(&q, [b, h, lq, dh]),
+        tensor(&k, [b, h, lk, dh]),
+        tensor(&v, [b, h, lk, dv]),
+        pad.clone().map(|m| expand_key_padding(m, [b, h, lq, lk])),
+        causal,
+        Some(0.3),
+    );
+    let pad_host: Option<Vec<bool>> = pad.map(|m| m.into_data().iter::<bool>().collect());
+    let mut out = vec![f32::NAN; b * h * lq * dv];
+    let options = HostOptions {
+        scale: 0.3,
+        causal_offset: causal.then_some(lk as i64 - lq as i64),
+        key_padding: pad_host.as_deref().map(|m| (m, h)),
+        block_q,
+        block_k,
+        threads,
+    };
+    let shape = HostShape {
+        batch_heads: b * h,
+        len_q: lq,
+        len_k: lk,
+        head_dim: dh,
+        value_dim: dv,
+    };
+    flash_attention_host(&q, &k, &v, &mut out, shape, &options);
+    assert_close(tensor(&out, [b, h, lq, dv]), expected, HOST_VS_REFERENCE);
+}
+
+const BLOCKS: [(usize, usize); 4] = [(64, 256), (4, 3), (5, 7), (1, 1)];
+
+#[test]
+fn host_kernel_matches_reference_unmasked() {
+    for (lq, lk, dh, dv) in [(13, 13, 8, 9), (7, 29, 4, 4), (33, 5, 16, 3)] {
+        let case = Case {
+            b: 2,
+            h: 3,
+            lq,
+            lk,
+            dh,
+            dv,
+            causal: false,
+            valid: None,
+        };
+        for (bq, bk) in BLOCKS {
+            for threads in [1, 2, 3] {
+                check(&case, bq, bk, threads);
+            }
+        }
+    }
+}
+
+#[test]
+fn host_kernel_matches_reference_causal_and_padded() {
+    // Lq > Lk with causal: the first Lq − Lk rows see no key and must be zero.
+    for (lq, lk, causal, valid) in [
+        (11, 11, true, None),
+        (9, 17, true, None),
+        (17, 9, true, Some(vec![9, 4])),
+        (12, 19, false, Some(vec![19, 0])),
+        (8, 21, true, Some(vec![5, 21])),
+    ] {
+        let case = Case {
+            b: 2,
+            h: 2,
+            lq,
+            lk,
+            dh: 8,
+            dv: 5,
+            causal,
+            valid,
+        };
+        for (bq, bk) in BLOCKS {
+            for threads in [1, 2] {
+                check(&case, bq, bk, threads);
+            }
+        }
+    }
+}
+
+/// Tokens at 1 000-scale logits: the online rescaling must not overflow.
+#[test]
+fn host_kernel_is_stable_for_large_logits() {
+    let (lq, lk, d) = (6, 40, 4);
+    let q: Vec<f32> = det(lq * d, 4).iter().map(|x| x * 30.0).collect();
+    let k: Vec<f32> = det(lk * d, 5).iter().map(|x| x * 30.0).collect();
+    let v = det(lk * d, 6);
+    let dev = Default::default();
+    let t = |data: &[f32], l: usize| {
+        Tensor::<Flex, 4>::from_data(TensorData::new(data.to_vec(), [1, 1, l, d]), &dev)
+    };
+    let expected = attention_reference(t(&q, lq), t(&k, lk), t(&v, lk), None, false, Some(1.0));
+    let mut out = vec![0.0; lq * d];
+    let options = HostOptions {
+        block_q: 2,
+        block_k: 7,
+        ..HostOptions::default()
+    };
+    let shape = HostShape {
+        batch_heads: 1,
+        len_q: lq,
+        len_k: lk,
+        head_dim: d,
+        value_dim: d,
+    };
+    flash_attention_host(&q, &k, &v, &mut out, shape, &options);
+    assert!(out.iter().all(|x| x.is_finite()));
+    assert_close(t(&out, lq), expected, HOST_VS_REFERENCE);
+}
+
+/// `memory_safe_attention` on flex (outside autodiff) goes through the host kernel, for
+/// unmasked, causal and key-padded inputs, with the automatic thread count.
+#[test]
+fn dispatch_on_flex_uses_the_host_kernel_and_agrees() {
+    let dev = Default::default();
+    let (b, h, lq, lk, d) = (2, 4, 70, 300, 8);
+    let t = |seed, l| {
+        Tensor::<Flex, 4>::from_data(
+            TensorData::new(det(b * h * l * d, seed), [b, h, l, d]),
+            &dev,
+        )
+    };
+    let (q, k, v) = (t(7, lq), t(8, lk), t(9, lk));
+    let pad = key_padding_mask::<Flex>(&[300, 123], lk, &dev);
+    for causal in [false, true] {
+        for padded in [false, true] {
+            let mask = padded.then(|| AttentionMask::KeyPadding(pad.clone()));
+            let full = padded.then(|| expand_key_padding(pad.clone(), [b, h, lq, lk]));
+            let options = AttentionModuleOptions {
+                scale: None,
+                softcap: None,
+                is_causal: causal,
+            };
+            let out = memory_safe_attention(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                mask,
+                None,
+                options,
+                &MemoryBudget::default(),
+            );
+            let expected = attention_reference(q.clone(), k.clone(), v.clone(), full, causal, None);
+            assert_close(out, expected, HOST_VS_REFERENCE);
+        }
+    }
+}
