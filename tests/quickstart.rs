@@ -13,7 +13,11 @@ use vidgen_testing::Flex;
 const REQUIRED_PER_DIRECTION: usize = 5;
 
 #[test]
-#[ignore = "the shipped checkpoint ignores the direction words; see README"]
+/// Ignored: the shipped checkpoint (3000 steps) draws the prompted colour and shape moving by
+/// the dataset's distance, but in a direction its direction word does not control (5/24 labels
+/// pass at seed 7; zeroing the direction token changes the output by 0.005 mean abs against 0.11
+/// for the colour token). Run with `cargo test --test quickstart -- --ignored`.
+#[ignore = "the shipped checkpoint does not follow the direction word yet"]
 fn shipped_checkpoint_moves_the_shape_in_the_prompted_direction() {
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
     let checkpoint = assets.join("tiny_stdit.safetensors");

@@ -227,7 +227,7 @@ pub enum AttentionPath {
     Fused,
     /// [`blocked_attention`].
     Blocked,
-    /// [`flash_attention_host`](crate::host::flash_attention_host) on the tensors' host data:
+    /// [`flash_attention_host`] on the tensors' host data:
     /// CPU backends outside `Autodiff`, f32, masks that are causal and/or key padding.
     Host,
 }

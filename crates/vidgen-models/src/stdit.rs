@@ -118,15 +118,14 @@ pub struct StditConfig {
     pub zero_init_temporal: bool,
     /// Also add a 1D sin-cos table over token frames (Open-Sora 1.0/1.1 STDiT's
     /// `pos_embed_temporal`) to every token. STDiT3 (1.2) has only the temporal RoPE, which is
-    /// relative: a model then learns absolute frame order only from boundary effects, which
-    /// small models trained briefly do not (`train_tiny` enables this).
+    /// relative: a model then learns absolute frame order only from boundary effects.
     #[config(default = false)]
     pub temporal_pos_embed: bool,
     /// Also add a pooled caption to the conditioning: `c += pooled_proj(mean of the valid
     /// projected text tokens)`, as SD3 and Flux add a pooled text vector to the timestep
-    /// embedding. Every block's adaLN then sees the whole caption; through cross-attention
-    /// alone, a small model's softmax over a few tokens can settle on one word and ignore the
-    /// rest (`train_tiny` enables this). `pooled_proj` starts at zero.
+    /// embedding. Every block's adaLN then sees the whole caption, not only through
+    /// cross-attention, whose softmax over a few tokens can settle on one word. `pooled_proj`
+    /// starts at zero.
     #[config(default = false)]
     pub pooled_text: bool,
 }
