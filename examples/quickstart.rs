@@ -15,7 +15,6 @@
 use burn::tensor::{Tensor, backend::Backend};
 use std::path::Path;
 use std::time::Instant;
-use vidgen_models::stdit::GenerateOptions;
 use vidgen_models::train::load_text_to_video;
 use vidgen_models::write_gif;
 
@@ -56,14 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         assets.join("tiny_stdit.safetensors"),
         &device,
     )?;
-    let size = config.data.size;
-    let options = GenerateOptions {
-        latent_size: [3, config.data.frames, size, size],
-        num_steps: 16,
-        guidance_scale: 4.0,
-        fps: config.fps,
-        ..GenerateOptions::default()
-    };
+    let options = config.generate_options(0);
     let video = pipeline.generate(&[prompt.as_str()], &options, &device)?;
     let [_, c, t, h, w] = video.dims();
     write_gif(upscale(video.reshape([c, t, h, w])), &out, 12)?;

@@ -413,21 +413,6 @@ mod tests {
     use super::*;
     use vidgen_testing::Flex;
 
-    /// Mean (x, y) of the lit pixels of frame `t` in channel `ch`.
-    fn centroid(item: &MovingShapeItem, ch: usize, t: usize) -> (f64, f64) {
-        let [_, frames, h, w] = item.shape;
-        let (mut sx, mut sy, mut n) = (0.0, 0.0, 0.0);
-        for r in 0..h {
-            for c in 0..w {
-                if item.video[((ch * frames + t) * h + r) * w + c] > 0.0 {
-                    (sx, sy, n) = (sx + c as f64, sy + r as f64, n + 1.0);
-                }
-            }
-        }
-        assert!(n > 0.0, "frame {t} of {:?} is empty", item.label);
-        (sx / n, sy / n)
-    }
-
     #[test]
     fn items_are_deterministic_balanced_and_move_as_labelled() {
         let data = MovingShapesConfig::new(48).with_seed(3).init().unwrap();
@@ -438,17 +423,10 @@ mod tests {
             let item = data.get(i).unwrap();
             let (colour, shape, direction) = MovingShapes::combination(i);
             assert_eq!(item.label, label(colour, shape, direction));
-            let (x0, y0) = centroid(&item, colour.channel(), 0);
-            let (x1, y1) = centroid(&item, colour.channel(), 7);
-            let (dx, dy) = direction.unit();
+            let m = measure_motion(&item.video, [8, 16, 16], colour, direction);
             assert!(
-                ((x1 - x0) - 7.0 * dx).abs() < 1.0,
-                "{}: x {x0} → {x1}",
-                item.label
-            );
-            assert!(
-                ((y1 - y0) - 7.0 * dy).abs() < 1.0,
-                "{}: y {y0} → {y1}",
+                (m.along - 7.0).abs() < 1.0 && m.across.abs() < 1.0,
+                "{}: {m:?}",
                 item.label
             );
             for other in (0..3).filter(|&ch| ch != colour.channel()) {
