@@ -128,6 +128,12 @@ pub struct StditConfig {
     /// starts at zero.
     #[config(default = false)]
     pub pooled_text: bool,
+    /// QK-norm in the cross-attention to the text as well (per-head RMSNorm of queries and
+    /// keys, eps `qk_norm_eps`). Upstream STDiT3 normalises only the self-attentions; with a
+    /// few caption tokens, unnormalised logits can settle the softmax on one token. The tiny
+    /// text-to-video model learns its direction word only with this on.
+    #[config(default = false)]
+    pub cross_qk_norm: bool,
 }
 
 /// LayerNorm epsilon of every norm (upstream `eps=1e-6`, no affine parameters).

@@ -303,7 +303,55 @@ fn pooled_text_and_temporal_table<B: Backend>(device: &B::Device) {
     assert!(diff > 1e-3, "the temporal table changed nothing ({diff})");
 }
 
+/// `cross_qk_norm`: every cross-attention gets per-head RMSNorm on queries and keys (upstream
+/// STDiT3 has none there); the fast path still equals the reference twin, and removing the norms
+/// from the same weights changes the output.
+fn cross_attention_qk_norm<B: Backend>(device: &B::Device) {
+    let plain = config(1).init::<B>(device).unwrap();
+    assert!(plain.spatial_blocks[0].cross_attn.q_norm.is_none());
+    let normed = config(1)
+        .with_cross_qk_norm(true)
+        .init::<B>(device)
+        .unwrap();
+    for attn in [
+        &normed.spatial_blocks[0].cross_attn,
+        &normed.temporal_blocks[0].cross_attn,
+    ] {
+        assert!(attn.q_norm.is_some() && attn.k_norm.is_some());
+    }
+    let x = rand::<B, 5>(1, [2, 4, 3, 4, 4], device);
+    let text = rand::<B, 3>(2, [2, 5, D_TEXT], device) * 4.0;
+    let lens = [5, 2];
+    let args = || {
+        (
+            Tensor::full([2], 300.0, device),
+            Tensor::full([2], 8.0, device),
+        )
+    };
+    let (t, fps) = args();
+    let fast = normed.forward(x.clone(), t, text.clone(), Some(&lens), fps, None);
+    let (t, fps) = args();
+    let slow = normed
+        .forward_reference(x.clone(), t, text.clone(), Some(&lens), fps, None)
+        .unwrap();
+    assert_close(fast.clone(), slow, TWIN);
+    let mut stripped = normed.clone();
+    for block in &mut stripped.spatial_blocks {
+        (block.cross_attn.q_norm, block.cross_attn.k_norm) = (None, None);
+    }
+    for block in &mut stripped.temporal_blocks {
+        (block.cross_attn.q_norm, block.cross_attn.k_norm) = (None, None);
+    }
+    let without = run(&stripped, x, 300.0, text, &lens, None);
+    let diff: f32 = (fast - without).abs().max().into_scalar().elem();
+    assert!(
+        diff > 1e-3,
+        "the cross-attention QK-norm changed nothing ({diff})"
+    );
+}
+
 backend_tests!(
+    cross_attention_qk_norm,
     pooled_text_and_temporal_table,
     output_shape_and_reference_twin,
     single_frame_image_works,

@@ -126,6 +126,8 @@ fn block_parts<B: Backend>(
     let d = config.d_model;
     let mut cross_attn = MultiHeadAttentionConfig::new(d, config.n_heads)
         .with_d_context(Some(d))
+        .with_qk_norm(config.cross_qk_norm)
+        .with_qk_norm_eps(config.qk_norm_eps)
         .init(device)
         .map_err(component("cross_attn"))?;
     let mut mlp = MlpConfig::new(d, config.mlp_hidden())
