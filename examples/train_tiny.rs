@@ -2,7 +2,7 @@
 //! the procedural moving-shapes dataset with rectified flow, through burn-train, on the CPU.
 //!
 //! ```text
-//! cargo run --release --example train_tiny                      # 3000 steps into $TMP/train_tiny
+//! cargo run --release --example train_tiny                      # 6000 steps into $TMP/train_tiny
 //! cargo run --release --example train_tiny -- 300 out_dir       # steps, output directory
 //! cargo run --release --example train_tiny -- 300 out_dir my.json  # and a TinyTrainConfig JSON
 //! ```
@@ -31,7 +31,7 @@ type B = burn::backend::Flex;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let steps: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(3000);
+    let steps: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(6000);
     let out: PathBuf = args
         .get(1)
         .map(Into::into)

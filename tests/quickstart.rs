@@ -2,10 +2,11 @@
 //! prompted shape moving the prompted way: one video per label of the dataset (3 colours × 2
 //! shapes × 4 directions, 16 Euler steps, guidance 4, fixed noise), and for every direction the
 //! centroid of the prompted colour travels at least half the dataset's distance along it, more
-//! than twice as far as across it, with the shape visible in every frame.
+//! than twice as far as across it, with the shape visible in every frame; and each square covers
+//! more pixels than the circle of the same colour and direction.
 
 use std::path::Path;
-use vidgen_models::data::Direction;
+use vidgen_models::data::{Direction, Shape};
 use vidgen_models::train::{TinyTrainConfig, check_motion, load_text_to_video};
 use vidgen_testing::Flex;
 
@@ -50,6 +51,25 @@ fn shipped_checkpoint_moves_the_shape_in_the_prompted_direction() {
             of_direction.len(),
             config.data.travel(),
             report.join("\n")
+        );
+    }
+    // The prompted shape: for each colour and direction the square covers more pixels than the
+    // circle, as in the data (side 5: 25–36 pixels; diameter 5: about 20).
+    for square in checks.iter().filter(|c| c.shape == Shape::Square) {
+        let circle = checks
+            .iter()
+            .find(|c| {
+                c.shape == Shape::Circle
+                    && c.colour == square.colour
+                    && c.direction == square.direction
+            })
+            .unwrap();
+        let (s, c) = (square.motion.mean_pixels(), circle.motion.mean_pixels());
+        assert!(
+            s > c,
+            "{} covers {s:.1} pixels per frame, {} {c:.1}",
+            square.label,
+            circle.label
         );
     }
 }

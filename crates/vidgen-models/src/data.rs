@@ -311,6 +311,12 @@ impl Motion {
         self.track.iter().map(|p| p.2).min().unwrap_or(0)
     }
 
+    /// Mean number of pixels of the colour per frame (the shape's drawn area).
+    pub fn mean_pixels(&self) -> f64 {
+        let total: usize = self.track.iter().map(|p| p.2).sum();
+        total as f64 / self.track.len().max(1) as f64
+    }
+
     /// Whether the shape is visible in every frame (at least `min_pixels` pixels) and moved at
     /// least half of `travel` along the expected direction and more than twice as far as across it.
     pub fn follows(&self, travel: f64, min_pixels: usize) -> bool {
@@ -448,6 +454,12 @@ mod tests {
             let (colour, _, direction) = MovingShapes::combination(i);
             let m = measure_motion(&item.video, [8, 16, 16], colour, direction);
             assert!(m.follows(travel, 3), "{}: {m:?}", item.label);
+            // Squares of side 5 cover 25–36 pixels, discs of diameter 5 fewer.
+            let (area, shape) = (m.mean_pixels(), MovingShapes::combination(i).1);
+            match shape {
+                Shape::Square => assert!((25.0..=36.0).contains(&area), "{area}"),
+                Shape::Circle => assert!((12.0..25.0).contains(&area), "{area}"),
+            }
             assert!((m.along - travel).abs() < 1.0 && m.across.abs() < 1e-9);
             for other in Direction::ALL.into_iter().filter(|&d| d != direction) {
                 let m = measure_motion(&item.video, [8, 16, 16], colour, other);

@@ -10,8 +10,8 @@
 //! (noise, times, dropout) comes from the items' seeds: a step is a pure function of its batch.
 
 use crate::data::{
-    Colour, Direction, Motion, MovingShapes, MovingShapesBatcher, MovingShapesConfig, VideoBatch,
-    label, measure_motion, tokenizer,
+    Colour, Direction, Motion, MovingShapes, MovingShapesBatcher, MovingShapesConfig, Shape,
+    VideoBatch, label, measure_motion, tokenizer,
 };
 use crate::error::ModelError;
 use crate::stdit::{GenerateOptions, Stdit, StditConfig, TextToVideo};
@@ -334,6 +334,8 @@ pub struct MotionCheck {
     pub label: String,
     /// Its colour.
     pub colour: Colour,
+    /// Its shape.
+    pub shape: Shape,
     /// Its direction.
     pub direction: Direction,
     /// The measured motion of the colour's pixels.
@@ -379,7 +381,7 @@ pub fn check_motion_with<B: Backend>(
         .into_iter()
         .zip(labels)
         .enumerate()
-        .map(|(i, ((colour, _, direction), label))| {
+        .map(|(i, ((colour, shape, direction), label))| {
             let motion = measure_motion(
                 &values[i * per..(i + 1) * per],
                 [t, h, w],
@@ -390,6 +392,7 @@ pub fn check_motion_with<B: Backend>(
                 follows: motion.follows(travel, 3),
                 label,
                 colour,
+                shape,
                 direction,
                 motion,
             }
@@ -553,6 +556,20 @@ pub fn load_text_to_video<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn training_flow_carries_the_time_distribution() {
+        let config = TinyTrainConfig::tiny(10)
+            .with_logit_mean(0.25)
+            .with_logit_std(2.0);
+        let flow = config.training_flow();
+        assert_eq!(flow.time_sampling, TimeSampling::LogitNormal);
+        assert_eq!((flow.logit_mean, flow.logit_std), (0.25, 2.0));
+        assert!(!flow.use_timestep_transform);
+        let tiny = TinyTrainConfig::tiny(10);
+        assert!(tiny.model.cross_qk_norm && tiny.model.temporal_pos_embed);
+        assert_eq!(tiny.data.travel(), 10.5);
+    }
 
     #[test]
     fn first_last_means_and_png() {
