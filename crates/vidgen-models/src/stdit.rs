@@ -131,7 +131,7 @@ pub struct StditConfig {
     /// QK-norm in the cross-attention to the text as well (per-head RMSNorm of queries and
     /// keys, eps `qk_norm_eps`). Upstream STDiT3 normalises only the self-attentions; with a
     /// few caption tokens, unnormalised logits can settle the softmax on one token. The tiny
-    /// text-to-video model learns its direction word only with this on.
+    /// text-to-video model learns its direction word only with this on (docs/tiny_training.md).
     #[config(default = false)]
     pub cross_qk_norm: bool,
 }
