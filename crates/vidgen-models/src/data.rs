@@ -451,11 +451,11 @@ mod tests {
         let travel = data.config().travel();
         for i in 0..24 {
             let item = data.get(i).unwrap();
-            let (colour, _, direction) = MovingShapes::combination(i);
+            let (colour, shape, direction) = MovingShapes::combination(i);
             let m = measure_motion(&item.video, [8, 16, 16], colour, direction);
             assert!(m.follows(travel, 3), "{}: {m:?}", item.label);
             // Squares of side 5 cover 25–36 pixels, discs of diameter 5 fewer.
-            let (area, shape) = (m.mean_pixels(), MovingShapes::combination(i).1);
+            let area = m.mean_pixels();
             match shape {
                 Shape::Square => assert!((25.0..=36.0).contains(&area), "{area}"),
                 Shape::Circle => assert!((12.0..25.0).contains(&area), "{area}"),

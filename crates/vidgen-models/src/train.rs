@@ -136,8 +136,8 @@ pub struct TextVideoModel<B: Backend> {
 }
 
 impl TinyTrainConfig {
-    /// Rectified-flow training settings: `time_sampling`, `logit_mean`, `logit_std`, no resolution
-    /// transform (pixel space).
+    /// Rectified-flow training settings: `time_sampling`, `logit_mean`, `logit_std`, no
+    /// resolution transform (pixel space).
     pub fn training_flow(&self) -> FlowTrainingConfig {
         FlowTrainingConfig {
             time_sampling: self.time_sampling,
