@@ -17,7 +17,10 @@ from safetensors.torch import save_file
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 MAX_BYTES = 256 * 1024
-PACKAGES = ("torch", "diffusers", "k-diffusion", "torchscale", "safetensors", "numpy", "einops")
+PACKAGES = (
+    "torch", "diffusers", "k-diffusion", "torchscale", "safetensors", "numpy", "einops", "timm",
+    "vector-quantize-pytorch",
+)
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -1,5 +1,14 @@
-"""Golden fixtures for vidgen-nn, from diffusers' own functions where they exist and otherwise from
-small torch modules written out below the way DiT / PixArt / Open-Sora / LLaMA write them.
+"""Golden fixtures for vidgen-nn, from diffusers' own functions and modules (and torch's
+`nn.RMSNorm`) where they exist, otherwise from small torch code written below the way the model
+code writes it:
+
+* diffusers: `get_timestep_embedding`, `Timesteps` + `TimestepEmbedding`, `BasicTransformerBlock`
+  (adaLN-Zero and adaLN-single forms) with `AdaLayerNormZero` / `AdaLayerNormSingle`,
+  `FeedForward` (GELU-tanh and SwiGLU), `PatchEmbed`, `HunyuanVideoPatchEmbed` (a 3D patch conv),
+  the sin-cos and rotary position functions, `apply_rotary_emb`.
+* written here: the per-axis sum of factorized position tables (NaViT), DiT / Open-Sora
+  unpatchify reshapes, and the adaLN-single chunk split (see `adaln`), which diffusers performs
+  inline in its models rather than in a function.
 
 Run: python golden/gen_nn.py   (writes golden/fixtures/nn_*.safetensors)
 """
@@ -7,10 +16,10 @@ Run: python golden/gen_nn.py   (writes golden/fixtures/nn_*.safetensors)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from diffusers.models.attention import BasicTransformerBlock, FeedForward
 from diffusers.models.embeddings import (
     PatchEmbed,
     TimestepEmbedding,
@@ -23,6 +32,8 @@ from diffusers.models.embeddings import (
     get_3d_sincos_pos_embed,
     get_timestep_embedding,
 )
+from diffusers.models.normalization import AdaLayerNormSingle
+from diffusers.models.transformers.transformer_hunyuan_video import HunyuanVideoPatchEmbed
 
 from common import linear_state, save, seed_everything
 
@@ -59,56 +70,87 @@ def timestep_embedder() -> None:
     save("nn_timestep_embedder", tensors, GEN, seed, frequency_dim=64, d_model=32)
 
 
-def dit_modulate(x, shift, scale):
-    # DiT models.py
-    return x * (1 + scale.unsqueeze(1)) + shift.unsqueeze(1)
-
-
-def t2i_modulate(x, shift, scale):
-    # PixArt-alpha / Open-Sora
-    return x * (1 + scale) + shift
+def capture(module: nn.Module, store: dict, key: str, what: str) -> None:
+    """Records a submodule's first input (`what="in"`) or its output (`"out"`) under `key`."""
+    if what == "in":
+        module.register_forward_pre_hook(lambda _m, args: store.__setitem__(key, args[0].detach().clone()))
+    else:
+        module.register_forward_hook(lambda _m, _args, out: store.__setitem__(key, out))
 
 
 def adaln() -> None:
+    """Modulation and gating as diffusers' `BasicTransformerBlock` runs them, read off the block.
+
+    * adaLN-Zero: DiT's block (`norm_type="ada_norm_zero"`; `norm1` is `AdaLayerNormZero`, whose
+      `emb` embeds timestep + class label into the conditioning vector `cond`). `zero.chunks` is
+      the output of `norm1.linear`, captured during the block's forward, split by `.chunk(6, 1)`
+      as `AdaLayerNormZero.forward` splits it (that forward returns only gate_msa, shift_mlp,
+      scale_mlp and gate_mlp, which are checked equal to the matching chunks).
+    * adaLN-single: `AdaLayerNormSingle` (PixArt's shared `t_block`) feeds a block with
+      `norm_type="ada_norm_single"`, which owns `scale_shift_table`. No cross-attention (Latte's form
+      of the block), so `norm2` precedes the MLP. The block splits
+      `scale_shift_table[None] + timestep.reshape(B, 6, -1)` inline; `single.chunks` evaluates that
+      expression with the block's table, the one value here not produced by a diffusers call (the
+      modulated and gated tensors that use the chunks are).
+    * `modulate` is checked on the block's normalised input (`*.normed`: the output of its
+      parameter-free LayerNorm) against the input of `attn1` / `ff`; `gate` (no function in
+      diffusers: the block writes `gate * out + residual` inline) against the residual stream after
+      `attn1` / `ff`, with the branch output (`*.attn_out`, `*.ff_out`) captured by hooks.
+    """
     seed = 3
     seed_everything(seed)
-    b, l, d = 2, 5, 8
-    # adaLN-Zero: DiT's adaLN_modulation = Sequential(SiLU(), Linear(d, 6d)); random weights (not
-    # zero) so the test exercises the projection.
-    zero = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
-    c = torch.randn(b, d)
+    b, l, d, heads = 2, 5, 8, 2
     x = torch.randn(b, l, d)
-    y = torch.randn(b, l, d)
-    with torch.no_grad():
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = zero(c).chunk(6, dim=1)
-        zero_modulated = dit_modulate(x, shift_msa, scale_msa)
-        zero_residual = x + gate_msa.unsqueeze(1) * y
-    # adaLN-single: PixArt's t_block + per-block scale_shift_table.
-    t_block = nn.Sequential(nn.SiLU(), nn.Linear(d, 6 * d))
-    table = torch.randn(6, d) / d**0.5
-    t = torch.randn(b, d)
-    with torch.no_grad():
-        packed = t_block(t)
-        s_shift_msa, s_scale_msa, s_gate_msa, *_rest = (table[None] + packed.reshape(b, 6, -1)).chunk(6, dim=1)
-        single_modulated = t2i_modulate(x, s_shift_msa, s_scale_msa)
-        single_residual = x + s_gate_msa * y
-    tensors = {
-        "cond": c,
-        "x": x,
-        "y": y,
-        **linear_state("zero.linear", zero[1]),
-        "zero.chunks": torch.stack([shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp]),
-        "zero.modulated": zero_modulated,
-        "zero.residual": zero_residual,
+    tensors = {"x": x}
+
+    zero = BasicTransformerBlock(d, heads, d // heads, norm_type="ada_norm_zero", num_embeds_ada_norm=10).eval()
+    grab: dict = {}
+    capture(zero.norm1.emb, grab, "cond", "out")
+    capture(zero.norm1.linear, grab, "packed", "out")
+    capture(zero.norm1.norm, grab, "normed", "out")
+    capture(zero.attn1, grab, "modulated", "in")
+    capture(zero.attn1, grab, "attn_out", "out")
+    capture(zero.norm3, grab, "residual", "in")
+    capture(zero.norm3, grab, "normed_mlp", "out")
+    capture(zero.ff, grab, "modulated_mlp", "in")
+    capture(zero.ff, grab, "ff_out", "out")
+    timestep, labels = torch.tensor([3.0, 711.0]), torch.tensor([4, 9])
+    out = zero(x, timestep=timestep, class_labels=labels)
+    _, gate_msa, shift_mlp, scale_mlp, gate_mlp = zero.norm1(x, timestep, labels, hidden_dtype=x.dtype)
+    chunks = grab["packed"].chunk(6, dim=1)
+    for got, want in zip((gate_msa, shift_mlp, scale_mlp, gate_mlp), chunks[2:]):
+        assert torch.equal(got, want)
+    tensors.update({
+        "cond": grab["cond"],
+        **linear_state("zero.linear", zero.norm1.linear),
+        "zero.chunks": torch.stack(chunks),
+        **{f"zero.{k}": grab[k] for k in ("normed", "modulated", "attn_out", "residual", "normed_mlp", "modulated_mlp", "ff_out")},
+        "zero.output": out,
+    })
+
+    adaln_single = AdaLayerNormSingle(d).eval()
+    single = BasicTransformerBlock(d, heads, d // heads, norm_type="ada_norm_single").eval()
+    grab = {}
+    capture(single.norm1, grab, "normed", "out")
+    capture(single.attn1, grab, "modulated", "in")
+    capture(single.attn1, grab, "attn_out", "out")
+    capture(single.norm2, grab, "residual", "in")
+    capture(single.norm2, grab, "normed_mlp", "out")
+    capture(single.ff, grab, "modulated_mlp", "in")
+    capture(single.ff, grab, "ff_out", "out")
+    packed, t = adaln_single(torch.tensor([17.0, 640.0]), batch_size=b, hidden_dtype=x.dtype)
+    out = single(x, timestep=packed)
+    table = single.scale_shift_table
+    tensors.update({
         "t": t,
-        **linear_state("single.t_block", t_block[1]),
+        **linear_state("single.t_block", adaln_single.linear),
         "single.scale_shift_table": table,
         "single.packed": packed,
         "single.chunks": (table[None] + packed.reshape(b, 6, -1)).permute(1, 0, 2),
-        "single.modulated": single_modulated,
-        "single.residual": single_residual,
-    }
-    save("nn_adaln", tensors, GEN, seed, batch=b, tokens=l, d_model=d)
+        **{f"single.{k}": grab[k] for k in ("normed", "modulated", "attn_out", "residual", "normed_mlp", "modulated_mlp", "ff_out")},
+        "single.output": out,
+    })
+    save("nn_adaln", tensors, GEN, seed, batch=b, tokens=l, d_model=d, n_heads=heads)
 
 
 def mlps() -> None:
@@ -116,20 +158,21 @@ def mlps() -> None:
     seed_everything(seed)
     d, hidden = 16, 40
     x = torch.randn(2, 5, d)
-    fc1, fc2 = nn.Linear(d, hidden), nn.Linear(hidden, d)
-    w1, w2, w3 = nn.Linear(d, hidden, bias=False), nn.Linear(hidden, d, bias=False), nn.Linear(d, hidden, bias=False)
-    with torch.no_grad():
-        mlp_out = fc2(F.gelu(fc1(x), approximate="tanh"))  # timm Mlp with GELU(approximate="tanh")
-        swiglu_out = w2(F.silu(w1(x)) * w3(x))  # LLaMA FeedForward
+    # diffusers FeedForward: net = [GELU(tanh) proj, Dropout, Linear], timm's Mlp with
+    # GELU(approximate="tanh"); and with SwiGLU (bias-free), LLaMA's w2(silu(w1 x) * w3 x): its
+    # `proj` packs [w3; w1] (`hidden, gate = proj(x).chunk(2)`, `hidden * silu(gate)`).
+    mlp = FeedForward(d, inner_dim=hidden, activation_fn="gelu-approximate").eval()
+    swiglu = FeedForward(d, inner_dim=hidden, activation_fn="swiglu", bias=False).eval()
+    w3, w1 = swiglu.net[0].proj.weight.chunk(2, dim=0)
     tensors = {
         "x": x,
-        **linear_state("fc1", fc1),
-        **linear_state("fc2", fc2),
-        "mlp_out": mlp_out,
-        **linear_state("w1", w1),
-        **linear_state("w2", w2),
-        **linear_state("w3", w3),
-        "swiglu_out": swiglu_out,
+        **linear_state("fc1", mlp.net[0].proj),
+        **linear_state("fc2", mlp.net[2]),
+        "mlp_out": mlp(x),
+        "w1.weight": w1,
+        "w2.weight": swiglu.net[2].weight,
+        "w3.weight": w3,
+        "swiglu_out": swiglu(x),
     }
     save("nn_mlp", tensors, GEN, seed, d_model=d, hidden_dim=hidden)
 
@@ -141,14 +184,15 @@ def patches() -> None:
     # 2D: diffusers' PatchEmbed (DiT) without positional embedding or norm.
     embed2d = PatchEmbed(height=8, width=6, patch_size=2, in_channels=c, embed_dim=d, layer_norm=False, pos_embed_type=None)
     img = torch.randn(2, c, 8, 6)
-    # 3D: Open-Sora's PatchEmbed3D = Conv3d(kernel = stride = patch), flatten(2).transpose(1, 2).
-    patch3d = (1, 2, 2)
-    proj3d = nn.Conv3d(c, d, kernel_size=patch3d, stride=patch3d)
+    # 3D: Open-Sora's PatchEmbed3D = Conv3d(kernel = stride = patch), flatten(2).transpose(1, 2),
+    # which diffusers ships as HunyuanVideo's patch embedding.
+    embed3d = HunyuanVideoPatchEmbed(patch_size=(1, 2, 2), in_chans=c, embed_dim=d)
     vid = torch.randn(1, c, 3, 4, 6)
     with torch.no_grad():
         out2d = embed2d(img)
-        out3d = proj3d(vid).flatten(2).transpose(1, 2)
-    # Unpatchify: DiT (2D) and Open-Sora (3D) token layouts.
+        out3d = embed3d(vid)
+    # Unpatchify: DiT (2D) and Open-Sora (3D) token layouts. diffusers has no standalone function
+    # (its transformers reshape inline, as below: DiT's einsum, Open-Sora's rearrange).
     p, c_out, h, w = 2, 3, 4, 3
     tok2d = torch.randn(2, h * w, p * p * c_out)
     x = tok2d.reshape(2, h, w, p, p, c_out)
@@ -166,8 +210,8 @@ def patches() -> None:
         "proj2d.bias": embed2d.proj.bias,
         "out2d": out2d,
         "vid": vid,
-        "proj3d.weight": proj3d.weight,
-        "proj3d.bias": proj3d.bias,
+        "proj3d.weight": embed3d.proj.weight,
+        "proj3d.bias": embed3d.proj.bias,
         "out3d": out3d,
         "tok2d": tok2d,
         "unpatch2d": unpatch2d,

@@ -6,10 +6,21 @@ References:
 - diffusers `training_utils.compute_density_for_timestep_sampling("logit_normal", ...)` for the
   logit-normal time sampling (SD3), and the SD3 training scripts' `x_t = (1 - s) x0 + s eps`,
   target `eps - x0`;
-- the Open-Sora 1.2 resolution- and length-aware timestep transform, evaluated directly from its
-  formula below (Open-Sora's code is not a dependency);
+- Open-Sora 1.2's own `timestep_transform` (hpcaitech/Open-Sora at tag v1.2.0, file
+  `opensora/schedulers/rf/rectified_flow.py`, loaded by path from the snapshot in
+  `golden/.upstream/Open-Sora`; tag and commit are recorded in the fixture metadata), called with
+  pixel `height`, `width`, `num_frames` as its sampler passes them;
+- our pixel-frames variant of that transform (the frame term is the pixel frame count instead of
+  Open-Sora's `num_frames // 17 * 5`): it has no upstream reference and is evaluated from its
+  formula in `pixel_frames_ratio` below;
 - diffusers `rescale_noise_cfg` (guiders/guider_utils.py, identical to the stable-diffusion pipeline's)
   after plain CFG for the guidance fixture.
+
+Stand-ins (import-time only; `timestep_transform` uses none of them):
+- `opensora`, `opensora.schedulers` and `opensora.schedulers.rf`: empty packages instead of their
+  `__init__.py`, which import every scheduler (and the samplers' tqdm) and their registries (mmengine);
+- `opensora.schedulers.iddpm.gaussian_diffusion`: `rectified_flow.py` imports `_extract_into_tensor`
+  and `mean_flat` from it for its training loss; the stand-ins raise if called.
 
 Run: python golden/gen_schedulers_flow.py
   (writes golden/fixtures/sched_flow_{tables,trajectories,training}.safetensors and
@@ -30,6 +41,7 @@ from diffusers.guiders.guider_utils import rescale_noise_cfg  # same as the SD p
 from diffusers.training_utils import compute_density_for_timestep_sampling
 
 from common import save, seed_everything
+from upstream import load, snapshot, stub
 
 GEN = "golden/gen_schedulers_flow.py"
 STEPS = (1, 4, 50)
@@ -152,8 +164,46 @@ def trajectories() -> None:
     save("sched_flow_trajectories", tensors, GEN, seed, **params)
 
 
-# Open-Sora 1.2 transform cases: latent shape [B, C, T, H, W], VAE factors, base values, scale.
-TRANSFORM_CASES = {
+def open_sora_timestep_transform():
+    """Open-Sora 1.2's `timestep_transform`, and the snapshot's (tag, commit)."""
+    tag = "v1.2.0"
+    root, commit = snapshot("Open-Sora", tag)
+
+    def unused(*args, **kwargs):
+        raise NotImplementedError("stand-in: not used by timestep_transform")
+
+    stub("opensora.schedulers.rf")
+    stub("opensora.schedulers.iddpm.gaussian_diffusion", _extract_into_tensor=unused, mean_flat=unused)
+    module = load(root, "opensora/schedulers/rf/rectified_flow.py", "opensora.schedulers.rf.rectified_flow")
+    return module.timestep_transform, tag, commit
+
+
+# Open-Sora transform cases: pixel height, width, num_frames (what its sampler passes), the
+# function's base_resolution, base_num_frames, scale and num_timesteps, and where given a latent
+# shape [B, C, T, H, W] (or [B, C, H, W]) with VAE factors whose pixel extent is that height,
+# width and num_frames (checked on the Rust side through `transform_ratio`).
+OPEN_SORA_CASES = {
+    # an image: frame term 1
+    "image": dict(height=256, width=256, num_frames=1, shape=(2, 4, 1, 32, 32), spatial=8, temporal=4, causal=True),
+    "image_4d": dict(height=512, width=512, num_frames=1, shape=(2, 4, 64, 64), spatial=8, temporal=4, causal=True),
+    # 17 frames: frame term 5
+    "f17": dict(height=360, width=640, num_frames=17, shape=(2, 4, 5, 45, 80), spatial=8, temporal=4, causal=True),
+    # not multiples of 17: 20 -> 5, 34 -> 10 (other bases and a scale)
+    "f20": dict(height=192, width=192, num_frames=20, shape=(2, 4, 5, 24, 24), spatial=8, temporal=4, causal=False),
+    "f34": dict(height=480, width=640, num_frames=34, shape=(1, 4, 17, 30, 40), spatial=16, temporal=2, causal=False,
+                base_resolution=256 * 256, base_num_frames=4, scale=0.5),
+    # 51 frames: frame term 15; timesteps in [0, 1000] as in Open-Sora's training and sampling
+    "f51": dict(height=720, width=1280, num_frames=51, num_timesteps=1000),
+    "f102": dict(height=480, width=854, num_frames=102, base_resolution=256 * 256, base_num_frames=4, scale=2.0,
+                 num_timesteps=1000),
+    # 2 to 16 frames: frame term 16 // 17 * 5 = 0, ratio 0: t' = 0, and 0 / 0 = NaN at t = 1
+    "f16": dict(height=256, width=256, num_frames=16, shape=(2, 4, 4, 32, 32), spatial=8, temporal=4, causal=False),
+    "f2": dict(height=256, width=256, num_frames=2, scale=3.0),
+}
+OPEN_SORA_DEFAULTS = dict(base_resolution=512 * 512, base_num_frames=1, scale=1.0, num_timesteps=1)
+
+# Pixel-frames variant cases: latent shape [B, C, T, H, W], VAE factors, base values, scale.
+PIXEL_FRAMES_CASES = {
     # an image through a causal 8x / 4x VAE: 256x256 pixels, 1 frame
     "image": dict(shape=(2, 4, 1, 32, 32), spatial=8, temporal=4, causal=True, base_res=512 * 512, base_frames=1, scale=1.0),
     # 17 frames of 360x640 through the same VAE
@@ -163,12 +213,17 @@ TRANSFORM_CASES = {
 }
 
 
-def open_sora_ratio(c: dict) -> float:
-    """r = sqrt(H W / base_resolution) * sqrt(F / base_frames) * scale, H, W, F in pixels/frames."""
+def pixel_frames_ratio(c: dict) -> float:
+    """Our variant: r = sqrt(H W / base_resolution) * sqrt(F / base_frames) * scale, H, W, F in pixels
+    and pixel frames (F = 1 + (T - 1) * temporal for a causal VAE, else T * temporal)."""
     _, _, t, h, w = c["shape"]
     frames = 1 + (t - 1) * c["temporal"] if c["causal"] else t * c["temporal"]
     height, width = h * c["spatial"], w * c["spatial"]
     return math.sqrt(height * width / c["base_res"]) * math.sqrt(frames / c["base_frames"]) * c["scale"]
+
+
+def meta_value(v):
+    return ",".join(map(str, v)) if isinstance(v, tuple) else v
 
 
 def training() -> None:
@@ -184,16 +239,33 @@ def training() -> None:
         z = torch.normal(mean=0.0, std=1.0, size=(n,), generator=twin)
         tensors[f"{key}.z"], tensors[f"{key}.t"] = z, u
         params[f"{key}.mean"], params[f"{key}.std"] = m, s
-    # Open-Sora 1.2 transform t' = r t / (1 + (r - 1) t) on a grid of times
-    t = torch.cat([torch.tensor([0.0, 1.0, 0.5]), torch.rand(13, generator=gen, dtype=torch.float64)]).double()
+    # the transform on a grid of times t in [0, 1]
+    # (rounded to the fixture's float32 first, so that both sides transform the same times)
+    t = torch.cat([torch.tensor([0.0, 1.0, 0.5]), torch.rand(13, generator=gen, dtype=torch.float64)]).float().double()
     tensors["transform.t"] = t
-    for case, c in TRANSFORM_CASES.items():
-        r = open_sora_ratio(c)
-        tensors[f"transform.{case}.r"] = torch.tensor([r], dtype=torch.float64)
-        tensors[f"transform.{case}.t"] = r * t / (1 + (r - 1) * t)
+    # Open-Sora's own function, float64 per-sample tensors as its sampler builds them (there in the
+    # model dtype); its output is in timestep units (t' * num_timesteps)
+    timestep_transform, tag, commit = open_sora_timestep_transform()
+    for case, c in OPEN_SORA_CASES.items():
+        c = {**OPEN_SORA_DEFAULTS, **c}
+        n_t = c["num_timesteps"]
+        kwargs = {k: torch.full_like(t, float(c[k])) for k in ("height", "width", "num_frames")}
+        out = timestep_transform(
+            t * n_t, kwargs, base_resolution=c["base_resolution"], base_num_frames=c["base_num_frames"],
+            scale=c["scale"], num_timesteps=n_t,
+        )
+        tensors[f"open_sora.{case}.t"] = out
         for k, v in c.items():
-            params[f"transform.{case}.{k}"] = ",".join(map(str, v)) if isinstance(v, tuple) else v
-    params["transform.cases"] = ",".join(TRANSFORM_CASES)
+            params[f"open_sora.{case}.{k}"] = meta_value(v)
+    params["open_sora.cases"] = ",".join(OPEN_SORA_CASES)
+    # our pixel-frames variant, from its formula: t' = r t / (1 + (r - 1) t)
+    for case, c in PIXEL_FRAMES_CASES.items():
+        r = pixel_frames_ratio(c)
+        tensors[f"pixel_frames.{case}.r"] = torch.tensor([r], dtype=torch.float64)
+        tensors[f"pixel_frames.{case}.t"] = r * t / (1 + (r - 1) * t)
+        for k, v in c.items():
+            params[f"pixel_frames.{case}.{k}"] = meta_value(v)
+    params["pixel_frames.cases"] = ",".join(PIXEL_FRAMES_CASES)
     # training batch as in diffusers' SD3 / Flux training scripts
     x0 = torch.randn(3, 2, 4, generator=gen)
     noise = torch.randn(3, 2, 4, generator=gen)
@@ -202,7 +274,7 @@ def training() -> None:
     tensors.update({"batch.x0": x0, "batch.noise": noise, "batch.t": sig})
     tensors["batch.x_t"] = (1.0 - s) * x0 + s * noise
     tensors["batch.target"] = noise - x0
-    save("sched_flow_training", tensors, GEN, seed, **params)
+    save("sched_flow_training", tensors, GEN, seed, upstream_tag=tag, upstream_commit=commit, **params)
 
 
 def guidance() -> None:

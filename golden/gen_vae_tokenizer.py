@@ -1,32 +1,44 @@
-"""Golden fixtures for vidgen-vae's discrete tokenizers (`crates/vidgen-vae/src/tokenizer*`).
+"""Golden fixtures for vidgen-vae's discrete tokenizers (`crates/vidgen-vae/src/tokenizer*`), from
+lucidrains' vector-quantize-pytorch (pinned in requirements.txt), run in training mode on CPU:
 
-The vector-quantize-pytorch package is not installed here, so the references below are small torch
-modules written after the papers and the well-known public implementations:
+* VQ: `VectorQuantize` with one head, no projections, `rotation_trick=False` (plain
+  straight-through `x + (q - x).detach()`), `threshold_ema_dead_code=0` (no dead-code restarts).
+  - Gradient-trained codebook (`learnable_codebook=True, ema_update=False`): the library has one
+    loss, `commitment_weight * mse(q, x)` with no stop-gradient on either side, where VQ-VAE's
+    eq. 3 has `mse(q, sg[x]) + beta * mse(x, sg[q])`. Both terms are the same mean squared error in
+    value, so: `commitment_loss` and `grad_z` come from a run with `commitment_weight = beta`
+    (the codebook term sends nothing to `z`), `codebook_loss` and `grad_embedding` from a run with
+    `commitment_weight = 1` (the straight-through output sends nothing to the codebook).
+  - EMA (`ema_update=True`): `Codebook` updates `cluster_size` / `embed_avg` by `lerp` and sets
+    `embed = embed_avg / laplace_smoothing(cluster_size) * sum(cluster_size)` inside `forward`
+    (with the assignments made by the codebook before the update), which is one `forward` +
+    `ema_update` of ours. The library starts `cluster_size` at ones and `embed_avg` at the codebook
+    as ours does; the fixture loads other statistics into both buffers first. Two steps.
+  - Nearest code: the library takes `argmax(-cdist)` (`sqrt(clamp(d^2, 1e-8))`), ours `argmin(d^2)`;
+    the generator refuses inputs with near ties, where the two could pick different codes.
+* FSQ: `FSQ(levels)` (bound margin `eps = 1e-3`, the library's fixed default). Its `bound` method
+  returns the rounded, rescaled code; `bounded` (before rounding) is read from the same method with
+  `round_ste` replaced by the identity and multiplied back by `L // 2` (a power of two for the
+  levels used, so exact). Indices: the library rounds before the integer cast, as ours does.
+* LFQ: `LFQ(dim=d)` without projections, `forward(x, inv_temperature, return_loss_breakdown=True)`:
+  per-sample entropy, codebook entropy (`entropy` clamps probabilities at 1e-5) and the unweighted
+  commitment from the breakdown; `entropy_loss` is the library's `aux_loss` with
+  `commitment_loss_weight = 0`, `commitment_loss` its `aux_loss` with `entropy_loss_weight = 0`,
+  and `grad_x` the gradient of `sum(w * quantized) + aux_loss` with both weights on.
 
-* VQ (van den Oord et al. 2017, eqs. 1-3): nearest codebook row by squared L2 distance written as
-  ||z||^2 - 2 z.e + ||e||^2 (taming-transformers' `VectorQuantizer`), straight-through
-  `z + (z_q - z).detach()`, codebook loss mean((z_q - sg[z])^2), commitment loss
-  beta * mean((z - sg[z_q])^2). EMA update as in VQ-VAE-2 (Razavi et al. 2019, appendix) in the
-  form of lucidrains' `EuclideanCodebook`: N <- decay N + (1-decay) n, m <- decay m + (1-decay) sum z,
-  Laplace smoothing N' = (N + eps) / (sum N + K eps) * sum N, e = m / N'. No zero-debiasing.
-* FSQ (Mentzer et al. 2023, appendix A.1) as in lucidrains' `FSQ`: half_l = (L-1)(1+eps)/2,
-  offset = 0.5 for even L, shift = atanh(offset / half_l), bound = tanh(z + shift) half_l - offset,
-  round with straight-through, divide by L//2; indices in mixed radix with basis
-  cumprod([1] + L[:-1]) (first channel least significant). Indices are rounded before the integer
-  cast (lucidrains truncates; equal for exact codes).
-* LFQ (Yu et al. 2023, MAGVIT-v2 sec. 3.1) as in lucidrains' `LFQ` (one codebook, no projections,
-  training mode): q = +-codebook_scale by sign (x > 0 -> +), straight-through, index bits MSB first
-  (channel 0 is bit d-1); prob = softmax(2 inv_temperature x.c) over all 2^d codes; entropy
-  H(p) = -sum p log(max(p, 1e-5)); entropy loss = mean_n H(p_n) - gamma H(mean_n p_n); commitment
-  = mean((x - sg[q])^2); aux = entropy_weight * entropy + commitment_weight * commitment.
+No stand-ins beyond the `round_ste` replacement above. Indices are stored with a trailing axis of
+size 1 (`[.., 1]`), as the Rust tokenizers return them.
 
 Run: python golden/gen_vae_tokenizer.py   (writes golden/fixtures/vae_tok_*.safetensors)
 """
 
 from __future__ import annotations
 
+from unittest import mock
+
 import torch
-import torch.nn.functional as F
+import vector_quantize_pytorch.finite_scalar_quantization as fsq_module
+from vector_quantize_pytorch import FSQ, LFQ, VectorQuantize
 
 from common import save, seed_everything
 
@@ -34,18 +46,6 @@ GEN = "golden/gen_vae_tokenizer.py"
 
 
 # ----------------------------------------------------------------------------------------- VQ
-def vq_forward(z: torch.Tensor, embed: torch.Tensor, beta: float):
-    d = embed.shape[1]
-    flat = z.reshape(-1, d)
-    dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ embed.t() + embed.pow(2).sum(1)[None]
-    idx = dist.argmin(1)
-    zq = embed[idx].view_as(z)
-    codebook_loss = F.mse_loss(zq, z.detach())
-    commitment_loss = beta * F.mse_loss(z, zq.detach())
-    quantized = z + (zq - z).detach()
-    return quantized, idx.view(*z.shape[:-1], 1), codebook_loss, commitment_loss
-
-
 def check_gap(z: torch.Tensor, embed: torch.Tensor, min_gap: float = 1e-3) -> None:
     """Refuses inputs whose nearest and second-nearest codes are nearly tied (f32 could flip)."""
     flat = z.reshape(-1, embed.shape[1]).double()
@@ -55,15 +55,22 @@ def check_gap(z: torch.Tensor, embed: torch.Tensor, min_gap: float = 1e-3) -> No
     assert gap > min_gap, f"near tie in nearest-code search: gap {gap}"
 
 
-def vq_ema_step(z, idx, embed, cluster_size, embed_avg, decay, eps):
+def vq_module(k: int, d: int, embed: torch.Tensor, **kw) -> VectorQuantize:
+    vq = VectorQuantize(dim=d, codebook_size=k, rotation_trick=False, threshold_ema_dead_code=0, **kw)
+    with torch.no_grad():
+        vq._codebook.embed.copy_(embed[None])
+    return vq.train()
+
+
+def vq_learnable(z, w, embed, weight):
+    """(quantized, indices, loss, grad_z, grad_embedding) of the gradient-trained codebook."""
     k, d = embed.shape
-    flat = z.reshape(-1, d)
-    onehot = F.one_hot(idx.reshape(-1), k).to(flat.dtype)
-    cluster_size = cluster_size.lerp(onehot.sum(0), 1 - decay)
-    embed_avg = embed_avg.lerp(onehot.t() @ flat, 1 - decay)
-    n = cluster_size.sum()
-    smoothed = (cluster_size + eps) / (n + k * eps) * n
-    return embed_avg / smoothed[:, None], cluster_size, embed_avg
+    vq = vq_module(k, d, embed, commitment_weight=weight, learnable_codebook=True, ema_update=False)
+    zz = z.reshape(z.shape[0], -1, d).clone().requires_grad_(True)
+    quantized, idx, loss = vq(zz)
+    ((quantized * w.reshape(zz.shape)).sum() + loss).backward()
+    grad_e = vq._codebook.embed.grad[0]
+    return quantized.reshape(z.shape), idx.reshape(*z.shape[:-1], 1), loss, zz.grad.reshape(z.shape), grad_e
 
 
 def vq() -> None:
@@ -76,56 +83,44 @@ def vq() -> None:
     w = torch.randn(2, 3, 5, d, generator=g)
     check_gap(z, embed)
 
-    zz = z.clone().requires_grad_(True)
-    ee = embed.clone().requires_grad_(True)
-    quantized, idx, codebook_loss, commitment_loss = vq_forward(zz, ee, beta)
-    ((quantized * w).sum() + codebook_loss + commitment_loss).backward()
+    quantized, idx, commitment_loss, grad_z, _ = vq_learnable(z, w, embed, beta)
+    quantized_b, idx_b, codebook_loss, _, grad_embedding = vq_learnable(z, w, embed, 1.0)
+    assert torch.equal(idx, idx_b) and torch.equal(quantized, quantized_b)
 
     # EMA: start from non-trivial statistics, two steps (the second with the updated codebook).
     cluster_size = torch.rand(k, generator=g) * 3
     embed_avg = embed * cluster_size[:, None]
-    e1, cs1, ea1 = vq_ema_step(z, idx, embed, cluster_size, embed_avg, decay, eps)
+    ema = vq_module(k, d, embed, commitment_weight=beta, decay=decay, eps=eps)
+    book = ema._codebook
+    with torch.no_grad():
+        book.cluster_size.copy_(cluster_size[None])
+        book.embed_avg.copy_(embed_avg[None])
+    _, idx1, _ = ema(z.reshape(2, -1, d))
+    assert torch.equal(idx1.reshape(idx.shape), idx)
+    e1, cs1, ea1 = (t[0].clone() for t in (book.embed, book.cluster_size, book.embed_avg))
     check_gap(z2, e1)
-    _, idx2, _, _ = vq_forward(z2, e1, beta)
-    e2, cs2, ea2 = vq_ema_step(z2, idx2, e1, cs1, ea1, decay, eps)
+    _, idx2, _ = ema(z2)
+    e2, cs2, ea2 = (t[0].clone() for t in (book.embed, book.cluster_size, book.embed_avg))
 
     tensors = {
-        "embedding": embed, "z": z, "w": w, "quantized": quantized, "indices": idx,
+        "embedding": embed, "z": z, "w": w, "quantized": quantized, "indices": idx.long(),
         "codebook_loss": codebook_loss.reshape(1), "commitment_loss": commitment_loss.reshape(1),
-        "grad_z": zz.grad, "grad_embedding": ee.grad,
+        "grad_z": grad_z, "grad_embedding": grad_embedding,
         "ema.cluster_size0": cluster_size, "ema.embed_avg0": embed_avg,
         "ema.embedding1": e1, "ema.cluster_size1": cs1, "ema.embed_avg1": ea1,
-        "ema.z2": z2, "ema.indices2": idx2,
+        "ema.z2": z2, "ema.indices2": idx2[..., None].long(),
         "ema.embedding2": e2, "ema.cluster_size2": cs2, "ema.embed_avg2": ea2,
     }
     save("vae_tok_vq", tensors, GEN, seed, n_codes=k, code_dim=d, beta=beta, decay=decay, eps=eps)
 
 
 # ---------------------------------------------------------------------------------------- FSQ
-class Fsq:
-    def __init__(self, levels: list[int], eps: float = 1e-3):
-        self.levels = torch.tensor(levels)
-        self.basis = torch.cumprod(torch.tensor([1] + levels[:-1]), 0)
-        self.eps = eps
-
-    def bound(self, z):
-        half_l = (self.levels - 1) * (1 + self.eps) / 2
-        offset = torch.where(self.levels % 2 == 0, 0.5, 0.0)
-        shift = (offset / half_l).atanh()
-        return (z + shift).tanh() * half_l - offset
-
-    def quantize(self, z):
-        b = self.bound(z)
-        return (b + (b.round() - b).detach()) / (self.levels // 2)
-
-    def codes_to_indices(self, codes):
-        hw = self.levels // 2
-        return ((codes * hw + hw) * self.basis).sum(-1, keepdim=True).round().long()
-
-    def indices_to_codes(self, idx):
-        hw = self.levels // 2
-        digits = (idx // self.basis) % self.levels
-        return (digits - hw) / hw
+def fsq_bounded(f: FSQ, z: torch.Tensor) -> torch.Tensor:
+    """The library's `bound` before its rounding step (see the header)."""
+    half_width = f._levels // 2
+    assert bool(((half_width & (half_width - 1)) == 0).all()), "L // 2 must be a power of two"
+    with mock.patch.object(fsq_module, "round_ste", lambda t: t):
+        return f.bound(z) * half_width
 
 
 def fsq() -> None:
@@ -134,40 +129,31 @@ def fsq() -> None:
     tensors = {}
     params = {}
     for key, levels, shape in (("a", [3, 4, 5], (2, 7)), ("b", [8, 5, 5, 5], (3, 4))):
-        f = Fsq(levels)
+        f = FSQ(levels)
         z = (torch.randn(*shape, len(levels), generator=g) * 1.5).requires_grad_(True)
         w = torch.randn(*shape, len(levels), generator=g)
-        q = f.quantize(z)
+        q, idx = f(z)
         (q * w).sum().backward()
-        size = int(torch.prod(f.levels))
-        all_idx = torch.arange(size)[:, None]
+        size = int(f.codebook_size)
         tensors.update({
-            f"{key}.z": z, f"{key}.w": w, f"{key}.bounded": f.bound(z), f"{key}.quantized": q,
-            f"{key}.indices": f.codes_to_indices(q), f"{key}.grad_z": z.grad,
-            f"{key}.all_codes": f.indices_to_codes(all_idx),
+            f"{key}.z": z, f"{key}.w": w, f"{key}.bounded": fsq_bounded(f, z), f"{key}.quantized": q,
+            f"{key}.indices": idx[..., None].long(), f"{key}.grad_z": z.grad,
+            f"{key}.all_codes": f.indices_to_codes(torch.arange(size)),
         })
         params[f"{key}.levels"] = ",".join(map(str, levels))
     save("vae_tok_fsq", tensors, GEN, seed, eps=1e-3, **params)
 
 
 # ---------------------------------------------------------------------------------------- LFQ
-def lfq_forward(x, d, entropy_weight, commitment_weight, gamma, inv_temperature, scale):
-    mask = 2 ** torch.arange(d - 1, -1, -1)
-    bits = ((torch.arange(2**d)[:, None] & mask) != 0).float()
-    codebook = bits * 2 * scale - scale
-    q = torch.where(x > 0, scale, -scale) * torch.ones_like(x)
-    quantized = x + (q - x).detach()
-    idx = ((quantized > 0).long() * mask).sum(-1, keepdim=True)
-    prob = (2 * inv_temperature * x @ codebook.t()).softmax(-1).reshape(-1, 2**d)
-
-    def entropy(p):
-        return (-p * p.clamp(min=1e-5).log()).sum(-1)
-
-    per_sample = entropy(prob).mean()
-    codebook_entropy = entropy(prob.mean(0))
-    entropy_loss = entropy_weight * (per_sample - gamma * codebook_entropy)
-    commitment_loss = commitment_weight * F.mse_loss(x, q.detach())
-    return quantized, idx, entropy_loss, commitment_loss, per_sample, codebook_entropy
+def lfq_run(x, w, d, entropy_weight, commitment_weight, gamma, inv_temperature, scale):
+    lfq = LFQ(
+        dim=d, entropy_loss_weight=entropy_weight, commitment_loss_weight=commitment_weight,
+        diversity_gamma=gamma, codebook_scale=scale,
+    ).train()
+    xx = x.clone().requires_grad_(True)
+    (quantized, idx, aux), breakdown = lfq(xx, inv_temperature=inv_temperature, return_loss_breakdown=True)
+    ((quantized * w).sum() + aux).backward()
+    return quantized, idx, aux, breakdown, xx.grad
 
 
 def lfq() -> None:
@@ -176,21 +162,24 @@ def lfq() -> None:
     tensors = {}
     params = {}
     cases = {
-        # lucidrains' defaults
+        # the library's defaults (inv_temperature 100, entropy weight 0.1, gamma 1) with the
+        # commitment weight 0.25 of ours
         "a": dict(d=5, entropy_weight=0.1, commitment_weight=0.25, gamma=1.0, inv_temperature=100.0, scale=1.0),
         # soft probabilities, scaled codebook, other weights
         "b": dict(d=4, entropy_weight=0.3, commitment_weight=0.5, gamma=0.7, inv_temperature=1.5, scale=0.5),
     }
     for key, kw in cases.items():
-        x = (torch.randn(2, 6, kw["d"], generator=g) * 0.6).requires_grad_(True)
+        x = torch.randn(2, 6, kw["d"], generator=g) * 0.6
         w = torch.randn(2, 6, kw["d"], generator=g)
-        quantized, idx, ent, com, per_sample, cb = lfq_forward(x, **kw)
-        ((quantized * w).sum() + ent + com).backward()
+        quantized, idx, aux, parts, grad_x = lfq_run(x, w, **kw)
+        entropy_loss = lfq_run(x, w, **{**kw, "commitment_weight": 0.0})[2]
+        commitment_loss = lfq_run(x, w, **{**kw, "entropy_weight": 0.0})[2]
+        assert torch.allclose(entropy_loss + commitment_loss, aux, rtol=1e-6, atol=1e-7)
         tensors.update({
-            f"{key}.x": x, f"{key}.w": w, f"{key}.quantized": quantized, f"{key}.indices": idx,
-            f"{key}.entropy_loss": ent.reshape(1), f"{key}.commitment_loss": com.reshape(1),
-            f"{key}.per_sample_entropy": per_sample.reshape(1),
-            f"{key}.codebook_entropy": cb.reshape(1), f"{key}.grad_x": x.grad,
+            f"{key}.x": x, f"{key}.w": w, f"{key}.quantized": quantized, f"{key}.indices": idx[..., None].long(),
+            f"{key}.entropy_loss": entropy_loss.reshape(1), f"{key}.commitment_loss": commitment_loss.reshape(1),
+            f"{key}.per_sample_entropy": parts.per_sample_entropy.reshape(1),
+            f"{key}.codebook_entropy": parts.batch_entropy.reshape(1), f"{key}.grad_x": grad_x,
         })
         params.update({f"{key}.{k}": v for k, v in kw.items()})
     save("vae_tok_lfq", tensors, GEN, seed, **params)

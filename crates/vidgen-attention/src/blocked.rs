@@ -281,6 +281,35 @@ pub fn choose_path<B: Backend>(
     }
 }
 
+/// The path [`memory_safe_attention`] takes for these arguments: [`choose_path`] with the mask
+/// kind they imply, leaving [`AttentionPath::Host`] for inputs that are not f32.
+pub fn memory_safe_path<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    mask: Option<&AttentionMask<B>>,
+    has_bias: bool,
+    options: &AttentionModuleOptions,
+    budget: &MemoryBudget,
+) -> AttentionPath {
+    let [b, h, len_q, _] = q.dims();
+    let shape = [b, h, len_q, k.dims()[2]];
+    let kind =
+        if matches!(mask, Some(AttentionMask::Full(_))) || has_bias || options.softcap.is_some() {
+            MaskKind::Dense
+        } else if mask.is_some() || options.is_causal {
+            MaskKind::Structured
+        } else {
+            MaskKind::None
+        };
+    let device = q.device();
+    let path = choose_path::<B>(shape, kind, budget, &device);
+    if path == AttentionPath::Host && q.dtype() != DType::F32 {
+        choose_path::<B>(shape, MaskKind::Dense, budget, &device)
+    } else {
+        path
+    }
+}
+
 /// Attention through the path [`choose_path`] picks (f32 inputs; other float types skip the
 /// host kernel): the fused host kernel on CPU backends, Burn's fused op when its score matrix
 /// fits the budget (and it is the faster one), [`blocked_attention`] otherwise. Same semantics
@@ -300,23 +329,10 @@ pub fn memory_safe_attention<B: Backend>(
     options: AttentionModuleOptions,
     budget: &MemoryBudget,
 ) -> Tensor<B, 4> {
+    let path = memory_safe_path(&q, &k, mask.as_ref(), bias.is_some(), &options, budget);
     let [b, h, len_q, _] = q.dims();
     let shape = [b, h, len_q, k.dims()[2]];
-    let kind = if matches!(mask, Some(AttentionMask::Full(_)))
-        || bias.is_some()
-        || options.softcap.is_some()
-    {
-        MaskKind::Dense
-    } else if mask.is_some() || options.is_causal {
-        MaskKind::Structured
-    } else {
-        MaskKind::None
-    };
     let device = q.device();
-    let mut path = choose_path::<B>(shape, kind, budget, &device);
-    if path == AttentionPath::Host && q.dtype() != DType::F32 {
-        path = choose_path::<B>(shape, MaskKind::Dense, budget, &device);
-    }
     match path {
         AttentionPath::Host => {
             let padding = match mask {

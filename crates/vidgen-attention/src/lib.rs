@@ -21,7 +21,7 @@ pub mod window;
 
 pub use blocked::{
     AttentionMask, AttentionPath, BlockPlan, MaskKind, MemoryBudget, blocked_attention,
-    choose_path, memory_safe_attention, plan_blocks, score_bytes,
+    choose_path, memory_safe_attention, memory_safe_path, plan_blocks, score_bytes,
 };
 pub use error::AttentionError;
 pub use full::{

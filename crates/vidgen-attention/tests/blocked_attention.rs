@@ -371,8 +371,13 @@ fn peak_kib(f: impl FnOnce()) -> Option<i64> {
 /// L = 8192, H = 1, Dh = 64: the full f32 score matrix is 256 MiB, the budget 64 MiB (tiles
 /// sized to the whole budget, not the cache). Peak RSS growth must stay under the budget plus
 /// the inputs, output and their block copies (16 MiB allowance for 2 MiB q/k/v/out tensors).
-/// Serialised with the other tests so VmHWM sees only this one.
+/// Serialised with the other tests so VmHWM sees only this one. Needs Linux's `/proc` (it fails
+/// if the high-water mark cannot be reset there); reported as ignored on other systems.
 #[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "needs /proc/self/clear_refs (Linux) to measure peak memory"
+)]
 fn peak_memory_stays_under_budget() {
     type Cpu = vidgen_testing::Flex;
     let _g = serial();
@@ -390,10 +395,10 @@ fn peak_memory_stays_under_budget() {
         checksum = out.sum().into_scalar();
     });
     assert!(checksum.is_finite());
-    let Some(peak) = peak else {
-        eprintln!("peak_memory_stays_under_budget: /proc/self/clear_refs unavailable, skipped");
-        return;
-    };
+    let peak = peak.expect(
+        "peak_memory_stays_under_budget: /proc/self/clear_refs or /proc/self/status unavailable, \
+         so the peak cannot be measured",
+    );
     eprintln!(
         "blocked attention L={len}, plan {plan:?}: peak RSS growth {:.1} MiB (budget {budget_mib} MiB, full scores {} MiB)",
         peak as f64 / 1024.0,

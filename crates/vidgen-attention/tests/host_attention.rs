@@ -5,7 +5,9 @@
 
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Tensor, TensorData};
-use vidgen_attention::blocked::{AttentionMask, MemoryBudget, memory_safe_attention};
+use vidgen_attention::blocked::{
+    AttentionMask, AttentionPath, MemoryBudget, memory_safe_attention, memory_safe_path,
+};
 use vidgen_attention::full::{attention_reference, expand_key_padding, key_padding_mask};
 use vidgen_attention::host::{HostOptions, HostShape, flash_attention_host};
 use vidgen_testing::{Flex, Tolerance, assert_close};
@@ -172,7 +174,9 @@ fn host_kernel_is_stable_for_large_logits() {
 }
 
 /// `memory_safe_attention` on flex (outside autodiff) goes through the host kernel, for
-/// unmasked, causal and key-padded inputs, with the automatic thread count.
+/// unmasked, causal and key-padded inputs, with the automatic thread count: the planned path is
+/// `Host`, the output is bit-identical to `flash_attention_host` on the same host data (the
+/// blocked and fused paths round differently), and it agrees with the reference.
 #[test]
 fn dispatch_on_flex_uses_the_host_kernel_and_agrees() {
     let dev = Default::default();
@@ -194,6 +198,13 @@ fn dispatch_on_flex_uses_the_host_kernel_and_agrees() {
                 softcap: None,
                 is_causal: causal,
             };
+            let budget = MemoryBudget::default();
+            let path = memory_safe_path(&q, &k, mask.as_ref(), false, &options, &budget);
+            assert_eq!(
+                path,
+                AttentionPath::Host,
+                "causal {causal}, padded {padded}"
+            );
             let out = memory_safe_attention(
                 q.clone(),
                 k.clone(),
@@ -201,8 +212,34 @@ fn dispatch_on_flex_uses_the_host_kernel_and_agrees() {
                 mask,
                 None,
                 options,
-                &MemoryBudget::default(),
+                &budget,
             );
+            let host = |t: &Tensor<Flex, 4>| t.to_data().into_vec::<f32>().unwrap();
+            let pad_host: Option<Vec<bool>> =
+                padded.then(|| pad.to_data().iter::<bool>().collect());
+            let mut kernel = vec![f32::NAN; b * h * lq * d];
+            let host_options = HostOptions {
+                scale: (1.0 / (d as f64).sqrt()) as f32,
+                causal_offset: causal.then_some(lk as i64 - lq as i64),
+                key_padding: pad_host.as_deref().map(|m| (m, h)),
+                ..HostOptions::default()
+            };
+            let shape = HostShape {
+                batch_heads: b * h,
+                len_q: lq,
+                len_k: lk,
+                head_dim: d,
+                value_dim: d,
+            };
+            flash_attention_host(
+                &host(&q),
+                &host(&k),
+                &host(&v),
+                &mut kernel,
+                shape,
+                &host_options,
+            );
+            assert_eq!(host(&out), kernel, "causal {causal}, padded {padded}");
             let expected = attention_reference(q.clone(), k.clone(), v.clone(), full, causal, None);
             assert_close(out, expected, HOST_VS_REFERENCE);
         }

@@ -24,8 +24,9 @@ const PARALLEL_RECURRENT: Tolerance = Tolerance::new("PARALLEL_RECURRENT", 1e-5,
 /// 2.4e-7. Larger weights or inputs shrink it, torchscale's small xavier init grows it.
 const CHUNKWISE_DEFAULT_EPS: Tolerance = Tolerance::new("CHUNKWISE_DEFAULT_EPS", 1e-4, 0.0);
 
-/// States of two forms after the same tokens: sums of up to 100 decayed outer products in f32.
-const STATE: Tolerance = Tolerance::new("STATE", 1e-5, 1e-4);
+/// States of two forms after the same tokens: sums of up to 100 decayed outer products in f32;
+/// measured on flex, max abs error 7.1e-5 on state entries of up to ~90 (relative 8e-7).
+const STATE: Tolerance = Tolerance::new("STATE", 1e-5, 4e-6);
 
 /// Gradients of parallel vs chunkwise (eps 0) w.r.t. the input and `q_proj`: backward through the
 /// group norm, the decay matmuls and the projections, each side rounding on its own.

@@ -1,6 +1,10 @@
-//! Window attention (Swin 2D, Video Swin 3D, TESA): golden parity with the references written in
-//! `golden/gen_attention_window.py`, fused == dense reference twin, padding never attended,
-//! shift masks against a brute-force rule, partition round trips, bias inflation, config errors.
+//! Window attention (Swin 2D, Video Swin 3D, TESA): golden parity with the upstream code run by
+//! `golden/gen_attention_window.py` (microsoft/Swin-Transformer's `SwinTransformerBlock` for the
+//! square 2D window, cross-checked against timm 0.6.13; Video-Swin-Transformer's
+//! `SwinTransformerBlock3D.forward_part1`, `get_window_size` and `compute_mask` for 3D and for the
+//! non-square 2D window, run as a one-frame 3D window), fused == dense reference twin, padding
+//! never attended, shift masks against a brute-force rule, partition round trips, bias inflation,
+//! config errors.
 
 use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
@@ -14,8 +18,9 @@ use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, ba
 /// dense softmax adds exact zeros for masked keys.
 const FUSED_VS_REFERENCE: Tolerance = Tolerance::new("FUSED_VS_REFERENCE", 1e-5, 1e-4);
 /// Our window attention against the PyTorch reference block (qkv, scores, bias, softmax, proj in
-/// f32); Swin's additive −100 mask differs from our −∞ by under e^−100 relative.
-const SWIN_GOLDEN: Tolerance = Tolerance::new("SWIN_GOLDEN", 1e-5, 1e-4);
+/// f32); Swin's additive −100 mask differs from our −∞ by under e^−100 relative. Measured on
+/// flex: max abs error 1.2e-7 on values of O(1).
+const SWIN_GOLDEN: Tolerance = Tolerance::new("SWIN_GOLDEN", 1e-6, 1e-5);
 
 fn golden(name: &str) -> Golden {
     Golden::open(name).unwrap_or_else(|e| panic!("{e}"))

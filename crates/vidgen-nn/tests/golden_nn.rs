@@ -1,6 +1,9 @@
 //! Every vidgen-nn layer against fixtures written by PyTorch (`golden/gen_nn.py`): diffusers'
-//! functions where they exist, otherwise small torch modules written as DiT / PixArt / Open-Sora /
-//! LLaMA write them. Whole tensors are compared element by element.
+//! functions and modules where they exist (timestep embeddings, adaLN-Zero / adaLN-single inside
+//! `BasicTransformerBlock`, `FeedForward`, patch embeddings, sin-cos and rotary tables), torch's
+//! `nn.RMSNorm`, and otherwise small torch code written as the model code writes it (factorized
+//! position tables, unpatchify reshapes, the adaLN-single chunk split). Whole tensors are compared
+//! element by element.
 
 use burn::tensor::{Tensor, backend::Backend};
 use vidgen_nn::*;
@@ -49,6 +52,29 @@ fn stacked<B: Backend>(chunks: Vec<Tensor<B, 2>>) -> Tensor<B, 3> {
     Tensor::stack(chunks, 0)
 }
 
+/// `modulate` and `gate` as one diffusers `BasicTransformerBlock` applies them around its attention
+/// and feed-forward branches (`prefix` `zero` or `single`): the block's normalised input, the
+/// branch outputs and the residual stream after each branch are read off the block by hooks.
+fn check_block_modulation<B: Backend>(
+    g: &Golden,
+    prefix: &str,
+    chunks: &[Tensor<B, 2>],
+    device: &B::Device,
+) {
+    let t = |name: &str| g.tensor::<B, 3>(&format!("{prefix}.{name}"), device);
+    let modulated = modulate(t("normed"), chunks[0].clone(), chunks[1].clone());
+    assert_close(modulated, t("modulated"), Tolerance::SINGLE_OP);
+    let x: Tensor<B, 3> = g.tensor("x", device);
+    let residual = x + gate(t("attn_out"), chunks[2].clone());
+    assert_close(residual.clone(), t("residual"), Tolerance::SINGLE_OP);
+    let modulated = modulate(t("normed_mlp"), chunks[3].clone(), chunks[4].clone());
+    assert_close(modulated, t("modulated_mlp"), Tolerance::SINGLE_OP);
+    let output = residual + gate(t("ff_out"), chunks[5].clone());
+    assert_close(output, t("output"), Tolerance::SINGLE_OP);
+}
+
+/// adaLN-Zero: diffusers' `AdaLayerNormZero` inside DiT's `BasicTransformerBlock`
+/// (`norm_type="ada_norm_zero"`).
 fn adaln_zero_matches_dit<B: Backend>(device: &B::Device) {
     let g = golden("nn_adaln.safetensors");
     let mut ada = AdaLnModulationConfig::new(8, 8).init::<B>(device).unwrap();
@@ -59,22 +85,11 @@ fn adaln_zero_matches_dit<B: Backend>(device: &B::Device) {
         g.tensor("zero.chunks", device),
         Tolerance::SINGLE_OP,
     );
-    let x: Tensor<B, 3> = g.tensor("x", device);
-    let y: Tensor<B, 3> = g.tensor("y", device);
-    let modulated = modulate(x.clone(), chunks[0].clone(), chunks[1].clone());
-    assert_close(
-        modulated,
-        g.tensor("zero.modulated", device),
-        Tolerance::SINGLE_OP,
-    );
-    let residual = x + gate(y, chunks[2].clone());
-    assert_close(
-        residual,
-        g.tensor("zero.residual", device),
-        Tolerance::SINGLE_OP,
-    );
+    check_block_modulation(&g, "zero", &chunks, device);
 }
 
+/// adaLN-single: diffusers' `AdaLayerNormSingle` (PixArt's shared `t_block`) feeding a
+/// `BasicTransformerBlock` with `norm_type="ada_norm_single"` and its `scale_shift_table`.
 fn adaln_single_matches_pixart<B: Backend>(device: &B::Device) {
     let g = golden("nn_adaln.safetensors");
     let mut t_block = AdaLnModulationConfig::new(8, 8)
@@ -96,22 +111,10 @@ fn adaln_single_matches_pixart<B: Backend>(device: &B::Device) {
         g.tensor("single.chunks", device),
         Tolerance::SINGLE_OP,
     );
-    let x: Tensor<B, 3> = g.tensor("x", device);
-    let y: Tensor<B, 3> = g.tensor("y", device);
-    let modulated = modulate(x.clone(), chunks[0].clone(), chunks[1].clone());
-    assert_close(
-        modulated,
-        g.tensor("single.modulated", device),
-        Tolerance::SINGLE_OP,
-    );
-    let residual = x + gate(y, chunks[2].clone());
-    assert_close(
-        residual,
-        g.tensor("single.residual", device),
-        Tolerance::SINGLE_OP,
-    );
+    check_block_modulation(&g, "single", &chunks, device);
 }
 
+/// diffusers `FeedForward(activation_fn="gelu-approximate")`, i.e. timm's `Mlp` with GELU(tanh).
 fn mlp_matches_timm_gelu_tanh<B: Backend>(device: &B::Device) {
     let g = golden("nn_mlp.safetensors");
     let mut mlp = MlpConfig::new(16, 40).init::<B>(device).unwrap();
@@ -121,6 +124,8 @@ fn mlp_matches_timm_gelu_tanh<B: Backend>(device: &B::Device) {
     assert_close(out, g.tensor("mlp_out", device), Tolerance::SINGLE_OP);
 }
 
+/// diffusers `FeedForward(activation_fn="swiglu", bias=False)`, i.e. LLaMA's
+/// `w2(silu(w1 x) * w3 x)` with `proj = [w3; w1]`.
 fn swiglu_matches_llama<B: Backend>(device: &B::Device) {
     let g = golden("nn_mlp.safetensors");
     let mut ff = SwiGluMlpConfig::new(16, 40).init::<B>(device).unwrap();
@@ -140,6 +145,7 @@ fn patch_embed_2d_matches_diffusers<B: Backend>(device: &B::Device) {
     assert_close(out, g.tensor("out2d", device), Tolerance::SINGLE_OP);
 }
 
+/// Open-Sora's `PatchEmbed3D` as diffusers ships it (`HunyuanVideoPatchEmbed`).
 fn patch_embed_3d_matches_open_sora<B: Backend>(device: &B::Device) {
     let g = golden("nn_patch.safetensors");
     let mut embed = PatchEmbed3dConfig::new(4, 16).init::<B>(device).unwrap();

@@ -8,8 +8,9 @@ use vidgen_quant::distill::*;
 use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests};
 
 /// Losses and gradients of 5×7 logits vs torch: a softmax, a log and a 35-term sum in f32 on
-/// both sides (different summation order).
-const LOSS_F32: Tolerance = Tolerance::new("LOSS_F32", 1e-5, 1e-4);
+/// both sides (different summation order); measured on flex, max abs error 1.9e-6 on losses of
+/// ~10 (relative 2e-7).
+const LOSS_F32: Tolerance = Tolerance::new("LOSS_F32", 4e-6, 4e-7);
 
 type Loss<B> = fn(&Distill, Tensor<B, 2>, Tensor<B, 2>, Tensor<B, 1, Int>) -> Tensor<B, 1>;
 

@@ -233,10 +233,66 @@ fn native_quantization_runs<B: Backend>(device: &B::Device) {
     );
 }
 
+/// Per-block native quantization gives each block its own scale: in a weight whose 64-wide
+/// blocks span four orders of magnitude, every block's round trip stays within half of *its own*
+/// step `max|block|/127`, a bound per-tensor quantization breaks on the small blocks.
+fn native_blocks_have_their_own_scale<B: Backend>(device: &B::Device) {
+    let (rows, cols, block) = (4, 128, 64);
+    let magnitudes = [1.0f32, 1e-3, 3e-2, 1e-1];
+    let base = Tensor::<B, 2>::random([rows, cols], Distribution::Uniform(-1.0, 1.0), device);
+    let scales: Vec<f32> = (0..rows * cols)
+        .map(|i| magnitudes[(i / block) % magnitudes.len()])
+        .collect();
+    let scales =
+        Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(scales, [rows, cols]), device);
+    let w = base * scales;
+    let worst_ratio = |deq: Tensor<B, 2>| -> f32 {
+        let err: Vec<f32> = (deq - w.clone())
+            .abs()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap();
+        let val: Vec<f32> = w
+            .clone()
+            .abs()
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap();
+        let mut worst = 0.0f32;
+        for (e, v) in err.chunks(block).zip(val.chunks(block)) {
+            let half_step = 0.5 * v.iter().cloned().fold(0.0, f32::max) / 127.0;
+            let e = e.iter().cloned().fold(0.0, f32::max);
+            worst = worst.max(e / half_step);
+        }
+        worst
+    };
+    let blocked = NativeQuantConfig::new()
+        .with_block_size(Some(block))
+        .quantize_tensor(w.clone())
+        .unwrap()
+        .dequantize();
+    let per_tensor = NativeQuantConfig::new()
+        .quantize_tensor(w.clone())
+        .unwrap()
+        .dequantize();
+    let (blocked, per_tensor) = (worst_ratio(blocked), worst_ratio(per_tensor));
+    assert!(
+        blocked <= 1.0 + 1e-4,
+        "per block: error {blocked} half-steps of its own block"
+    );
+    assert!(
+        per_tensor > 10.0,
+        "per tensor: error only {per_tensor} half-steps of the smallest block"
+    );
+}
+
 backend_tests!(
     ptq_mlp_output_and_bytes,
     ssm_parameters_stay_f32,
     packed_codes_round_trip,
     ptq_errors_name_fields,
-    native_quantization_runs
+    native_quantization_runs,
+    native_blocks_have_their_own_scale
 );

@@ -1,6 +1,13 @@
 //! Uniform quantization (survey eqs. 13–15): the `|r − r̃| ≤ S/2` property over many seeded random
 //! tensors in every mode × bits × granularity, backend ops == host reference twins, parity with
-//! PyTorch's fake-quantization kernels, the straight-through gradient, and errors.
+//! PyTorch's min/max observers and fake-quantization kernels, the straight-through gradient, and
+//! errors.
+//!
+//! The torch parity covers per-tensor and per-channel parameters on ranges that contain 0 (where
+//! the observers, which widen every range to include 0, agree with eq. 15). Affine ranges without
+//! 0 and group-wise parameters (`Granularity::PerGroup`) have no torch reference: the kernels
+//! require the zero point inside the code range, and torch has no group-wise observer. They are
+//! covered by the property test only.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
@@ -8,9 +15,9 @@ use vidgen_quant::QuantError;
 use vidgen_quant::uniform::*;
 use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
 
-/// Dequantized values vs eqs. 13–14 evaluated by torch in f32 (`torch.round(x / S)`, the generator
-/// cross-checks them against torch's `fake_quantize_per_*_affine` kernels, which differ only at
-/// `1/S` ties): the same f32 ops, so only last-bit differences are allowed.
+/// Dequantized values vs torch's `fake_quantize_per_*_affine` kernels (at the few `1/S` ties, where
+/// the kernels' `r·(1/S)` and our `r/S` round apart, vs eqs. 13–14 evaluated by torch in f32): the
+/// same f32 ops, so only last-bit differences are allowed.
 const TORCH_FAKE_QUANT: Tolerance = Tolerance::new("TORCH_FAKE_QUANT", 1e-6, 1e-6);
 
 /// xorshift64*: a seeded generator so the property test is reproducible without a dependency.
@@ -178,6 +185,10 @@ fn error_is_at_most_half_a_step<B: Backend>(device: &B::Device) {
     assert_eq!(cases, (2 * 2 * 7 - 2) * 12);
 }
 
+/// Scales and zero points equal those of torch's `MinMaxObserver` / `PerChannelMinMaxObserver`
+/// exactly (the input lies on a 2⁻¹² grid, where the observer's f32 `max − min` is exact; on
+/// arbitrary f32 data its scale can differ from eq. 15's by one ulp), and dequantized values those
+/// of the fake-quantization kernels.
 fn matches_torch_fake_quantize<B: Backend>(device: &B::Device) {
     let g = Golden::open("quant_uniform.safetensors").unwrap_or_else(|e| panic!("{e}"));
     let x: Tensor<B, 2> = g.tensor("x", device);

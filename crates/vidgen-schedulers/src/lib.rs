@@ -45,5 +45,5 @@ pub use guidance::ClassifierFreeGuidance;
 pub use noise::{FixedNoise, NoiseGenerator, NoiseSource};
 pub use rectified_flow::{
     FlowTrainingConfig, FrameMask, MaskedTrainingBatch, RectifiedFlow, RectifiedFlowConfig,
-    TimeSampling, TimeShiftType,
+    TimeSampling, TimeShiftType, TransformFrames,
 };

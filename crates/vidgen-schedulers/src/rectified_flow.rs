@@ -32,7 +32,8 @@
 //!
 //! # Training
 //! See [`FlowTrainingConfig`]: `t` uniform or logit-normal, then Open-Sora 1.2's
-//! resolution- and length-aware transform `t ← r·t / (1 + (r − 1)·t)`; per-frame conditioning masks
+//! resolution- and length-aware transform `t ← r·t / (1 + (r − 1)·t)` (its frame term
+//! `⌊F / 17⌋·5` by default, or the pixel frame count, [`TransformFrames`]); per-frame conditioning masks
 //! ([`FrameMask`]) keep conditioning frames at `t = 0`.
 //!
 //! Divergences from diffusers: explicit step index (no `_step_index`, no timestep lookup), schedule
@@ -60,7 +61,9 @@
 
 mod training;
 
-pub use training::{FlowTrainingConfig, FrameMask, MaskedTrainingBatch, TimeSampling};
+pub use training::{
+    FlowTrainingConfig, FrameMask, MaskedTrainingBatch, TimeSampling, TransformFrames,
+};
 
 use crate::common::Sampler;
 use crate::config::{ConfigEnum, SchedulerConfig, config_enum};

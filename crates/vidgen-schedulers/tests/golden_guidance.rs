@@ -6,8 +6,9 @@ use burn::tensor::backend::Backend;
 use vidgen_schedulers::ClassifierFreeGuidance;
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
 
-/// A few f32 ops per element plus two per-sample standard deviations over 60 elements each.
-const GUIDANCE: Tolerance = Tolerance::new("GUIDANCE", 1e-5, 1e-4);
+/// A few f32 ops per element plus two per-sample standard deviations over 60 elements each:
+/// measured on flex, max abs error 1.9e-7 on values of O(1).
+const GUIDANCE: Tolerance = Tolerance::new("GUIDANCE", 1e-6, 1e-6);
 
 fn guidance_matches_diffusers<B: Backend>(device: &B::Device) {
     let g = Golden::open("sched_guidance.safetensors").unwrap();

@@ -377,14 +377,30 @@ backend_tests!(
 /// LinGen-4B (supplement E.1/E.2): d = 2560, E = 2, d_s = 128, d_h = 64, K = 4.
 const LINGEN_4B: (usize, usize, usize, usize, usize) = (2560, 2, 128, 64, 4);
 
+/// Eq. (1)'s projection term counts the multiply-adds of the layer's own `in_proj` and
+/// `out_proj` (2 FLOPs each, per token), read off Mamba2 layers built at small sizes.
 #[test]
-fn eq1_projections_equal_the_mamba2_layer_shapes() {
-    let (d, e, ds, dh, _) = LINGEN_4B;
-    for n in [1usize, 7, 4096] {
-        // in_proj d → [z, x, B, C, dt] = 2·E·d + 2·d_s + E·d/d_h; out_proj E·d → d.
-        let in_features = 2 * e * d + 2 * ds + e * d / dh;
-        let counted = 2 * n * d * in_features + 2 * n * e * d * d;
-        assert_eq!(mamba2_projection_flops(n, d, e, ds, dh), counted as f64);
+fn eq1_projections_count_the_mamba2_layer_weights() {
+    type Cpu = vidgen_testing::Flex;
+    let device = Default::default();
+    for (d, e, ds, dh) in [(64, 2, 16, 16), (96, 1, 8, 32), (48, 3, 4, 8)] {
+        let layer = vidgen_ssm::Mamba2Config::new(d)
+            .with_expand(e)
+            .with_d_state(ds)
+            .with_head_dim(dh)
+            .init::<Cpu>(&device)
+            .unwrap();
+        let [in_in, in_out] = layer.in_proj.weight.dims();
+        let [out_in, out_out] = layer.out_proj.weight.dims();
+        assert_eq!((in_in, out_out), (d, d));
+        for n in [1usize, 7, 4096] {
+            let counted = 2 * n * (in_in * in_out + out_in * out_out);
+            assert_eq!(
+                mamba2_projection_flops(n, d, e, ds, dh),
+                counted as f64,
+                "d {d}, E {e}, d_s {ds}, d_h {dh}, N {n}"
+            );
+        }
     }
 }
 

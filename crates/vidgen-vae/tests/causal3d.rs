@@ -1,6 +1,7 @@
-//! The causal temporal autoencoder and the video VAE: golden parity with a PyTorch
-//! re-implementation of Open-Sora's `vae_temporal.py` (`golden/gen_vae_causal3d.py`), config
-//! errors naming the field, causality, 1-frame videos and the compression factors.
+//! The causal temporal autoencoder and the video VAE: golden parity with Open-Sora v1.2.0's own
+//! `vae_temporal.py` (`golden/gen_vae_causal3d.py`; the per-frame GroupNorm outputs come from the
+//! same upstream modules with each GroupNorm applied frame by frame), config errors naming the
+//! field, causality, 1-frame videos and the compression factors.
 
 use burn::tensor::{Distribution, Tensor, backend::Backend};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
@@ -8,8 +9,9 @@ use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
 use vidgen_vae::VaeError;
 use vidgen_vae::causal3d::*;
 
-/// A dozen stacked 3×3×3 convs and GroupNorms of a tiny random model in f32: accumulated
-/// rounding from differently ordered conv sums, well under the block tolerance.
+/// A dozen stacked 3×3×3 convs and GroupNorms of a tiny random model, run in f32 against a
+/// float64 reference: accumulated f32 rounding (about 6e-6 abs at most), well under the block
+/// tolerance.
 const TEMPORAL_AE: Tolerance = Tolerance::new("TEMPORAL_AE", 1e-4, 1e-3);
 
 fn golden_config(norm: TemporalNorm) -> TemporalAutoencoderConfig {
@@ -181,19 +183,52 @@ fn video_vae_shapes<B: Backend>(device: &B::Device) {
         Tolerance::SINGLE_OP,
     );
 }
-
+/// The pixel-shuffle test double with identity convs is a lossless space-to-depth /
+/// depth-to-space pair: `encode_mean` puts `x[n, c, y·f + fy, x·f + fx]` at latent channel
+/// `c·f² + fy·f + fx`, and `decode(encode_mean(x))` gives `x` back exactly.
 fn pixel_shuffle_round_trip<B: Backend>(device: &B::Device) {
-    // Shapes of the test double (its conv weights are random).
-    let ae = PixelShuffleAutoencoderConfig::new()
-        .with_spatial_factor(2)
-        .with_latent_channels(12)
+    let f = 2;
+    let channels = 3 * f * f;
+    let mut ae = PixelShuffleAutoencoderConfig::new()
+        .with_spatial_factor(f)
+        .with_latent_channels(channels)
         .with_decoder_kernel(1)
         .init::<B>(device)
         .unwrap();
-    let x = Tensor::<B, 4>::random([2, 3, 4, 6], Distribution::Normal(0.0, 1.0), device);
-    let z = ae.encode_mean(x);
-    assert_eq!(z.dims(), [2, 12, 2, 3]);
-    assert_eq!(ae.decode(z).dims(), [2, 3, 4, 6]);
+    let identity = || {
+        burn::module::Param::from_tensor(
+            Tensor::<B, 2>::eye(channels, device).reshape([channels, channels, 1, 1]),
+        )
+    };
+    let zero_bias = || {
+        Some(burn::module::Param::from_tensor(Tensor::zeros(
+            [channels],
+            device,
+        )))
+    };
+    ae.encoder.weight = identity();
+    ae.encoder.bias = zero_bias();
+    ae.decoder.weight = identity();
+    ae.decoder.bias = zero_bias();
+    let (n, h, w) = (2, 4, 6);
+    let x = Tensor::<B, 4>::random([n, 3, h, w], Distribution::Normal(0.0, 1.0), device);
+    let z = ae.encode_mean(x.clone());
+    assert_eq!(z.dims(), [n, channels, h / f, w / f]);
+    let xs: Vec<f32> = x.to_data().convert::<f32>().to_vec().unwrap();
+    let zs: Vec<f32> = z.to_data().convert::<f32>().to_vec().unwrap();
+    let (hl, wl) = (h / f, w / f);
+    for (i, &zv) in zs.iter().enumerate() {
+        let (b, ch, y, xl) = (
+            i / (channels * hl * wl),
+            (i / (hl * wl)) % channels,
+            (i / wl) % hl,
+            i % wl,
+        );
+        let (c, fy, fx) = (ch / (f * f), (ch / f) % f, ch % f);
+        let xv = xs[((b * 3 + c) * h + y * f + fy) * w + xl * f + fx];
+        assert_eq!(zv, xv, "latent [{b}, {ch}, {y}, {xl}]");
+    }
+    assert_close(ae.decode(z), x, Tolerance::EXACT);
 }
 
 backend_tests!(

@@ -10,14 +10,15 @@ use vidgen_vae::kl::*;
 use vidgen_vae::load::load_autoencoder_kl;
 
 /// Posterior moments after ~10 convs, 2 GroupNorms per resnet and one attention, all in f32 with
-/// a different summation order than torch's: measured max abs error 5.7e-7 on values of O(1).
-const ENCODER_F32: Tolerance = Tolerance::new("ENCODER_F32", 2e-5, 1e-4);
+/// a different summation order than torch's: measured on flex, max abs error 4.8e-7 on values of
+/// O(1) (5.7e-7 on an earlier build); the relative part covers the few larger values.
+const ENCODER_F32: Tolerance = Tolerance::new("ENCODER_F32", 2e-6, 1e-6);
 /// Decoder output after ~15 more convs and norms (the decoder has one more resnet per level):
-/// measured max abs error 4.4e-6 on values of O(1).
-const DECODER_F32: Tolerance = Tolerance::new("DECODER_F32", 5e-5, 1e-3);
-/// Per-sample KL sums `C·h·w` terms of O(1): the rounding grows with the sum (measured 9.5e-7
-/// abs on sums of ~7).
-const KL_SUM_F32: Tolerance = Tolerance::new("KL_SUM_F32", 1e-3, 1e-5);
+/// measured on flex, max abs error 2.1e-6 on values of O(1) (4.4e-6 on an earlier build).
+const DECODER_F32: Tolerance = Tolerance::new("DECODER_F32", 1e-5, 1e-6);
+/// Per-sample KL sums of `C·h·w` terms of O(1): the rounding grows with the sum; measured on
+/// flex, max abs error 4.8e-7 on sums of ~7 (9.5e-7 on an earlier build).
+const KL_SUM_F32: Tolerance = Tolerance::new("KL_SUM_F32", 3e-6, 1e-7);
 
 fn golden(name: &str) -> Golden {
     Golden::open(name).unwrap_or_else(|e| panic!("{e}"))

@@ -1,6 +1,13 @@
-//! The discrete tokenizers (VQ, FSQ, LFQ) against PyTorch references written in
-//! `golden/gen_vae_tokenizer.py`, plus straight-through gradients, index ↔ code round trips,
-//! nearest-neighbour search against a brute-force host computation, and config errors.
+//! The discrete tokenizers (VQ, FSQ, LFQ) against lucidrains' vector-quantize-pytorch
+//! (`VectorQuantize` with a gradient-trained and with an EMA codebook, `FSQ`, `LFQ`; run by
+//! `golden/gen_vae_tokenizer.py`, whose header lists how each is configured), plus
+//! straight-through gradients, index ↔ code round trips, nearest-neighbour search against a
+//! brute-force host computation, and config errors.
+//!
+//! The library has no separate codebook loss for a gradient-trained codebook (one symmetric
+//! `commitment_weight·mse(q, x)`); eq. 3's two terms are read from two runs with weights `β` and 1.
+//! FSQ's `bounded` (before rounding) is not returned by the library and is read from its `bound`
+//! with the rounding replaced by the identity.
 
 use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
@@ -66,7 +73,7 @@ fn vq_from_golden<B: Backend>(g: &Golden, ema: bool, device: &B::Device) -> Vect
     vq
 }
 
-/// Quantized values, indices and both losses of eq. 3 equal the torch reference.
+/// Quantized values, indices and both losses of eq. 3 equal `VectorQuantize`'s.
 fn vq_matches_golden<B: Backend>(device: &B::Device) {
     let g = golden("vae_tok_vq.safetensors");
     let vq = vq_from_golden::<B>(&g, false, device);
@@ -89,8 +96,8 @@ fn vq_matches_golden<B: Backend>(device: &B::Device) {
     );
 }
 
-/// Two EMA steps (the second on a new batch quantized with the updated codebook) reproduce the
-/// reference's cluster sizes, embedding sums and codebook.
+/// Two EMA steps (the second on a new batch quantized with the updated codebook) reproduce
+/// `VectorQuantize`'s (`EuclideanCodebook`'s) cluster sizes, embedding sums and codebook.
 fn vq_ema_matches_golden<B: Backend>(device: &B::Device) {
     let g = golden("vae_tok_vq.safetensors");
     let mut vq = vq_from_golden::<B>(&g, true, device);
@@ -406,8 +413,8 @@ fn lfq_case(g: &Golden, key: &str) -> Lfq {
         .unwrap()
 }
 
-/// Quantized values, indices, both entropies and both weighted losses equal the reference at
-/// lucidrains' defaults (`a`) and at a soft temperature with a scaled codebook (`b`).
+/// Quantized values, indices, both entropies and both weighted losses equal `LFQ`'s at the
+/// library's defaults (`a`) and at a soft temperature with a scaled codebook (`b`).
 fn lfq_matches_golden<B: Backend>(device: &B::Device) {
     let g = golden("vae_tok_lfq.safetensors");
     for key in ["a", "b"] {

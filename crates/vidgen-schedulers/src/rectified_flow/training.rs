@@ -20,21 +20,52 @@ config_enum! {
     }
 }
 
+config_enum! {
+    /// The frame term `F_r` in the timestep transform's ratio (see [`FlowTrainingConfig`]), from
+    /// the pixel frame count `F`.
+    pub enum TransformFrames {
+        /// Open-Sora 1.2's `timestep_transform`: `F_r = 1` for a single frame, else
+        /// `F_r = ⌊F / 17⌋·5` (its VAE's latent length for whole 17-frame chunks). As upstream,
+        /// `F_r = 0` for 2 to 16 frames, which makes the ratio 0.
+        OpenSora = "open_sora",
+        /// `F_r = F`, the pixel frame count itself: a length term for any VAE and frame count.
+        /// Not Open-Sora's; with `base_frames = 1` it gives larger ratios than Open-Sora's term.
+        PixelFrames = "pixel_frames",
+    }
+}
+
+impl TransformFrames {
+    /// The frame term `F_r` for `num_frames` pixel frames.
+    pub fn term(self, num_frames: usize) -> usize {
+        match self {
+            Self::OpenSora if num_frames == 1 => 1,
+            Self::OpenSora => num_frames / 17 * 5,
+            Self::PixelFrames => num_frames,
+        }
+    }
+}
+
 /// Training settings of [`RectifiedFlow`]: time sampling and Open-Sora 1.2's timestep transform.
 ///
 /// With `use_timestep_transform`, a sampled `t` becomes `t' = r·t / (1 + (r − 1)·t)` with
 ///
-/// `r = sqrt(H·W / base_resolution) · sqrt(F / base_frames) · transform_scale`,
+/// `r = sqrt(H·W / base_resolution) · sqrt(F_r / base_frames) · transform_scale`,
 ///
-/// where `H, W` are the pixel height and width and `F` the pixel frame count of the latent:
-/// `H = h·vae_spatial_factor`, `W = w·vae_spatial_factor`, and for `T` latent frames
-/// `F = 1 + (T − 1)·vae_temporal_factor` when the VAE keeps the first frame uncompressed
-/// (`vae_causal_first_frame`), else `F = T·vae_temporal_factor`; an image latent `[B, C, H, W]` has
-/// `F = 1`. Larger or longer inputs get `r > 1`, i.e. noisier training times.
+/// where `H, W` are the pixel height and width and `F_r` the frame term
+/// ([`TransformFrames::term`]) of the pixel frame count `F`. By default `F_r` is Open-Sora 1.2's
+/// (`timestep_transform` in `opensora/schedulers/rf/rectified_flow.py`): 1 for an image,
+/// `⌊F / 17⌋·5` otherwise; [`TransformFrames::PixelFrames`] uses `F` itself. Larger or longer inputs
+/// get `r > 1`, i.e. noisier training times.
 ///
-/// Open-Sora 1.2's code uses `F` = its VAE's latent length `num_frames // 17 * 5` (1 for images)
-/// with `base_frames = 1`, `base_resolution = 512²`; here `F` follows from the configured VAE
-/// instead of that hard-coded ratio.
+/// From a latent of shape `[B, C, T, H, W]` ([`FlowTrainingConfig::transform_ratio`]), the pixel
+/// extent follows from the VAE factors: `H = h·vae_spatial_factor`, `W = w·vae_spatial_factor`,
+/// and `F = 1 + (T − 1)·vae_temporal_factor` when the VAE keeps the first frame uncompressed
+/// (`vae_causal_first_frame`), else `F = T·vae_temporal_factor`; an image latent `[B, C, H, W]`
+/// has `F = 1`. [`FlowTrainingConfig::transform_ratio_pixels`] takes the pixel extent directly, as
+/// Open-Sora's sampler passes it.
+///
+/// With Open-Sora's term, 2 to 16 frames give `r = 0` (so `t' = 0`, and NaN at `t = 1`); the ratio
+/// functions return that as upstream does, and [`RectifiedFlow::sample_training_times`] rejects it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default)]
 pub struct FlowTrainingConfig {
@@ -48,10 +79,12 @@ pub struct FlowTrainingConfig {
     pub use_timestep_transform: bool,
     /// Pixel area where `r`'s spatial factor is 1. Default `512·512`.
     pub base_resolution: f64,
-    /// Pixel frame count where `r`'s temporal factor is 1. Default 1.
+    /// Frame term `F_r` where `r`'s temporal factor is 1. Default 1.
     pub base_frames: f64,
     /// Extra factor on `r`. Default 1.
     pub transform_scale: f64,
+    /// How the frame count enters `r`. Default `open_sora`.
+    pub transform_frames: TransformFrames,
     /// Pixels per latent row/column. Default 8.
     pub vae_spatial_factor: usize,
     /// Pixel frames per latent frame. Default 4.
@@ -70,6 +103,7 @@ impl Default for FlowTrainingConfig {
             base_resolution: 512.0 * 512.0,
             base_frames: 1.0,
             transform_scale: 1.0,
+            transform_frames: TransformFrames::OpenSora,
             vae_spatial_factor: 8,
             vae_temporal_factor: 4,
             vae_causal_first_frame: true,
@@ -79,8 +113,10 @@ impl Default for FlowTrainingConfig {
 
 impl SchedulerConfig for FlowTrainingConfig {
     const NAME: &'static str = "FlowTrainingConfig";
-    const ENUM_KEYS: &'static [(&'static str, &'static [&'static str])] =
-        &[("time_sampling", TimeSampling::NAMES)];
+    const ENUM_KEYS: &'static [(&'static str, &'static [&'static str])] = &[
+        ("time_sampling", TimeSampling::NAMES),
+        ("transform_frames", TransformFrames::NAMES),
+    ];
 
     fn validate(&self) -> Result<(), SchedulerError> {
         if !self.logit_mean.is_finite() {
@@ -117,7 +153,10 @@ impl FlowTrainingConfig {
     /// # Errors
     /// [`SchedulerError::LengthMismatch`] for a shape of rank other than 4 or 5;
     /// [`SchedulerError::Zero`] for a zero latent extent.
-    pub fn pixel_extent(&self, latent_dims: &[usize]) -> Result<(f64, f64, f64), SchedulerError> {
+    pub fn pixel_extent(
+        &self,
+        latent_dims: &[usize],
+    ) -> Result<(usize, usize, usize), SchedulerError> {
         let (t, h, w) = match *latent_dims {
             [_, _, t, h, w] => (t, h, w),
             [_, _, h, w] => (1, h, w),
@@ -138,18 +177,38 @@ impl FlowTrainingConfig {
             t * self.vae_temporal_factor
         };
         let s = self.vae_spatial_factor;
-        Ok(((h * s) as f64, (w * s) as f64, frames as f64))
+        Ok((h * s, w * s, frames))
     }
 
-    /// Open-Sora 1.2's ratio `r = sqrt(H·W / base_resolution)·sqrt(F / base_frames)·transform_scale`
-    /// for a latent shape (see the type's docs).
+    /// The transform's ratio `r` for a latent shape: [`FlowTrainingConfig::transform_ratio_pixels`]
+    /// of its [`FlowTrainingConfig::pixel_extent`].
     ///
     /// # Errors
     /// Those of [`FlowTrainingConfig::pixel_extent`].
     pub fn transform_ratio(&self, latent_dims: &[usize]) -> Result<f64, SchedulerError> {
-        let (h, w, f) = self.pixel_extent(latent_dims)?;
-        Ok((h * w / self.base_resolution).sqrt()
-            * (f / self.base_frames).sqrt()
+        let (height, width, num_frames) = self.pixel_extent(latent_dims)?;
+        self.transform_ratio_pixels(height, width, num_frames)
+    }
+
+    /// The transform's ratio for a pixel extent (what Open-Sora's `timestep_transform` reads from
+    /// `height`, `width`, `num_frames`):
+    /// `r = sqrt(height·width / base_resolution)·sqrt(F_r / base_frames)·transform_scale` with
+    /// `F_r = transform_frames.term(num_frames)`. May be 0 (see [`TransformFrames::OpenSora`]).
+    ///
+    /// # Errors
+    /// [`SchedulerError::Zero`] for a zero height, width or frame count.
+    pub fn transform_ratio_pixels(
+        &self,
+        height: usize,
+        width: usize,
+        num_frames: usize,
+    ) -> Result<f64, SchedulerError> {
+        positive("height", height)?;
+        positive("width", width)?;
+        positive("num_frames", num_frames)?;
+        let frames = self.transform_frames.term(num_frames) as f64;
+        Ok((height as f64 * width as f64 / self.base_resolution).sqrt()
+            * (frames / self.base_frames).sqrt()
             * self.transform_scale)
     }
 }
@@ -160,8 +219,10 @@ impl RectifiedFlow {
     /// ([`FlowTrainingConfig::transform_ratio`]).
     ///
     /// # Errors
-    /// Those of [`FlowTrainingConfig::transform_ratio`] when the transform is on;
-    /// [`SchedulerError::LengthMismatch`] for an empty shape.
+    /// Those of [`FlowTrainingConfig::transform_ratio`] when the transform is on, and
+    /// [`SchedulerError::OutOfDomain`] when its ratio is 0 (Open-Sora's frame term for 2 to 16
+    /// frames), which would put every time at 0; [`SchedulerError::LengthMismatch`] for an empty
+    /// shape.
     pub fn sample_training_times(
         &self,
         latent_dims: &[usize],
@@ -174,7 +235,9 @@ impl RectifiedFlow {
             expected: 5,
         })?;
         let ratio = if tc.use_timestep_transform {
-            Some(tc.transform_ratio(latent_dims)?)
+            let r = tc.transform_ratio(latent_dims)?;
+            positive_f64("timestep transform ratio", r)?;
+            Some(r)
         } else {
             None
         };

@@ -15,7 +15,8 @@ const MAX_CODE_DIM: usize = 30;
 /// Probabilities are clamped to this before the `log` of the entropies (lucidrains).
 const ENTROPY_EPS: f64 = 1e-5;
 
-/// Configuration of [`Lfq`]. Defaults are lucidrains' `LFQ` defaults.
+/// Configuration of [`Lfq`]. Defaults are lucidrains' `LFQ` defaults, except `commitment_weight`
+/// (vector-quantize-pytorch 1.32 defaults it to 0).
 #[derive(Config, Debug)]
 pub struct LfqConfig {
     /// Channels `d`; the implicit codebook has `2^d` codes. At most 30.

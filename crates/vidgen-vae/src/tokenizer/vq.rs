@@ -42,9 +42,8 @@ impl VectorQuantizerConfig {
     ///
     /// With EMA no tensor requires gradients, `embed_avg` starts at the codebook and
     /// `cluster_size` at **one** per code, so that `embed_avg / cluster_size` is the codebook from
-    /// the start. (lucidrains starts the sizes at zero; then a code unused by the first batch gets
-    /// `e_k = γ e_k / ε`-sized values after the first update, which that library hides with k-means
-    /// init and dead-code expiry.) Load other statistics by replacing the fields.
+    /// the start (as lucidrains' `Codebook` without k-means init). Load other statistics by
+    /// replacing the fields.
     ///
     /// # Errors
     /// [`VaeError::Zero`] naming `n_codes` or `code_dim`; [`VaeError::OutOfDomain`] naming `beta`
