@@ -7,6 +7,11 @@ the chunk scan replaced by `ssd_minimal_discrete`; the step follows `Mamba2.step
 branch (written here for any ngroups).
 
 Run: python golden/gen_ssm_mamba2.py   (writes golden/fixtures/ssm_*.safetensors)
+
+`python golden/gen_ssm_mamba2.py state_dict` writes only the checkpoint fixtures: the g1 layer's
+weights as mamba_ssm's `Mamba2.state_dict()` would hold them inside a full model (under
+`backbone.layers.3.mixer.`, next to unrelated tensors), as `ssm_mamba2_state_dict.safetensors`
+and as a `torch.save` pickle `ssm_mamba2_state_dict.bin`.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import importlib.metadata
 import importlib.util
 import math
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
-from common import linear_state, save, seed_everything
+from common import FIXTURES, MAX_BYTES, linear_state, save, seed_everything
 
 GEN = "golden/gen_ssm_mamba2.py"
 MAMBA_VERSION = importlib.metadata.version("mamba_ssm")
@@ -187,13 +193,63 @@ def mamba2_case(name: str, seed: int, *, d_model, d_state, d_conv, expand, head_
          reference="mamba2.py forward (use_mem_eff_path=False) + step, pure-torch")
 
 
+G1 = dict(d_model=16, d_state=8, d_conv=4, expand=2, head_dim=8, groups=1, chunk=8, batch=2, prefill=13,
+          steps=4, norm_before_gate=False, bias=False)
+STATE_DICT_PREFIX = "backbone.layers.3.mixer."
+
+
+def mamba2_state_dict(p) -> dict[str, torch.Tensor]:
+    """The keys of mamba_ssm's `Mamba2.state_dict()`: the attributes its __init__ assigns (checked
+    against modules/mamba2.py's source, which cannot be imported without its CUDA extensions)."""
+    root = os.path.dirname(importlib.util.find_spec("mamba_ssm").origin)
+    with open(os.path.join(root, "modules/mamba2.py")) as f:
+        source = f.read()
+    for attr in ("in_proj", "conv1d", "dt_bias", "A_log", "D", "norm", "out_proj"):
+        assert f"self.{attr} =" in source, f"mamba2.py no longer assigns self.{attr}"
+    state = {}
+    state.update(linear_state("in_proj", p["in_proj"]))
+    state.update({k: v for k, v in p.items() if isinstance(v, torch.Tensor)})
+    state.update(linear_state("out_proj", p["out_proj"]))
+    return {k: v.detach().clone().contiguous() for k, v in state.items()}
+
+
+def state_dict_case(name: str, seed: int) -> None:
+    """The g1 layer's weights (same seed and draws as `ssm_mamba2_g1`) under STATE_DICT_PREFIX,
+    plus tensors of other layers that a loader must ignore."""
+    g = seed_everything(seed)
+    cfg = {k: G1[k] for k in ("d_model", "d_state", "d_conv", "expand", "head_dim", "groups", "bias")}
+    p = mamba2_params(g, **cfg)
+    layer = mamba2_state_dict(p)
+    from safetensors.torch import load_file
+    golden = load_file(os.path.join(FIXTURES, "ssm_mamba2_g1.safetensors"))
+    for key, value in layer.items():
+        assert torch.equal(golden[key], value), f"{key} differs from ssm_mamba2_g1"
+    extra = seed_everything(seed + 1000)
+    state = {
+        "backbone.embedding.weight": torch.randn(10, G1["d_model"], generator=extra),
+        "backbone.layers.3.norm.weight": torch.ones(G1["d_model"]),
+    }
+    state.update({STATE_DICT_PREFIX + k: v for k, v in layer.items()})
+    save(name, state, GEN, seed, mamba_ssm=MAMBA_VERSION, prefix=STATE_DICT_PREFIX, layer_of="ssm_mamba2_g1")
+    path = os.path.join(FIXTURES, f"{name}.bin")
+    torch.save(state, path)
+    size = os.path.getsize(path)
+    if size > MAX_BYTES:
+        os.remove(path)
+        raise SystemExit(f"{path} is {size} bytes, over the {MAX_BYTES}-byte fixture limit")
+    print(f"wrote {path} ({size} bytes, {len(state)} tensors)")
+
+
 def main() -> None:
+    if sys.argv[1:] == ["state_dict"]:
+        state_dict_case("ssm_mamba2_state_dict", 21)
+        return
     ssd_case("ssm_ssd_g1", 11, batch=2, length=48, heads=4, head_dim=8, groups=1, d_state=16, chunk=16, init=False)
     ssd_case("ssm_ssd_g2_init", 12, batch=1, length=64, heads=4, head_dim=8, groups=2, d_state=8, chunk=8, init=True)
-    mamba2_case("ssm_mamba2_g1", 21, d_model=16, d_state=8, d_conv=4, expand=2, head_dim=8, groups=1,
-                chunk=8, batch=2, prefill=13, steps=4, norm_before_gate=False, bias=False)
+    mamba2_case("ssm_mamba2_g1", 21, **G1)
     mamba2_case("ssm_mamba2_g2", 22, d_model=16, d_state=8, d_conv=3, expand=2, head_dim=4, groups=2,
                 chunk=4, batch=1, prefill=2, steps=5, norm_before_gate=True, bias=True)
+    state_dict_case("ssm_mamba2_state_dict", 21)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,15 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+RUN_LAST = ("gen_opensora_sample.py",)
 
 
 def main() -> int:
-    scripts = sorted(glob.glob(os.path.join(HERE, "gen_*.py")))
+    # gen_opensora_sample.py reads the checkpoint gen_opensora_stdit3.py writes: run it last.
+    scripts = sorted(
+        glob.glob(os.path.join(HERE, "gen_*.py")),
+        key=lambda path: (os.path.basename(path) in RUN_LAST, path),
+    )
     for script in scripts:
         print(f"== {os.path.relpath(script)}", flush=True)
         subprocess.run([sys.executable, script], check=True, cwd=HERE)

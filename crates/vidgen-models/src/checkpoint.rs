@@ -3,10 +3,11 @@
 //! [`save_checkpoint`] writes every parameter in PyTorch layout and naming (burn-store's
 //! `BurnToPyTorchAdapter`: linear weights `[out, in]`, norm `gamma`/`beta` as `weight`/`bias`),
 //! keyed by the module path (`spatial_blocks.0.attn.attn.qkv.weight`), so the files read like
-//! PyTorch state dicts. [`load_checkpoint`] reads them back with vidgen-vae's
-//! [`load_pytorch_safetensors`], which validates the whole header against the module first
-//! (missing keys, unexpected keys, shapes, dtypes) and applies the tensors to a clone that
-//! replaces the module only on success: on any `Err` the module is unchanged.
+//! PyTorch state dicts. [`load_checkpoint`] reads them back (also as f16 or bf16, cast on load)
+//! with [`vidgen_nn::checkpoint::load_pytorch_safetensors`], which validates the whole header
+//! against the module first (missing keys, unexpected keys, shapes, dtypes) and applies the
+//! tensors to a clone that replaces the module only on success: on any `Err` the module is
+//! unchanged.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -29,7 +30,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use std::path::Path;
-use vidgen_vae::{VaeError, load_pytorch_safetensors};
+use vidgen_nn::checkpoint::{CheckpointError, load_pytorch_safetensors};
 
 /// Writes all of `module`'s parameters to a safetensors file (overwriting it), in PyTorch layout.
 ///
@@ -49,8 +50,9 @@ pub fn save_checkpoint<B: Backend, M: Module<B>>(
     })
 }
 
-/// Loads a checkpoint written by [`save_checkpoint`] into `module`, which must have been built
-/// from the same configuration.
+/// Loads a checkpoint written by [`save_checkpoint`] (or the same tensors stored as f16 or bf16)
+/// into `module`, which must have been built from the same configuration. Float tensors are cast
+/// to the module's parameter dtype as they are read.
 ///
 /// # Errors
 /// - [`ModelError::Io`] if the file cannot be read;
@@ -59,7 +61,8 @@ pub fn save_checkpoint<B: Backend, M: Module<B>>(
 /// - [`ModelError::UnexpectedKeys`] listing every file tensor the module has no place for;
 /// - [`ModelError::TensorShapeMismatch`] naming the first key whose shape differs, with both
 ///   shapes (PyTorch layout);
-/// - [`ModelError::DtypeMismatch`] naming the first key whose element type differs.
+/// - [`ModelError::DtypeMismatch`] naming the first key whose element type cannot be converted
+///   (an integer tensor for a float parameter).
 ///
 /// On `Err`, `module` is unchanged.
 pub fn load_checkpoint<B: Backend, M: Module<B> + Clone>(
@@ -68,45 +71,54 @@ pub fn load_checkpoint<B: Backend, M: Module<B> + Clone>(
 ) -> Result<(), ModelError> {
     load_pytorch_safetensors(module, path, &[])
         .map(|_| ())
-        .map_err(from_vae)
+        .map_err(checkpoint_error)
 }
 
-/// The same failure in this crate's terms.
-fn from_vae(error: VaeError) -> ModelError {
+/// A [`CheckpointError`] (from [`vidgen_nn::checkpoint`]'s loaders) in this crate's terms: the
+/// variant of the same name where there is one, [`ModelError::Parse`] with the rendered error
+/// otherwise (duplicate keys across shards, missing shard files).
+pub fn checkpoint_error(error: CheckpointError) -> ModelError {
     match error {
-        VaeError::MissingKeys { path, keys } => ModelError::MissingKeys { path, keys },
-        VaeError::UnexpectedKeys { path, keys } => ModelError::UnexpectedKeys { path, keys },
-        VaeError::TensorShapeMismatch {
+        CheckpointError::MissingKeys { path, keys } => ModelError::MissingKeys { path, keys },
+        CheckpointError::UnexpectedKeys { path, keys } => ModelError::UnexpectedKeys { path, keys },
+        CheckpointError::TensorShapeMismatch {
             key,
             expected,
             found,
+            ..
         } => ModelError::TensorShapeMismatch {
             key,
             expected,
             found,
         },
-        VaeError::DtypeMismatch {
+        CheckpointError::UnsupportedDtype {
+            path,
             key,
             expected,
             found,
         } => ModelError::DtypeMismatch {
-            path: String::new(),
+            path,
             name: key,
             found: format!("{found:?}"),
             expected: dtype_name(expected),
         },
-        VaeError::Io { path, message, .. } => ModelError::Io { path, message },
-        VaeError::Parse { path, key, message } => ModelError::Parse {
+        CheckpointError::Io { path, message, .. } => ModelError::Io { path, message },
+        CheckpointError::Parse { path, key, message } => ModelError::Parse {
             path,
             message: match key {
                 Some(key) => format!("`{key}`: {message}"),
                 None => message,
             },
         },
-        other => ModelError::Parse {
-            path: String::new(),
-            message: other.to_string(),
-        },
+        other => {
+            let message = other.to_string();
+            let path = match other {
+                CheckpointError::DuplicateKey { path, .. }
+                | CheckpointError::MissingShard { path, .. } => path,
+                _ => String::new(),
+            };
+            ModelError::Parse { path, message }
+        }
     }
 }
 
@@ -122,5 +134,76 @@ fn dtype_name(dtype: burn::tensor::DType) -> &'static str {
         DType::I32 => "I32",
         DType::Bool(_) => "Bool",
         _ => "the module's dtype",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stdit::StditConfig;
+    use burn::tensor::{DType, TensorData};
+    use vidgen_testing::Flex;
+
+    /// Rewrites a safetensors file with every f32 tensor stored as `dtype` (F16 or BF16).
+    fn half_copy(src: &Path, dst: &Path, dtype: DType) {
+        let bytes = std::fs::read(src).unwrap();
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let st_dtype = match dtype {
+            DType::F16 => safetensors::Dtype::F16,
+            _ => safetensors::Dtype::BF16,
+        };
+        let mut out = Vec::new();
+        for (name, view) in file.tensors() {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let data = TensorData::new(values, view.shape().to_vec()).convert_dtype(dtype);
+            out.push((name, view.shape().to_vec(), data.as_bytes().to_vec()));
+        }
+        let views = out.iter().map(|(name, shape, data)| {
+            let view = safetensors::tensor::TensorView::new(st_dtype, shape.clone(), data);
+            (name.clone(), view.unwrap())
+        });
+        safetensors::serialize_to_file(views, None, dst).unwrap();
+    }
+
+    fn values(module: &impl Module<Flex>) -> Vec<(String, Vec<f32>)> {
+        module
+            .collect(None, None, false)
+            .into_iter()
+            .map(|s| (s.full_path(), s.to_data().unwrap().to_vec().unwrap()))
+            .collect()
+    }
+
+    /// f16 and bf16 copies of a checkpoint load into an f32 model, every parameter within its
+    /// rounding: relative `2^-11` (f16, 11 significant bits) or `2^-8` (bf16, 8 bits) of the value,
+    /// plus f16's subnormal spacing `2^-24` for values near 0.
+    #[test]
+    fn half_precision_copies_load() {
+        let device = Default::default();
+        let config = StditConfig::new(16, 2, 1, 8);
+        let model = config.init::<Flex>(&device).unwrap();
+        let tag = format!("{}_{:?}", std::process::id(), std::thread::current().id());
+        let tag = tag.replace(['(', ')'], "");
+        let f32_path = std::env::temp_dir().join(format!("vidgen_ckpt_half_{tag}.safetensors"));
+        save_checkpoint(&model, &f32_path).unwrap();
+        for (dtype, rel) in [(DType::F16, 2f32.powi(-11)), (DType::BF16, 2f32.powi(-8))] {
+            let path = f32_path.with_extension(format!("{dtype:?}.safetensors"));
+            half_copy(&f32_path, &path, dtype);
+            let mut loaded = config.init::<Flex>(&device).unwrap();
+            let result = load_checkpoint(&mut loaded, &path);
+            std::fs::remove_file(&path).ok();
+            result.unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+            for ((key, got), (_, want)) in values(&loaded).into_iter().zip(values(&model)) {
+                for (g, w) in got.iter().zip(&want) {
+                    let bound = rel * w.abs() + 2f32.powi(-24);
+                    assert!((g - w).abs() <= bound, "{dtype:?} {key}: {g} vs {w}");
+                }
+            }
+        }
+        std::fs::remove_file(&f32_path).ok();
     }
 }

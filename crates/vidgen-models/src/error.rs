@@ -54,6 +54,19 @@ pub enum ModelError {
         /// Why.
         reason: &'static str,
     },
+    /// A prompt holds words outside the tokenizer's vocabulary.
+    #[error(
+        "{} word(s) outside the vocabulary: {}; known words: {}",
+        words.len(),
+        words.iter().map(|w| format!("{w:?}")).collect::<Vec<_>>().join(", "),
+        vocab.join(", ")
+    )]
+    UnknownWords {
+        /// The unknown words, lower-cased, in prompt order, each once.
+        words: Vec<String>,
+        /// The vocabulary, in id order.
+        vocab: Vec<String>,
+    },
     /// A file could not be read or written.
     #[error("cannot access {path}: {message}")]
     Io {
@@ -177,5 +190,15 @@ pub(crate) fn same_size(what: &'static str, expected: usize, got: usize) -> Resu
             expected,
             got,
         })
+    }
+}
+
+/// A scheduler's error, under the part name `"scheduler"`.
+impl From<vidgen_schedulers::SchedulerError> for ModelError {
+    fn from(e: vidgen_schedulers::SchedulerError) -> Self {
+        Self::Component {
+            part: "scheduler",
+            message: e.to_string(),
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! | [`lingen`] | LinGen-style linear DiT: bidirectional Mamba2 with Rotary-Major Scan + TESA, cost linear in tokens |
 //! | [`snap_fit`] | Snap Video's FIT: patch groups, latent tokens, read/write cross-attention, EDM with input scaling |
 //! | [`flashvideo`] | FlashVideo: a RetNet over VQ tokens, recurrent generation, key frames + redundancy-free interpolation |
+//! | [`opensora`] | Open-Sora 1.2's published STDiT3 checkpoints: upstream config and key names, sharded/half-precision files, a forward over safetensors files |
 //! | [`text`] | a small word tokenizer + embedding for synthetic prompts; precomputed text embeddings from safetensors |
 //! | [`video_io`] | animated GIF output |
 //! | [`checkpoint`] | safetensors checkpoints through burn-store with typed errors |
@@ -17,6 +18,7 @@ pub mod data;
 pub mod error;
 pub mod flashvideo;
 pub mod lingen;
+pub mod opensora;
 pub mod snap_fit;
 pub mod stdit;
 pub mod text;
@@ -34,7 +36,8 @@ pub use flashvideo::{
 pub use lingen::{LinGenConfig, LinGenDit, LinGenFlops, MateBlock, TextCondition};
 pub use snap_fit::{EdmSolver, SnapFit, SnapFitCond, SnapFitConfig, sample_edm_self_conditioned};
 pub use stdit::{
-    CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, TextToVideo, sample_stdit,
+    CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, StditInput, TextToVideo,
+    sample_stdit,
 };
 pub use text::{TextEmbedder, TextEmbedderConfig, WordTokenizer, load_text_embeddings};
 pub use train::{TextVideoModel, TinyTrainConfig, train, write_loss_curve_png};

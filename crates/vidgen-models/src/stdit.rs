@@ -4,8 +4,9 @@
 //! Data flow for a latent `x: [B, C, T, H, W]` at flow time `t: [B]` with text `[B, L, d_text]`:
 //!
 //! 1. `x_embedder` ([`PatchEmbed3d`]) → tokens `[B, T·S, D]` (frame-major, `S = h·w`), plus the
-//!    2D sin-cos table ([`sincos_2d`], `base_size = round(√S)`) added to every frame, and with
-//!    [`StditConfig::temporal_pos_embed`] a 1D sin-cos table over frames ([`sincos_1d`]);
+//!    2D sin-cos table ([`sincos_2d`](vidgen_nn::sincos_2d), `base_size = round(√S)`) added to
+//!    every frame, and with [`StditConfig::temporal_pos_embed`] a 1D sin-cos table over frames
+//!    ([`sincos_1d`](vidgen_nn::sincos_1d));
 //! 2. `c = t_embedder(t) + fps_embedder(fps)` ([`TimestepEmbedder`] twice: Open-Sora's
 //!    `TimestepEmbedder` and `SizeEmbedder`), `t_mlp = t_block(c)` — adaLN-single
 //!    ([`AdaLnModulation`], PixArt init, shared by all blocks, 6 chunks);
@@ -18,7 +19,8 @@
 //!    ([`ScaleShiftTable`](vidgen_nn::ScaleShiftTable)); spatial attention runs within each frame,
 //!    temporal attention across frames with temporal RoPE, both with QK-norm ([`SpatialAttention`](vidgen_attention::SpatialAttention),
 //!    [`TemporalAttention`](vidgen_attention::TemporalAttention));
-//! 5. `final_layer` (2-chunk table + `c`, LN, modulate, linear) and [`unpatchify_3d`].
+//! 5. `final_layer` (2-chunk table + `c`, LN, modulate, linear) and
+//!    [`unpatchify_3d`](vidgen_nn::unpatchify_3d).
 //!
 //! **Conditioning frames** (report sec. 3.3, Open-Sora's `x_mask` / `t0`): frames flagged in
 //! `frame_mask` (`true` = conditioning frame, the negation of Open-Sora's `x_mask`) are modulated
@@ -28,16 +30,27 @@
 //! **Zero init** (report sec. 3.2): with `zero_init_temporal` the temporal blocks' `attn.proj`,
 //! `cross_attn.proj` and `mlp.fc2` weights start at zero (upstream `initialize_weights`).
 //!
-//! Divergences from upstream: the patch embedding requires `T, H, W` divisible by the patch size
-//! (upstream pads); text is padded `[B, L, ·]` with a key-padding mask instead of packed tokens
-//! (same result); the final layer's timestep-0 branch normalises the *unmodulated* tokens
-//! (upstream applies `norm_final` to the already-modulated tensor there, which makes
-//! conditioning frames depend on `t`); only `pred_sigma = false` (`out_channels = in_channels`).
+//! **Upstream semantics** ([`Stdit::forward_input`], arguments named after `STDiT3.forward`):
+//! inputs are zero-padded up to the patch grid and the output cropped back; the spatial
+//! sin-cos scale is computed per call from the pixel resolution,
+//! `√(height·width) / input_sq_size` ([`StditConfig::input_sq_size`]), with
+//! `base_size = round(√(h·w))` in patches; `fps` is embedded and added to `t`; the caption mask
+//! selects each sample's valid tokens; with [`StditConfig::pred_sigma`] the output has `2·C`
+//! channels (the sampler uses the first `C`); the final layer's timestep-0 branch normalises the
+//! already-modulated tokens, as upstream does ([`StditConfig::final_t0_norm_modulated`]).
+//! [`crate::opensora`] loads the published checkpoints by their upstream names.
+//!
+//! Divergences from upstream: text is padded `[B, L, ·]` with a key-padding mask instead of
+//! packed tokens (same result); a call without a resolution uses the fixed
+//! [`StditConfig::pos_interpolation_scale`]; the temporal RoPE table has a maximum length
+//! ([`StditConfig::max_frames`]); the options marked as such below ([`StditConfig::pooled_text`],
+//! [`StditConfig::cross_qk_norm`], [`StditConfig::temporal_pos_embed`],
+//! `final_t0_norm_modulated = false`) are not upstream's.
 //!
 //! ```
 //! use burn::backend::Flex;
 //! use burn::tensor::Tensor;
-//! use vidgen_models::stdit::StditConfig;
+//! use vidgen_models::stdit::{StditConfig, StditInput};
 //!
 //! let device = Default::default();
 //! let model = StditConfig::new(16, 2, 1, 8).init::<Flex>(&device)?;
@@ -45,29 +58,37 @@
 //! let t = Tensor::<Flex, 1>::from_floats([500.0], &device);
 //! let fps = Tensor::<Flex, 1>::from_floats([8.0], &device);
 //! let text = Tensor::<Flex, 3>::ones([1, 3, 8], &device);
-//! let v = model.forward(x, t, text, Some(&[2]), fps, None);
-//! assert_eq!(v.dims(), [1, 4, 2, 4, 4]);
+//! let v = model.forward(x.clone(), t.clone(), text.clone(), Some(&[2]), fps.clone(), None);
+//! assert_eq!(v.dims(), [1, 4, 2, 4, 4]); // the velocity: the first C channels
+//! // Upstream's arguments; pred_sigma = true gives 2·C channels, odd sizes are padded and cropped.
+//! let x = Tensor::<Flex, 5>::zeros([1, 4, 2, 3, 5], &device);
+//! let input = StditInput::new(x, t, text, fps).with_resolution(24.0, 40.0);
+//! assert_eq!(model.forward_input(input)?.dims(), [1, 8, 2, 3, 5]);
 //! # Ok::<(), vidgen_models::ModelError>(())
 //! ```
 
 mod block;
+mod forward;
+mod input;
 mod pipeline;
 
 pub use block::{CaptionEmbedder, FinalLayer, StditBlock, TemporalStditBlock};
+pub use input::StditInput;
 pub use pipeline::{
     CfgMode, GenerateOptions, StditConditioning, TextToVideo, frame_mask_tensor, sample_stdit,
 };
 
 use crate::error::{ModelError, divisible, positive, positive_f64, same_size};
-use block::{BlockInputs, component};
+use block::component;
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Bool, Tensor, backend::Backend};
+use forward::Prepared;
 use vidgen_attention::{SpatialTemporalConfig, key_padding_mask};
 use vidgen_nn::{
     AdaLnModulation, AdaLnModulationConfig, PatchEmbed3d, PatchEmbed3dConfig, TimestepEmbedder,
-    TimestepEmbedderConfig, sincos_1d, sincos_2d, unpatchify_3d,
+    TimestepEmbedderConfig,
 };
 
 /// Configuration of [`Stdit`]. Defaults are Open-Sora 1.2 STDiT3's where they are not sizes.
@@ -134,12 +155,41 @@ pub struct StditConfig {
     /// text-to-video model learns its direction word only with this on (docs/tiny_training.md).
     #[config(default = false)]
     pub cross_qk_norm: bool,
+    /// Predict a variance as well (upstream `pred_sigma`): the final layer has `2·C` output
+    /// channels, the velocity being the first `C` ([`Stdit::forward`] returns only those,
+    /// [`Stdit::forward_input`] all of them).
+    #[config(default = true)]
+    pub pred_sigma: bool,
+    /// Pixel side of the square resolution at which the spatial sin-cos positions are unscaled
+    /// (upstream `input_sq_size`): a call at `height × width` pixels divides them by
+    /// `√(height·width) / input_sq_size`.
+    #[config(default = 512.0)]
+    pub input_sq_size: f64,
+    /// The final layer's timestep-0 branch as upstream (`T2IFinalLayer`): the conditioning
+    /// frames' tokens are `modulate(LN(modulate(LN(x), c_t)), c_0)`, normalising the tokens
+    /// already modulated at `t` (so they still depend on `t`). `false`: `modulate(LN(x), c_0)`,
+    /// which makes conditioning frames independent of `t` (the tiny shipped model's setting).
+    #[config(default = true)]
+    pub final_t0_norm_modulated: bool,
 }
+
+/// Largest parameter count [`StditConfig::validate`] accepts (2^34 elements, 64 GiB in f32;
+/// Open-Sora 1.2's XL/2 has 1.2·10⁹).
+pub const MAX_PARAMETERS: usize = 1 << 34;
 
 /// LayerNorm epsilon of every norm (upstream `eps=1e-6`, no affine parameters).
 pub(crate) const NORM_EPS: f64 = 1e-6;
 
 impl StditConfig {
+    /// Output channels: `2·in_channels` with [`pred_sigma`](Self::pred_sigma), else `in_channels`.
+    pub fn out_channels(&self) -> usize {
+        if self.pred_sigma {
+            self.in_channels.saturating_mul(2)
+        } else {
+            self.in_channels
+        }
+    }
+
     /// MLP hidden width `round(d_model·mlp_ratio)`.
     pub fn mlp_hidden(&self) -> usize {
         (self.d_model as f64 * self.mlp_ratio).round() as usize
@@ -151,7 +201,8 @@ impl StditConfig {
     /// [`ModelError`] naming the field: zero sizes (`d_model`, `n_heads`, `depth`, `d_text`,
     /// `in_channels`, `patch_size`, `max_frames`, `text_max_len`, `frequency_dim`), `d_model`
     /// not divisible by 4 or `n_heads`, an odd head width (`d_model`), `mlp_ratio`,
-    /// `qk_norm_eps`, `rope_theta` or `pos_interpolation_scale` not > 0, `frequency_dim < 2`.
+    /// `qk_norm_eps`, `rope_theta`, `pos_interpolation_scale` or `input_sq_size` not > 0,
+    /// `frequency_dim < 2`, sizes whose parameter count exceeds [`MAX_PARAMETERS`].
     pub fn validate(&self) -> Result<(), ModelError> {
         for (field, value) in [
             ("d_model", self.d_model),
@@ -173,7 +224,7 @@ impl StditConfig {
         divisible(
             "d_model",
             self.d_model,
-            2 * self.n_heads,
+            self.n_heads.saturating_mul(2),
             Some("2·n_heads (even head_dim)"),
         )?;
         positive_f64("mlp_ratio", self.mlp_ratio)?;
@@ -181,6 +232,8 @@ impl StditConfig {
         positive_f64("qk_norm_eps", self.qk_norm_eps)?;
         positive_f64("rope_theta", self.rope_theta)?;
         positive_f64("pos_interpolation_scale", self.pos_interpolation_scale)?;
+        positive_f64("input_sq_size", self.input_sq_size)?;
+        self.check_sizes()?;
         if self.frequency_dim < 2 {
             return Err(ModelError::OutOfDomain {
                 field: "frequency_dim",
@@ -189,6 +242,51 @@ impl StditConfig {
             });
         }
         Ok(())
+    }
+
+    /// Rejects sizes whose parameter count overflows or exceeds [`MAX_PARAMETERS`] elements,
+    /// before anything is allocated.
+    fn check_sizes(&self) -> Result<(), ModelError> {
+        let d = self.d_model;
+        let volume = self
+            .patch_size
+            .iter()
+            .try_fold(1usize, |a, &p| a.checked_mul(p));
+        let per_block = [[4, d, d], [self.mlp_hidden(), d, 2], [6, d, 1]];
+        let top = [
+            [volume.unwrap_or(usize::MAX), self.in_channels, d],
+            [6, d, d],
+            [self.d_text, d, 1],
+            [self.text_max_len, self.d_text, 1],
+            [self.frequency_dim.saturating_mul(2), d, 1],
+            [
+                volume.unwrap_or(usize::MAX),
+                self.in_channels.saturating_mul(2),
+                d,
+            ],
+            [
+                self.max_frames.saturating_mul(2),
+                d / self.n_heads.max(1),
+                1,
+            ],
+        ];
+        let product = |dims: &[usize; 3]| dims.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+        let total = per_block
+            .iter()
+            .try_fold(0usize, |a, dims| a.checked_add(product(dims)?))
+            .and_then(|block| block.checked_mul(2)?.checked_mul(self.depth))
+            .and_then(|blocks| {
+                top.iter()
+                    .try_fold(blocks, |a, dims| a.checked_add(product(dims)?))
+            });
+        match total {
+            Some(n) if n <= MAX_PARAMETERS => Ok(()),
+            _ => Err(ModelError::OutOfDomain {
+                field: "sizes (d_model, depth, d_text, text_max_len, ...)",
+                value: total.map_or(f64::INFINITY, |n| n as f64),
+                requirement: "a parameter count <= 2^34 (MAX_PARAMETERS)",
+            }),
+        }
     }
 
     /// The attention configuration shared by the spatial and temporal blocks.
@@ -224,7 +322,7 @@ impl StditConfig {
             spatial_blocks.push(StditBlock::new(self, device)?);
             temporal_blocks.push(TemporalStditBlock::new(self, device)?);
         }
-        let out_width = self.patch_size.iter().product::<usize>() * self.in_channels;
+        let out_width = self.patch_size.iter().product::<usize>() * self.out_channels();
         Ok(Stdit {
             x_embedder,
             t_embedder: embedder.init(device).map_err(component("t_embedder"))?,
@@ -233,9 +331,10 @@ impl StditConfig {
             y_embedder: CaptionEmbedder::new(self, device)?,
             spatial_blocks,
             temporal_blocks,
-            final_layer: FinalLayer::new(d, out_width, device)?,
+            final_layer: FinalLayer::new(d, out_width, self.final_t0_norm_modulated, device)?,
             d_text: self.d_text,
             pos_interpolation_scale: self.pos_interpolation_scale,
+            input_sq_size: self.input_sq_size,
             temporal_pos_embed: self.temporal_pos_embed,
             pooled_proj: self.pooled_text.then(|| {
                 LinearConfig::new(d, d)
@@ -269,6 +368,8 @@ pub struct Stdit<B: Backend> {
     pub d_text: usize,
     /// See [`StditConfig::pos_interpolation_scale`].
     pub pos_interpolation_scale: f64,
+    /// See [`StditConfig::input_sq_size`].
+    pub input_sq_size: f64,
     /// See [`StditConfig::temporal_pos_embed`].
     pub temporal_pos_embed: bool,
     /// Pooled-caption projection `D → D` ([`StditConfig::pooled_text`]).
@@ -276,60 +377,47 @@ pub struct Stdit<B: Backend> {
 }
 
 impl<B: Backend> Stdit<B> {
-    /// Checks the inputs of [`try_forward`](Self::try_forward); returns the token grid.
-    fn check_inputs(
-        &self,
-        x: &Tensor<B, 5>,
-        [t_len, text_dims, fps_len]: [usize; 3],
-        text: &Tensor<B, 3>,
-        text_lens: Option<&[usize]>,
-        frame_mask: Option<&Tensor<B, 2, Bool>>,
-    ) -> Result<[usize; 3], ModelError> {
-        let [b, c, t, h, w] = x.dims();
-        same_size("input channels", self.x_embedder.proj.weight.dims()[1], c)?;
-        let grid = self
-            .x_embedder
-            .grid([t, h, w])
-            .map_err(component("x (latent size vs patch_size)"))?;
-        same_size("timesteps batch", b, t_len)?;
-        same_size("fps batch", b, fps_len)?;
-        same_size("text batch", b, text.dims()[0])?;
-        same_size("text width (d_text)", self.d_text, text_dims)?;
-        if let Some(lens) = text_lens {
-            same_size("text_lens length", b, lens.len())?;
-            if let Some(&too_long) = lens.iter().find(|&&l| l > text.dims()[1]) {
-                return Err(ModelError::ShapeMismatch {
-                    what: "text_lens entry (at most the text length)",
-                    expected: text.dims()[1],
-                    got: too_long,
-                });
-            }
-        }
-        if let Some(mask) = frame_mask {
-            same_size("frame_mask batch", b, mask.dims()[0])?;
-            same_size("frame_mask frames", t, mask.dims()[1])?;
-            same_size(
-                "temporal patch size with a frame_mask",
-                1,
-                self.x_embedder.patch_size[0],
-            )?;
-        }
-        let max_frames = self.temporal_blocks[0]
-            .attn
-            .rope
-            .as_ref()
-            .map_or(usize::MAX, |r| r.rotary.freq_complex.dims()[0]);
-        if grid[0] > max_frames {
-            return Err(ModelError::OutOfDomain {
-                field: "frames (T / pt)",
-                value: grid[0] as f64,
-                requirement: "<= max_frames",
-            });
-        }
-        Ok(grid)
+    /// Latent channels `C` the model takes.
+    pub fn in_channels(&self) -> usize {
+        self.x_embedder.proj.weight.dims()[1]
     }
 
-    /// Predicts the flow velocity.
+    /// Output channels (`2·C` with `pred_sigma`).
+    pub fn out_channels(&self) -> usize {
+        let volume: usize = self.x_embedder.patch_size.iter().product();
+        self.final_layer.linear.weight.dims()[1] / volume
+    }
+
+    /// Runs the network with upstream `STDiT3.forward`'s arguments ([`StditInput`]) and returns
+    /// every output channel.
+    ///
+    /// # Shapes
+    /// `x`: `[B, C, T, H, W]` (any sizes: padded to the patch grid, the output cropped),
+    /// `timestep`: `[B]`, `y`: `[B, N, d_text]`, `mask`: `[B, N]` or `[1, N]`, `x_mask`: `[B, T]`,
+    /// `fps`: `[B]` or `[1]` → `[B, C_out, T, H, W]` (`C_out = 2·C` with `pred_sigma`)
+    ///
+    /// # Errors
+    /// [`ModelError::ShapeMismatch`] naming the mismatching input; [`ModelError::OutOfDomain`] if
+    /// `T / pt` exceeds `max_frames` or the resolution is not positive; a frame mask needs
+    /// `pt = 1`.
+    pub fn forward_input(&self, input: StditInput<B>) -> Result<Tensor<B, 5>, ModelError> {
+        self.forward_prepared(self.prepare(input), false)
+    }
+
+    /// Reference twin of [`forward_input`](Self::forward_input) (naive attention).
+    ///
+    /// # Errors
+    /// As [`forward_input`](Self::forward_input).
+    pub fn forward_input_reference(
+        &self,
+        input: StditInput<B>,
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        self.forward_prepared(self.prepare(input), true)
+    }
+
+    /// Predicts the flow velocity: the first `C` output channels, at the fixed positional scale
+    /// [`StditConfig::pos_interpolation_scale`]. [`forward_input`](Self::forward_input) takes
+    /// upstream's arguments and returns every channel.
     ///
     /// # Shapes
     /// `x`: `[B, C, T, H, W]`, `t`: `[B]` (flow time `σ·1000`), `text`: `[B, L, d_text]`,
@@ -338,9 +426,8 @@ impl<B: Backend> Stdit<B> {
     /// → `[B, C, T, H, W]`
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] naming the mismatching input; [`ModelError::Component`] if
-    /// `T, H, W` are not divisible by the patch size; [`ModelError::OutOfDomain`] if `T / pt`
-    /// exceeds `max_frames`. A `frame_mask` needs `pt = 1`.
+    /// [`ModelError::ShapeMismatch`] naming the mismatching input; [`ModelError::OutOfDomain`] if
+    /// `T / pt` exceeds `max_frames`. A `frame_mask` needs `pt = 1`.
     pub fn try_forward(
         &self,
         x: Tensor<B, 5>,
@@ -350,7 +437,7 @@ impl<B: Backend> Stdit<B> {
         fps: Tensor<B, 1>,
         frame_mask: Option<Tensor<B, 2, Bool>>,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        self.forward_impl(x, [t, fps], text, text_lens, frame_mask, false)
+        self.velocity(x, [t, fps], (text, text_lens), frame_mask, None, false)
     }
 
     /// As [`try_forward`](Self::try_forward).
@@ -384,7 +471,47 @@ impl<B: Backend> Stdit<B> {
         fps: Tensor<B, 1>,
         frame_mask: Option<Tensor<B, 2, Bool>>,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        self.forward_impl(x, [t, fps], text, text_lens, frame_mask, true)
+        self.velocity(x, [t, fps], (text, text_lens), frame_mask, None, true)
+    }
+
+    /// The velocity (first `C` channels) with key-padding lengths and a conditioning-frame mask;
+    /// `resolution` (pixels) sets the positional scale as in [`StditInput::resolution`].
+    pub(crate) fn velocity(
+        &self,
+        x: Tensor<B, 5>,
+        [t, fps]: [Tensor<B, 1>; 2],
+        (text, text_lens): (Tensor<B, 3>, Option<&[usize]>),
+        frame_mask: Option<Tensor<B, 2, Bool>>,
+        resolution: Option<[f64; 2]>,
+        reference: bool,
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        let [b, c, ..] = x.dims();
+        same_size("input channels", self.in_channels(), c)?;
+        let len = text.dims()[1];
+        let text_pad = match text_lens {
+            Some(lens) => {
+                same_size("text_lens length", b, lens.len())?;
+                if let Some(&too_long) = lens.iter().find(|&&l| l > len) {
+                    return Err(ModelError::ShapeMismatch {
+                        what: "text_lens entry (at most the text length)",
+                        expected: len,
+                        got: too_long,
+                    });
+                }
+                Some(key_padding_mask::<B>(lens, len, &x.device()))
+            }
+            None => None,
+        };
+        let prepared = Prepared {
+            x,
+            t,
+            fps,
+            text,
+            text_pad,
+            cond_frames: frame_mask,
+            pos_scale: self.pos_scale(resolution),
+        };
+        Ok(self.forward_prepared(prepared, reference)?.narrow(1, 0, c))
     }
 
     /// The shared conditioning `c = t_embedder(t) + fps_embedder(fps)` and its adaLN-single
@@ -410,97 +537,4 @@ impl<B: Backend> Stdit<B> {
         let packed = self.t_block.forward_packed(c.clone());
         (c, packed)
     }
-
-    fn forward_impl(
-        &self,
-        x: Tensor<B, 5>,
-        [t, fps]: [Tensor<B, 1>; 2],
-        text: Tensor<B, 3>,
-        text_lens: Option<&[usize]>,
-        frame_mask: Option<Tensor<B, 2, Bool>>,
-        reference: bool,
-    ) -> Result<Tensor<B, 5>, ModelError> {
-        let dims = [t.dims()[0], text.dims()[2], fps.dims()[0]];
-        let grid = self.check_inputs(&x, dims, &text, text_lens, frame_mask.as_ref())?;
-        let [b, _, _, _, _] = x.dims();
-        let device = x.device();
-        let (frames, spatial) = (grid[0], grid[1] * grid[2]);
-        let d = self.t_block.linear.weight.dims()[1] / 6;
-
-        let text = self.y_embedder.forward(text);
-        let pooled = self.pooled_proj.as_ref().map(|proj| {
-            let [_, len, _] = text.dims();
-            let weights: Vec<f32> = (0..b)
-                .flat_map(|i| {
-                    let valid = text_lens.map_or(len, |lens| lens[i]);
-                    (0..len).map(move |j| {
-                        if j < valid {
-                            1.0 / valid.max(1) as f32
-                        } else {
-                            0.0
-                        }
-                    })
-                })
-                .collect();
-            let weights = Tensor::<B, 3>::from_data(TensorData::new(weights, [b, len, 1]), &device);
-            proj.forward((text.clone() * weights).sum_dim(1).reshape([b, d]))
-        });
-        let (c, t_mlp) = self.condition_with(t, fps.clone(), pooled.clone());
-        let zero = frame_mask.as_ref().map(|_| {
-            let (c0, t0_mlp) = self.condition_with(Tensor::zeros([b], &device), fps, pooled);
-            (c0, t0_mlp)
-        });
-        let token_mask = frame_mask.map(|m| token_mask(m, spatial, d));
-        let text_pad = text_lens.map(|lens| key_padding_mask::<B>(lens, text.dims()[1], &device));
-
-        let tokens = self.x_embedder.forward(x);
-        let base = ((spatial as f64).sqrt()).round().max(1.0);
-        let pos = sincos_2d::<B>(
-            d,
-            [grid[1], grid[2]],
-            base,
-            self.pos_interpolation_scale,
-            &device,
-        )
-        .map_err(component("spatial sin-cos positions"))?;
-        let mut h = tokens.reshape([b, frames, spatial, d]) + pos.reshape([1, 1, spatial, d]);
-        if self.temporal_pos_embed {
-            let positions: Vec<f64> = (0..frames).map(|f| f as f64).collect();
-            let table = sincos_1d::<B>(d, &positions, &device)
-                .map_err(component("temporal sin-cos positions"))?;
-            h = h + table.reshape([1, frames, 1, d]);
-        }
-        let mut h = h.reshape([b, frames * spatial, d]);
-
-        let inputs = BlockInputs {
-            t_mlp,
-            t0_mlp: zero.as_ref().map(|(_, t0)| t0.clone()),
-            token_mask: token_mask.clone(),
-            text,
-            text_pad,
-            frames,
-            spatial,
-            reference,
-        };
-        for (sb, tb) in self.spatial_blocks.iter().zip(&self.temporal_blocks) {
-            h = sb.forward(h, &inputs)?;
-            h = tb.forward(h, &inputs)?;
-        }
-        let out = self
-            .final_layer
-            .forward(h, c, zero.map(|(c0, _)| c0), token_mask);
-        Ok(unpatchify_3d(out, grid, self.x_embedder.patch_size))
-    }
-}
-
-/// `[B, T]` frame flags → `[B, T·S, D]` token flags (frame-major tokens).
-fn token_mask<B: Backend>(
-    mask: Tensor<B, 2, Bool>,
-    spatial: usize,
-    d: usize,
-) -> Tensor<B, 3, Bool> {
-    let [b, t] = mask.dims();
-    mask.reshape([b, t, 1, 1])
-        .expand([b, t, spatial, d])
-        .reshape([b, t * spatial, d])
 }

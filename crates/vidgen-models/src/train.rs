@@ -91,6 +91,9 @@ impl TinyTrainConfig {
     /// - logit-normal times `N(1.5, 1.5)` ([`logit_mean`](Self::logit_mean)); and shapes moving
     ///   1.5 px per frame, so they cross the frame edge to edge (10.5 px over 8 frames) and the
     ///   direction decides where the shape is in each frame.
+    ///
+    /// It predicts the velocity only (`pred_sigma` off) and keeps the final layer's t = 0 branch
+    /// on the unmodulated tokens (`final_t0_norm_modulated` off), as the shipped model was trained.
     pub fn tiny(steps: usize) -> Self {
         let model = StditConfig::new(64, 4, 2, 32)
             .with_in_channels(3)
@@ -98,7 +101,9 @@ impl TinyTrainConfig {
             .with_text_max_len(4)
             .with_frequency_dim(64)
             .with_temporal_pos_embed(true)
-            .with_cross_qk_norm(true);
+            .with_cross_qk_norm(true)
+            .with_pred_sigma(false)
+            .with_final_t0_norm_modulated(false);
         let data = MovingShapesConfig::new(1).with_speed(1.5);
         Self::new(model, data).with_steps(steps)
     }

@@ -4,7 +4,8 @@
 use burn::tensor::{Bool, ElementConversion, Tensor, TensorData, backend::Backend};
 use vidgen_models::ModelError;
 use vidgen_models::stdit::{
-    CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, TextToVideo, sample_stdit,
+    CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, StditInput, TextToVideo,
+    sample_stdit,
 };
 use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
 use vidgen_schedulers::{ClassifierFreeGuidance, FrameMask, NoiseGenerator, RectifiedFlowConfig};
@@ -95,8 +96,11 @@ fn single_frame_image_works<B: Backend>(device: &B::Device) {
 fn conditioning_frames_use_timestep_zero<B: Backend>(device: &B::Device) {
     let x = rand::<B, 5>(5, [1, 4, 3, 2, 4], device);
     let text = rand::<B, 3>(6, [1, 4, D_TEXT], device);
+    // With `final_t0_norm_modulated = false` (our variant of the final layer, kept for the
+    // shipped tiny model), conditioning frames are fully at timestep 0:
     // (a) every frame conditioning: t no longer matters, and equals the unmasked model at t = 0.
-    let model = config(2).init::<B>(device).unwrap();
+    let ours = || config(2).with_final_t0_norm_modulated(false);
+    let model = ours().init::<B>(device).unwrap();
     let all = || Some(mask::<B>(vec![true; 3], [1, 3], device));
     let at_100 = run(&model, x.clone(), 100.0, text.clone(), &[4], all());
     let at_900 = run(&model, x.clone(), 900.0, text.clone(), &[4], all());
@@ -105,14 +109,14 @@ fn conditioning_frames_use_timestep_zero<B: Backend>(device: &B::Device) {
     assert_close(at_100, unmasked_zero.clone(), Tolerance::SINGLE_OP);
     // (b) mixed mask, frames independent (zero-init temporal blocks do not mix frames): frame 0
     // (conditioning) equals the t = 0 model, frames 1 and 2 the t = 700 model.
-    let model = config(2)
+    let model = ours()
         .with_zero_init_temporal(true)
         .init::<B>(device)
         .unwrap();
     let first = Some(mask::<B>(vec![true, false, false], [1, 3], device));
     let mixed = run(&model, x.clone(), 700.0, text.clone(), &[4], first);
     let at_zero = run(&model, x.clone(), 0.0, text.clone(), &[4], None);
-    let at_700 = run(&model, x, 700.0, text, &[4], None);
+    let at_700 = run(&model, x.clone(), 700.0, text.clone(), &[4], None);
     let frame0 = |y: &Tensor<B, 5>| y.clone().narrow(2, 0, 1);
     assert_close(frame0(&mixed), frame0(&at_zero), Tolerance::SINGLE_OP);
     assert_close(
@@ -130,6 +134,19 @@ fn conditioning_frames_use_timestep_zero<B: Backend>(device: &B::Device) {
         diff > 1e-4,
         "t = 0 and t = 700 agree on frame 0 (max diff {diff})"
     );
+    // (c) upstream's final layer (the default) normalises the tokens already modulated at t
+    // before modulating them at t = 0, so conditioning frames still depend on t. The same
+    // weights with our variant do not.
+    let upstream = config(2).init::<B>(device).unwrap();
+    let all_100 = run(&upstream, x.clone(), 100.0, text.clone(), &[4], all());
+    let all_900 = run(&upstream, x.clone(), 900.0, text.clone(), &[4], all());
+    let diff: f64 = (all_100 - all_900).abs().max().into_scalar().elem();
+    assert!(diff > 1e-4, "upstream's final layer ignored t ({diff})");
+    let mut switched = upstream.clone();
+    switched.final_layer.t0_norm_modulated = false;
+    let zero = run(&switched, x.clone(), 0.0, text.clone(), &[4], None);
+    let all_100 = run(&switched, x, 100.0, text, &[4], all());
+    assert_close(all_100, zero, Tolerance::SINGLE_OP);
 }
 
 fn sampling_keeps_conditioning_frames_and_cfg_batch_equals_two_passes<B: Backend>(
@@ -144,6 +161,7 @@ fn sampling_keeps_conditioning_frames_and_cfg_batch_equals_two_passes<B: Backend
         text_lens: vec![4, 1],
         fps: 8.0,
         frames: Some((FrameMask::first_frames(2, 3, 1), clean.clone())),
+        resolution: None,
     };
     let flow = RectifiedFlowConfig::default().init(4, None).unwrap();
     let guidance = ClassifierFreeGuidance::new(5.0, 0.5).unwrap();
@@ -161,10 +179,43 @@ fn sampling_keeps_conditioning_frames_and_cfg_batch_equals_two_passes<B: Backend
     );
     assert_close(batched.clone(), two, CFG_SPLIT);
     // The generated frames moved away from the noise and the clean latent.
-    let moved = (batched.narrow(2, 1, 2) - clean.narrow(2, 1, 2))
+    let moved = (batched.clone().narrow(2, 1, 2) - clean.narrow(2, 1, 2))
         .abs()
         .max();
     assert!(moved.into_scalar().elem::<f64>() > 1e-3);
+    // The pixel resolution reaches the model (on a 2 × 2 token grid; the grid above is one
+    // token, whose position is 0 at any scale): √(512·512) / input_sq_size = 1 is the fixed
+    // scale, 128 × 128 pixels another.
+    let cond = StditConditioning {
+        frames: None,
+        ..cond
+    };
+    let with = |resolution| {
+        let cond = StditConditioning {
+            resolution,
+            ..cond.clone()
+        };
+        let mut noise = NoiseGenerator::seed_from_u64(11);
+        let shape = [2, 4, 1, 4, 4];
+        sample_stdit(
+            &model,
+            &flow,
+            &guidance,
+            &cond,
+            shape,
+            &mut noise,
+            CfgMode::Batched,
+        )
+        .unwrap()
+    };
+    let fixed = with(None);
+    assert_close(with(Some([512.0, 512.0])), fixed.clone(), Tolerance::EXACT);
+    let d: f64 = (with(Some([128.0, 128.0])) - fixed)
+        .abs()
+        .max()
+        .into_scalar()
+        .elem();
+    assert!(d > 1e-4, "the resolution changed nothing ({d})");
 }
 
 fn text_to_video_pipeline<B: Backend>(device: &B::Device) {
@@ -219,11 +270,23 @@ fn input_errors_name_the_input<B: Backend>(device: &B::Device) {
         ),
         "{e}"
     );
-    let e = call(Tensor::zeros([1, 4, 1, 3, 2], device), text.clone(), &[2]);
-    assert!(
-        matches!(e, ModelError::Component { .. }) && e.to_string().contains('3'),
-        "{e}"
-    );
+    // Sizes that are not multiples of the patch size are zero-padded and cropped (upstream),
+    // no longer an error: the same as padding by hand and cropping.
+    let odd = rand::<B, 5>(9, [1, 4, 1, 3, 2], device);
+    let y = model
+        .try_forward(
+            odd.clone(),
+            t.clone(),
+            text.clone(),
+            Some(&[2]),
+            t.clone(),
+            None,
+        )
+        .unwrap();
+    assert_eq!(y.dims(), [1, 4, 1, 3, 2]);
+    let padded = Tensor::cat(vec![odd, Tensor::zeros([1, 4, 1, 1, 2], device)], 3);
+    let by_hand = model.forward(padded, t.clone(), text.clone(), Some(&[2]), t.clone(), None);
+    assert_close(y, by_hand.narrow(3, 0, 3), Tolerance::SINGLE_OP);
     let e = call(
         Tensor::zeros([1, 4, 1, 2, 2], device),
         Tensor::zeros([1, 2, 5], device),
@@ -350,7 +413,108 @@ fn cross_attention_qk_norm<B: Backend>(device: &B::Device) {
     );
 }
 
+/// [`Stdit::forward_input`] takes upstream's arguments: all `2·C` channels (`pred_sigma`), the
+/// first `C` being [`Stdit::forward`]'s velocity; per-call positional scale from the pixel
+/// resolution; caption masks by token (not only prefixes); `x_mask` = not a conditioning frame;
+/// one fps for the batch.
+fn upstream_input_api<B: Backend>(device: &B::Device) {
+    let model = config(1).init::<B>(device).unwrap();
+    let (b, c, t) = (2, 4, 3);
+    let x = rand::<B, 5>(1, [b, c, t, 4, 4], device);
+    let text = rand::<B, 3>(2, [b, 5, D_TEXT], device);
+    let tt = Tensor::<B, 1>::from_floats([300.0, 700.0], device);
+    let fps = Tensor::<B, 1>::full([b], 12.0, device);
+    let frames = vec![true, false, false, false, true, false];
+    let cond = mask::<B>(frames.clone(), [b, t], device);
+    let velocity = model
+        .try_forward(
+            x.clone(),
+            tt.clone(),
+            text.clone(),
+            Some(&[5, 3]),
+            fps.clone(),
+            Some(cond),
+        )
+        .unwrap();
+    let valid = mask::<B>(
+        (0..2 * 5).map(|i| i % 5 < [5, 3][i / 5]).collect(),
+        [b, 5],
+        device,
+    );
+    let x_mask = mask::<B>(frames.iter().map(|f| !f).collect(), [b, t], device);
+    let input = StditInput::new(
+        x.clone(),
+        tt.clone(),
+        text.clone(),
+        Tensor::full([1], 12.0, device),
+    )
+    .with_mask(valid.clone())
+    .with_x_mask(x_mask.clone());
+    let full = model.forward_input(input.clone()).unwrap();
+    assert_eq!(full.dims(), [b, 2 * c, t, 4, 4]);
+    assert_close(full.clone().narrow(1, 0, c), velocity, Tolerance::EXACT);
+
+    // √(512·512) / input_sq_size = 1 = pos_interpolation_scale; another resolution moves the
+    // positions.
+    let same = model
+        .forward_input(input.clone().with_resolution(512.0, 512.0))
+        .unwrap();
+    assert_close(same, full.clone(), Tolerance::EXACT);
+    let moved = model
+        .forward_input(input.clone().with_resolution(256.0, 384.0))
+        .unwrap();
+    let diff: f32 = (moved - full.clone()).abs().max().into_scalar().elem();
+    assert!(diff > 1e-4, "the resolution changed nothing ({diff})");
+
+    // A caption mask with a hole: the same as the valid tokens moved to the front.
+    let holes = mask::<B>(
+        vec![
+            true, false, true, true, false, false, true, false, true, true,
+        ],
+        [b, 5],
+        device,
+    );
+    let order =
+        Tensor::<B, 2, burn::tensor::Int>::from_ints([[0, 2, 3, 1, 4], [1, 3, 4, 0, 2]], device);
+    let packed = text
+        .clone()
+        .gather(1, order.reshape([b, 5, 1]).expand([b, 5, D_TEXT]));
+    let lens_mask = mask::<B>((0..2 * 5).map(|i| i % 5 < 3).collect(), [b, 5], device);
+    let with_holes = StditInput {
+        mask: Some(holes),
+        ..input.clone()
+    };
+    let front = StditInput {
+        y: packed,
+        mask: Some(lens_mask),
+        ..input.clone()
+    };
+    assert_close(
+        model.forward_input(with_holes).unwrap(),
+        model.forward_input(front).unwrap(),
+        TWIN,
+    );
+
+    let wrong = StditInput {
+        mask: Some(mask::<B>(vec![true; 8], [b, 4], device)),
+        ..input
+    };
+    let e = model.forward_input(wrong).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ModelError::ShapeMismatch {
+                what: "text mask length",
+                expected: 5,
+                got: 4
+            }
+        ),
+        "{e}"
+    );
+}
+
 backend_tests!(
+    upstream_input_api,
     cross_attention_qk_norm,
     pooled_text_and_temporal_table,
     output_shape_and_reference_twin,
@@ -392,6 +556,11 @@ fn config_errors_name_fields() {
         field(StditConfig::new(16, 2, 1, 8).with_frequency_dim(1)),
         "frequency_dim"
     );
+    // Sizes whose parameters could not be allocated are refused before anything is.
+    let huge = field(StditConfig::new(16, 2, 1, usize::MAX));
+    assert!(huge.starts_with("sizes"), "{huge}");
+    let deep = field(StditConfig::new(16, 2, usize::MAX / 4, 8));
+    assert!(deep.starts_with("sizes"), "{deep}");
     let msg = StditConfig::new(16, 3, 1, 8)
         .init::<B>(&device)
         .unwrap_err()

@@ -10,6 +10,7 @@
 //! | [`pos_embed`] | 1D/2D/3D sin-cos tables and factorized learnable per-axis embeddings |
 //! | [`rope`] | RoPE 1D (Burn's `RotaryEncoding`) and 3D-axial |
 //! | [`qk_norm`] | RMSNorm over each head of q and k |
+//! | [`checkpoint`] | loading PyTorch-named `.safetensors` checkpoints (f32/f16/bf16, sharded) |
 //!
 //! Invalid configurations fail in `init` with an [`NnError`] naming the field and its value.
 //! Every layer is checked against PyTorch (diffusers' functions where they exist) by golden tests.
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod adaln;
+pub mod checkpoint;
 pub mod error;
 pub mod mlp;
 pub mod patch;

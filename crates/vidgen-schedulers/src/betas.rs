@@ -11,7 +11,7 @@
 //! [`rescale_zero_snr`] rescales betas so the last step has zero SNR (Lin et al. 2023, Algorithm 1).
 
 use crate::config::config_enum;
-use crate::error::{SchedulerError, positive};
+use crate::error::SchedulerError;
 
 config_enum! {
     /// How betas are laid out over the training timesteps.
@@ -60,7 +60,7 @@ pub fn betas(
     beta_end: f64,
     trained_betas: Option<&[f64]>,
 ) -> Result<Vec<f64>, SchedulerError> {
-    positive("num_train_timesteps", num_train_timesteps)?;
+    crate::error::train_timesteps(num_train_timesteps)?;
     let n = num_train_timesteps;
     if let Some(trained) = trained_betas {
         if trained.len() != n {

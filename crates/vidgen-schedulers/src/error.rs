@@ -116,6 +116,23 @@ pub enum SchedulerError {
     },
 }
 
+/// The most training timesteps a schedule may have: tables are built with one entry per
+/// timestep, so a larger count (from a malformed config file) is rejected before allocating.
+pub const MAX_TRAIN_TIMESTEPS: usize = 1 << 20;
+
+/// `num_train_timesteps` in `1..=MAX_TRAIN_TIMESTEPS`.
+pub(crate) fn train_timesteps(value: usize) -> Result<(), SchedulerError> {
+    positive("num_train_timesteps", value)?;
+    if value > MAX_TRAIN_TIMESTEPS {
+        return Err(SchedulerError::OutOfDomain {
+            field: "num_train_timesteps",
+            value: value as f64,
+            requirement: "at most 2^20 (one table entry per timestep)",
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn positive(field: &'static str, value: usize) -> Result<(), SchedulerError> {
     if value == 0 {
         Err(SchedulerError::Zero { field })

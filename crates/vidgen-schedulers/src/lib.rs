@@ -44,6 +44,6 @@ pub use error::SchedulerError;
 pub use guidance::ClassifierFreeGuidance;
 pub use noise::{FixedNoise, NoiseGenerator, NoiseSource};
 pub use rectified_flow::{
-    FlowTrainingConfig, FrameMask, MaskedTrainingBatch, RectifiedFlow, RectifiedFlowConfig,
-    TimeSampling, TimeShiftType, TransformFrames,
+    FlowTrainingConfig, FrameMask, MaskedTrainingBatch, OpenSoraRflow, OpenSoraRflowConfig,
+    PixelExtent, RectifiedFlow, RectifiedFlowConfig, TimeSampling, TimeShiftType, TransformFrames,
 };

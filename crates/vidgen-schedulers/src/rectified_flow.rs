@@ -59,8 +59,10 @@
 //! vidgen_testing::assert_close(out, expected, vidgen_testing::Tolerance::BLOCK);
 //! ```
 
+mod open_sora;
 mod training;
 
+pub use open_sora::{OpenSoraRflow, OpenSoraRflowConfig, PixelExtent};
 pub use training::{
     FlowTrainingConfig, FrameMask, MaskedTrainingBatch, TimeSampling, TransformFrames,
 };
@@ -149,7 +151,7 @@ impl SchedulerConfig for RectifiedFlowConfig {
         &[("time_shift_type", TimeShiftType::NAMES)];
 
     fn validate(&self) -> Result<(), SchedulerError> {
-        positive("num_train_timesteps", self.num_train_timesteps)?;
+        crate::error::train_timesteps(self.num_train_timesteps)?;
         positive_f64("shift", self.shift)?;
         if let Some(t) = self.shift_terminal
             && !(0.0..1.0).contains(&t)

@@ -1,6 +1,7 @@
 //! The error type of vidgen-ssm: invalid configurations and inputs, each naming the field and value.
 
 use thiserror::Error;
+use vidgen_nn::checkpoint::CheckpointError;
 
 /// Why a vidgen-ssm configuration or input was rejected.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -54,6 +55,9 @@ pub enum SsmError {
         /// Why.
         reason: &'static str,
     },
+    /// Loading a checkpoint failed (file, key and reason in the inner error).
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// `Err(Zero)` if `value == 0`.

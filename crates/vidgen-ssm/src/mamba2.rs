@@ -21,6 +21,9 @@
 //! | `norm.weight` | `norm.weight` | |
 //! | `out_proj.weight` `[out, in]` | `out_proj.weight` `[in, out]` | transpose |
 //!
+//! [`Mamba2::load_mamba_ssm`] reads these keys (under a prefix such as
+//! `backbone.layers.3.mixer.`) from `.safetensors` or `pytorch_model.bin`, in f32, f16 or bf16.
+//!
 //! Config spellings: `headdim` → `head_dim`, `ngroups` → `n_groups`, `A_init_range` →
 //! `a_init_range`, `dt_limit = (lo, hi)` → `dt_limit_min = lo`, `dt_limit_max = Some(hi)` (`None`
 //! for `+∞`, which JSON cannot hold). Not supported: `d_ssm` (a gated-MLP share of the width),
@@ -47,9 +50,11 @@
 //! paths agree for any `dt_limit` (identical for the default `(0, ∞)`).
 
 mod cache;
+mod load;
 mod norm;
 
 pub use cache::Mamba2Cache;
+pub use load::MAMBA2_KEY_MAP;
 pub use norm::GatedRmsNorm;
 
 use crate::error::{SsmError, divisible, positive, positive_f64, same_size};

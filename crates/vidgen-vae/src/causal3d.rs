@@ -29,10 +29,12 @@ pub use video::{VideoAutoencoder, VideoAutoencoderConfig};
 
 pub(crate) use conv::ConvRun;
 
+use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
 
-/// A per-frame (image) autoencoder the video VAE stacks its temporal autoencoder on.
-pub trait SpatialAutoencoder<B: Backend> {
+/// A per-frame (image) autoencoder the video VAE stacks its temporal autoencoder on (a Burn
+/// module, so that the whole video VAE is one).
+pub trait SpatialAutoencoder<B: Backend>: Module<B> {
     /// Posterior mean of the image latent.
     ///
     /// # Shapes

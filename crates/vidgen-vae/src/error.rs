@@ -1,6 +1,8 @@
-//! The error type of vidgen-vae: invalid configurations and inputs, each naming the field and value.
+//! The error type of vidgen-vae: invalid configurations and inputs, each naming the field and
+//! value, and checkpoint loading failures.
 
 use thiserror::Error;
+use vidgen_nn::checkpoint::CheckpointError;
 
 /// Why a vidgen-vae configuration or input was rejected.
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -54,7 +56,8 @@ pub enum VaeError {
         /// Why.
         reason: &'static str,
     },
-    /// A checkpoint lacks tensors the module needs (keys as the file would spell them).
+    /// A checkpoint lacks tensors the module needs (keys as the file would spell them). Loads
+    /// through [`vidgen_nn::checkpoint`] report [`VaeError::Checkpoint`] instead.
     #[error("{path}: {} missing key(s): {}", keys.len(), keys.join(", "))]
     MissingKeys {
         /// The checkpoint file.
@@ -111,6 +114,10 @@ pub enum VaeError {
         /// The parser's error, rendered.
         message: String,
     },
+    /// Loading a checkpoint through [`vidgen_nn::checkpoint`] failed (file, key and reason in
+    /// the inner error).
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
 }
 
 /// `Err(Zero)` if `value == 0`.

@@ -231,7 +231,8 @@ impl<B: Backend, S: SpatialAutoencoder<B>> VideoAutoencoder<B, S> {
         x.reshape([b, t, co, ho, wo]).swap_dims(1, 2)
     }
 
-    /// Whole-clip decode with spatially tiled 2D decoding.
+    /// [`VideoAutoencoder::decode`] (temporal decode in `micro_frame_size` pieces) with spatially
+    /// tiled 2D decoding.
     ///
     /// # Shapes
     /// `z`: `[B, E, T', h, w]` → `[B, 3, num_frames, h·f, w·f]`
@@ -241,7 +242,7 @@ impl<B: Backend, S: SpatialAutoencoder<B>> VideoAutoencoder<B, S> {
         num_frames: usize,
         tiling: &TiledDecode,
     ) -> Tensor<B, 5> {
-        let x_z = self.temporal.decode(self.denormalize(z), num_frames);
+        let x_z = self.temporal_decode(self.denormalize(z), num_frames);
         self.spatial_decode_tiled(x_z, tiling)
     }
 }

@@ -1,16 +1,22 @@
 //! `vidgen_vae::load` on diffusers-format safetensors: the golden state dict loads (and equals the
-//! file, linear weights transposed), deprecated attention names load, and every error case —
-//! missing key, extra key, wrong shape, wrong dtype, unreadable or invalid file — returns a typed
-//! error naming the key and leaves the module's parameters exactly as they were.
+//! file, linear weights transposed), deprecated attention names load, the same tensors stored as
+//! f16 and bf16 load and decode like the f32 file within half-precision error, a checkpoint split
+//! into shards (with a hub index) loads, and every error case — missing key, extra key, wrong
+//! shape, integer dtype, unreadable or invalid file, key in two shards, missing shard — returns a
+//! typed error naming the key or file and leaves the module's parameters exactly as they were.
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor, TensorData};
 use burn_store::ModuleSnapshot;
 use std::path::PathBuf;
-use vidgen_testing::{Golden, backend_tests, fixture_path};
+use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, fixture_path};
 use vidgen_vae::VaeError;
 use vidgen_vae::kl::{AutoencoderKl, AutoencoderKlConfig};
-use vidgen_vae::load::{AUTOENCODER_KL_KEY_MAP, load_autoencoder_kl, to_file_key, to_module_key};
+use vidgen_vae::load::{
+    AUTOENCODER_KL_KEY_MAP, CheckpointError, load_autoencoder_kl, load_pytorch_safetensors_files,
+    read_safetensors_index, to_file_key, to_module_key,
+};
 
 const WEIGHTS: &str = "vae_kl_a_weights.safetensors";
 
@@ -68,13 +74,18 @@ fn write_safetensors(tag: &str, tensors: &[Raw]) -> PathBuf {
 }
 
 fn write_bytes(tag: &str, bytes: &[u8]) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "vidgen_vae_load_{}_{tag}_{:?}.safetensors",
-        std::process::id(),
-        std::thread::current().id()
-    ));
+    let path = temp_path(tag, "safetensors");
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+/// A fresh temp path per process, thread and tag.
+fn temp_path(tag: &str, ext: &str) -> PathBuf {
+    let thread = format!("{:?}", std::thread::current().id()).replace(['(', ')'], "");
+    std::env::temp_dir().join(format!(
+        "vidgen_vae_load_{}_{thread}_{tag}.{ext}",
+        std::process::id()
+    ))
 }
 
 fn tiny_vae<B: Backend>(device: &B::Device) -> AutoencoderKl<B> {
@@ -100,13 +111,22 @@ fn params<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Vec<f32>)> {
 
 /// Loading `tensors` fails; the module is unchanged. Returns the error.
 fn fails_unchanged<B: Backend>(tag: &str, tensors: &[Raw], device: &B::Device) -> VaeError {
+    fails_unchanged_at::<B>(tag, tensors, device).1
+}
+
+/// As [`fails_unchanged`], also returning the (removed) file's path.
+fn fails_unchanged_at<B: Backend>(
+    tag: &str,
+    tensors: &[Raw],
+    device: &B::Device,
+) -> (PathBuf, VaeError) {
     let mut vae = tiny_vae::<B>(device);
     let before = params(&vae);
     let path = write_safetensors(tag, tensors);
     let err = load_autoencoder_kl(&mut vae, &path).expect_err("load must fail");
     std::fs::remove_file(&path).ok();
     assert!(before == params(&vae), "{tag}: the module changed on error");
-    err
+    (path, err)
 }
 
 fn golden_state_dict_loads<B: Backend>(device: &B::Device) {
@@ -173,7 +193,7 @@ fn missing_key_is_named<B: Backend>(device: &B::Device) {
         .collect();
     let err = fails_unchanged::<B>("missing", &tensors, device);
     assert!(
-        matches!(&err, VaeError::MissingKeys { keys, .. } if keys == &[gone.to_string()]),
+        matches!(&err, VaeError::Checkpoint(CheckpointError::MissingKeys { keys, .. }) if keys == &[gone.to_string()]),
         "{err}"
     );
     assert!(err.to_string().contains(gone));
@@ -189,7 +209,7 @@ fn extra_key_is_named<B: Backend>(device: &B::Device) {
     let err = fails_unchanged::<B>("extra", &tensors, device);
     let want = vec!["encoder.down_blocks.0.extra.weight".to_string()];
     assert!(
-        matches!(&err, VaeError::UnexpectedKeys { keys, .. } if keys == &want),
+        matches!(&err, VaeError::Checkpoint(CheckpointError::UnexpectedKeys { keys, .. }) if keys == &want),
         "{err}"
     );
 }
@@ -199,12 +219,13 @@ fn wrong_shape_is_named<B: Backend>(device: &B::Device) {
     let mut tensors = golden_raw();
     let t = tensors.iter_mut().find(|t| t.name == key).unwrap();
     *t = f32_raw(key, vec![16, 8], &[0.5; 128]);
-    let err = fails_unchanged::<B>("shape", &tensors, device);
-    let want = VaeError::TensorShapeMismatch {
+    let (path, err) = fails_unchanged_at::<B>("shape", &tensors, device);
+    let want = VaeError::Checkpoint(CheckpointError::TensorShapeMismatch {
+        path: path.display().to_string(),
         key: key.into(),
         expected: vec![16, 16],
         found: vec![16, 8],
-    };
+    });
     assert_eq!(err, want, "{err}");
     // Linear weights are compared in the file's [out, in] layout, so a transposed file is caught.
     let key = "encoder.conv_out.weight";
@@ -213,22 +234,24 @@ fn wrong_shape_is_named<B: Backend>(device: &B::Device) {
     t.shape = vec![8, 16, 1, 9];
     let err = fails_unchanged::<B>("shape4", &tensors, device);
     assert!(
-        matches!(&err, VaeError::TensorShapeMismatch { key: k, expected, .. } if k == key && expected == &[8, 16, 3, 3]),
+        matches!(&err, VaeError::Checkpoint(CheckpointError::TensorShapeMismatch { key: k, expected, .. }) if k == key && expected == &[8, 16, 3, 3]),
         "{err}"
     );
 }
 
-fn wrong_dtype_is_named<B: Backend>(device: &B::Device) {
+/// An integer tensor where a float parameter is cannot be cast: typed error naming the key.
+fn int_dtype_is_named<B: Backend>(device: &B::Device) {
     let key = "encoder.conv_in.bias";
     let mut tensors = golden_raw();
     let t = tensors.iter_mut().find(|t| t.name == key).unwrap();
-    t.dtype = "F16";
-    t.bytes = vec![0; 2 * 8];
+    t.dtype = "I32";
+    t.bytes = (0..8i32).flat_map(|v| v.to_le_bytes()).collect();
     let err = fails_unchanged::<B>("dtype", &tensors, device);
     assert!(
-        matches!(&err, VaeError::DtypeMismatch { key: k, found: burn::tensor::DType::F16, .. } if k == key),
+        matches!(&err, VaeError::Checkpoint(CheckpointError::UnsupportedDtype { key: k, found: DType::I32, expected: DType::F32, .. }) if k == key),
         "{err}"
     );
+    assert!(err.to_string().contains(key), "{err}");
 }
 
 fn bad_files_are_typed<B: Backend>(device: &B::Device) {
@@ -238,10 +261,10 @@ fn bad_files_are_typed<B: Backend>(device: &B::Device) {
     assert!(
         matches!(
             err,
-            VaeError::Io {
+            VaeError::Checkpoint(CheckpointError::Io {
                 kind: std::io::ErrorKind::NotFound,
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -251,8 +274,153 @@ fn bad_files_are_typed<B: Backend>(device: &B::Device) {
     );
     let err = load_autoencoder_kl(&mut vae, &path).unwrap_err();
     std::fs::remove_file(&path).ok();
-    assert!(matches!(err, VaeError::Parse { .. }), "{err}");
+    assert!(
+        matches!(err, VaeError::Checkpoint(CheckpointError::Parse { .. })),
+        "{err}"
+    );
     assert!(before == params(&vae));
+}
+
+/// Decoding the fixture's latent with half-precision copies of the weights, against the f32
+/// weights. bf16 keeps 8 significant bits (7 stored), so rounding a weight to nearest changes it
+/// by at most a relative `u = 2^-8 ≈ 3.9e-3` (2^-9 on average); f16 keeps 11, `u = 2^-11 ≈
+/// 4.9e-4`. Each conv output is a sum of rounded products, so its relative error is about `u`
+/// (less where independent roundings cancel); over the decoder's ~15 convs, norms and attention
+/// the errors add up like a random walk while GroupNorm renormalises each level, leaving a few
+/// `u` on outputs of O(1). Measured on flex: max abs 1.07e-2 (2.7 u) for bf16, 1.19e-3 (2.4 u)
+/// for f16, ratio 9 ≈ the ratio of the `u`s. Bound: `8 u` absolute.
+const BF16_WEIGHTS: Tolerance = Tolerance::new("BF16_WEIGHTS", 8.0 / 256.0, 0.0);
+/// See [`BF16_WEIGHTS`]: `8 u` with `u = 2^-11`.
+const F16_WEIGHTS: Tolerance = Tolerance::new("F16_WEIGHTS", 8.0 / 2048.0, 0.0);
+
+/// The golden state dict stored as `dtype` (F16 or BF16), rounded to nearest.
+fn golden_raw_as(dtype: DType) -> Vec<Raw> {
+    let name = match dtype {
+        DType::F16 => "F16",
+        DType::BF16 => "BF16",
+        other => panic!("no safetensors name for {other:?} here"),
+    };
+    golden_raw()
+        .into_iter()
+        .map(|t| {
+            let values: Vec<f32> = t
+                .bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            let half = TensorData::new(values, t.shape.clone()).convert_dtype(dtype);
+            Raw {
+                name: t.name,
+                dtype: name,
+                shape: t.shape,
+                bytes: half.as_bytes().to_vec(),
+            }
+        })
+        .collect()
+}
+
+/// F16 and BF16 copies of the f32 state dict load into the f32 module (cast on load) and decode
+/// the fixture's latent like the f32 weights, within half-precision rounding.
+fn half_precision_files_decode_like_f32<B: Backend>(device: &B::Device) {
+    let g = Golden::open("vae_kl_a_io.safetensors").unwrap();
+    let mut full = tiny_vae::<B>(device);
+    load_autoencoder_kl(&mut full, fixture_path(WEIGHTS)).unwrap();
+    let z: Tensor<B, 4> = g.tensor("sample", device);
+    let reference = full.decode(z.clone());
+    for (dtype, tol) in [(DType::F16, F16_WEIGHTS), (DType::BF16, BF16_WEIGHTS)] {
+        let path = write_safetensors(&format!("{dtype:?}"), &golden_raw_as(dtype));
+        let mut vae = tiny_vae::<B>(device);
+        let n = load_autoencoder_kl(&mut vae, &path).unwrap_or_else(|e| panic!("{dtype:?}: {e}"));
+        std::fs::remove_file(&path).ok();
+        assert_eq!(n, golden_raw().len());
+        // Parameters keep the module's dtype.
+        let conv = vae.encoder.conv_in.weight.val();
+        assert_eq!(conv.dtype(), full.encoder.conv_in.weight.val().dtype());
+        assert_close(vae.decode(z.clone()), reference.clone(), tol);
+    }
+}
+
+/// Splits the golden state dict into two shards (alternate tensors) and writes a hub index.
+fn write_shards(tag: &str) -> (PathBuf, Vec<PathBuf>) {
+    let dir = temp_path(tag, "d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (i, t) in golden_raw().into_iter().enumerate() {
+        if i % 2 == 0 { a.push(t) } else { b.push(t) }
+    }
+    let mut map = Vec::new();
+    let mut shards = Vec::new();
+    for (name, part) in [
+        ("model-00001-of-00002.safetensors", a),
+        ("model-00002-of-00002.safetensors", b),
+    ] {
+        let tmp = write_safetensors(&format!("{tag}_{name}"), &part);
+        let shard = dir.join(name);
+        std::fs::rename(&tmp, &shard).unwrap();
+        map.extend(part.iter().map(|t| format!("\"{}\": \"{name}\"", t.name)));
+        shards.push(shard);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let json = format!(
+        "{{\"metadata\": {{\"total_size\": 0}}, \"weight_map\": {{{}}}}}",
+        map.join(", ")
+    );
+    std::fs::write(&index, json).unwrap();
+    (index, shards)
+}
+
+/// The shards listed by the index load to the same parameters as the single file.
+fn shards_with_index_load<B: Backend>(device: &B::Device) {
+    let (index, shards) = write_shards("shards");
+    let listed = read_safetensors_index(&index).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(listed, shards);
+    let mut sharded = tiny_vae::<B>(device);
+    let n = load_pytorch_safetensors_files(&mut sharded, &listed, AUTOENCODER_KL_KEY_MAP)
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::fs::remove_dir_all(index.parent().unwrap()).ok();
+    assert_eq!(n, golden_raw().len());
+    let mut single = tiny_vae::<B>(device);
+    load_autoencoder_kl(&mut single, fixture_path(WEIGHTS)).unwrap();
+    assert!(params(&sharded) == params(&single));
+}
+
+/// A key in two shards is an error naming both files; the module is unchanged.
+fn key_in_two_shards_is_named<B: Backend>(device: &B::Device) {
+    let (index, shards) = write_shards("dup");
+    let extra = write_safetensors("dup_extra", &golden_raw()[..1]);
+    let mut vae = tiny_vae::<B>(device);
+    let before = params(&vae);
+    let files = [shards[0].as_path(), shards[1].as_path(), extra.as_path()];
+    let err = load_pytorch_safetensors_files(&mut vae, &files, AUTOENCODER_KL_KEY_MAP).unwrap_err();
+    // One shard alone lacks the other's keys.
+    let partial = load_pytorch_safetensors_files(&mut vae, &files[..1], AUTOENCODER_KL_KEY_MAP);
+    std::fs::remove_dir_all(index.parent().unwrap()).ok();
+    std::fs::remove_file(&extra).ok();
+    let want = CheckpointError::DuplicateKey {
+        path: shards[0].display().to_string(),
+        other_path: extra.display().to_string(),
+        key: golden_raw()[0].name.clone(),
+    };
+    assert_eq!(err, want, "{err}");
+    assert!(
+        matches!(&partial, Err(CheckpointError::MissingKeys { path, keys }) if path == &files[0].display().to_string() && keys.len() == golden_raw().len() / 2),
+        "{partial:?}"
+    );
+    assert!(before == params(&vae));
+}
+
+/// An index naming a shard that does not exist: error naming the index and the shard file.
+fn missing_shard_is_named<B: Backend>(_device: &B::Device) {
+    let (index, shards) = write_shards("missing");
+    std::fs::remove_file(&shards[1]).unwrap();
+    let err = read_safetensors_index(&index).unwrap_err();
+    std::fs::remove_dir_all(index.parent().unwrap()).ok();
+    let want = CheckpointError::MissingShard {
+        path: index.display().to_string(),
+        shard: shards[1].display().to_string(),
+    };
+    assert_eq!(err, want, "{err}");
+    assert!(err.to_string().contains("model-00002-of-00002.safetensors"));
 }
 
 backend_tests!(
@@ -261,8 +429,12 @@ backend_tests!(
     missing_key_is_named,
     extra_key_is_named,
     wrong_shape_is_named,
-    wrong_dtype_is_named,
+    int_dtype_is_named,
     bad_files_are_typed,
+    half_precision_files_decode_like_f32,
+    shards_with_index_load,
+    key_in_two_shards_is_named,
+    missing_shard_is_named,
 );
 
 #[test]

@@ -301,25 +301,37 @@ impl<B: Backend> CaptionEmbedder<B> {
 /// `(shift, scale) = scale_shift_table + c`.
 #[derive(Module, Debug)]
 pub struct FinalLayer<B: Backend> {
-    /// `D → pt·ph·pw·C`.
+    /// `D → pt·ph·pw·C_out`.
     pub linear: Linear<B>,
     /// `[2, D]` learnt offsets.
     pub scale_shift_table: ScaleShiftTable<B>,
+    /// See [`StditConfig::final_t0_norm_modulated`].
+    pub t0_norm_modulated: bool,
 }
 
 impl<B: Backend> FinalLayer<B> {
-    pub(crate) fn new(d: usize, out: usize, device: &B::Device) -> Result<Self, ModelError> {
+    pub(crate) fn new(
+        d: usize,
+        out: usize,
+        t0_norm_modulated: bool,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
         Ok(Self {
             linear: LinearConfig::new(d, out).init(device),
             scale_shift_table: ScaleShiftTableConfig::new(d)
                 .with_n_chunks(2)
                 .init(device)
                 .map_err(component("final_layer.scale_shift_table"))?,
+            t0_norm_modulated,
         })
     }
 
+    /// Tokens of conditioning frames (`token_mask`) are modulated with `c0` instead of `c`:
+    /// `modulate(LN(y_t), c0)` where `y_t = modulate(LN(x), c)` is the tokens modulated at `t`
+    /// (upstream, [`t0_norm_modulated`](Self::t0_norm_modulated)), or `modulate(LN(x), c0)`.
+    ///
     /// # Shapes
-    /// `x`: `[B, N, D]`, `c`, `c0`: `[B, D]`, `token_mask`: `[B, N, D]` → `[B, N, pt·ph·pw·C]`
+    /// `x`: `[B, N, D]`, `c`, `c0`: `[B, D]`, `token_mask`: `[B, N, D]` → `[B, N, pt·ph·pw·C_out]`
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -327,16 +339,21 @@ impl<B: Backend> FinalLayer<B> {
         c0: Option<Tensor<B, 2>>,
         token_mask: Option<Tensor<B, 3, Bool>>,
     ) -> Tensor<B, 3> {
-        let norm = layer_norm(x);
-        let modulated = |c: Tensor<B, 2>| {
+        let modulated = |norm: Tensor<B, 3>, c: Tensor<B, 2>| {
             let v = self
                 .scale_shift_table
                 .forward(Tensor::cat(vec![c.clone(), c], 1));
-            modulate(norm.clone(), v[0].clone(), v[1].clone())
+            modulate(norm, v[0].clone(), v[1].clone())
         };
-        let mut y = modulated(c);
+        let norm = layer_norm(x);
+        let mut y = modulated(norm.clone(), c);
         if let (Some(c0), Some(mask)) = (c0, token_mask) {
-            y = y.mask_where(mask, modulated(c0));
+            let base = if self.t0_norm_modulated {
+                layer_norm(y.clone())
+            } else {
+                norm
+            };
+            y = y.mask_where(mask, modulated(base, c0));
         }
         self.linear.forward(y)
     }

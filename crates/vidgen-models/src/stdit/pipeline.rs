@@ -42,6 +42,10 @@ pub struct StditConditioning<B: Backend> {
     pub fps: f64,
     /// Conditioning frames: which frames, and a clean latent `[B, C, T, H, W]` holding them.
     pub frames: Option<(FrameMask, Tensor<B, 5>)>,
+    /// `(height, width)` of the decoded video in pixels, which scales the spatial positions as
+    /// upstream does ([`StditInput::resolution`](super::StditInput::resolution)); `None`: the
+    /// model's fixed [`pos_interpolation_scale`](super::StditConfig::pos_interpolation_scale).
+    pub resolution: Option<[f64; 2]>,
 }
 
 /// The `[B, T]` bool tensor of a [`FrameMask`] (`true` = conditioning frame).
@@ -84,14 +88,13 @@ impl<B: Backend> Guided<'_, B> {
                 .flat_map(|_| self.cond.text_lens.clone())
                 .collect();
             let mask = self.mask.clone().map(|m| Tensor::cat(vec![m; reps], 0));
-            self.model.try_forward(
-                x,
+            let times = [
                 Tensor::full([n], t, &device),
-                text,
-                Some(&lens),
                 Tensor::full([n], self.cond.fps, &device),
-                mask,
-            )
+            ];
+            let resolution = self.cond.resolution;
+            self.model
+                .velocity(x, times, (text, Some(&lens)), mask, resolution, false)
         };
         let (text, uncond) = (self.cond.text.clone(), self.cond.uncond_text.clone());
         match self.mode {
@@ -306,6 +309,7 @@ impl<B: Backend> TextToVideo<B> {
             text_lens,
             fps: options.fps,
             frames: None,
+            resolution: None,
         };
         let [c, t, h, w] = options.latent_size;
         let mut noise = NoiseGenerator::seed_from_u64(options.seed);

@@ -36,7 +36,7 @@ impl TableFields<'_> {
 
     /// Checks the fields without building the table.
     pub fn validate(&self) -> Result<(), SchedulerError> {
-        positive("num_train_timesteps", self.num_train_timesteps)?;
+        crate::error::train_timesteps(self.num_train_timesteps)?;
         non_negative("beta_start", self.beta_start)?;
         non_negative("beta_end", self.beta_end)?;
         if self.beta_schedule == BetaSchedule::Trained && self.trained_betas.is_none() {

@@ -4,7 +4,7 @@ use super::model::{EDM_PREDICTIONS, check_edm_prediction};
 use super::{edm_preconditioning, exponential_sigmas, karras_ramp};
 use crate::common::{PredictionType, Sampler};
 use crate::config::{SchedulerConfig, config_enum};
-use crate::error::{SchedulerError, increasing, positive, positive_f64, step_in_range};
+use crate::error::{SchedulerError, increasing, positive_f64, step_in_range};
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +85,7 @@ impl SchedulerConfig for EdmEulerConfig {
         increasing("sigma_min", self.sigma_min, "sigma_max", self.sigma_max)?;
         positive_f64("sigma_data", self.sigma_data)?;
         positive_f64("rho", self.rho)?;
-        positive("num_train_timesteps", self.num_train_timesteps)?;
+        crate::error::train_timesteps(self.num_train_timesteps)?;
         check_edm_prediction(self.prediction_type)
     }
 }

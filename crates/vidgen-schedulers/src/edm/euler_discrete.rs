@@ -120,7 +120,7 @@ impl SchedulerConfig for EulerDiscreteConfig {
     ];
 
     fn validate(&self) -> Result<(), SchedulerError> {
-        positive("num_train_timesteps", self.num_train_timesteps)?;
+        crate::error::train_timesteps(self.num_train_timesteps)?;
         if self.use_exponential_sigmas {
             return Err(unsupported("use_exponential_sigmas", "true", &["false"]));
         }

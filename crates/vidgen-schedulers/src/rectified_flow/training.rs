@@ -152,7 +152,8 @@ impl FlowTrainingConfig {
     ///
     /// # Errors
     /// [`SchedulerError::LengthMismatch`] for a shape of rank other than 4 or 5;
-    /// [`SchedulerError::Zero`] for a zero latent extent.
+    /// [`SchedulerError::Zero`] for a zero latent extent; [`SchedulerError::OutOfDomain`] naming
+    /// the VAE factor when the pixel extent would overflow.
     pub fn pixel_extent(
         &self,
         latent_dims: &[usize],
@@ -171,13 +172,25 @@ impl FlowTrainingConfig {
         positive("latent frames", t)?;
         positive("latent height", h)?;
         positive("latent width", w)?;
-        let frames = if self.vae_causal_first_frame {
-            1 + (t - 1) * self.vae_temporal_factor
-        } else {
-            t * self.vae_temporal_factor
+        let overflow = |field: &'static str, value: usize| SchedulerError::OutOfDomain {
+            field,
+            value: value as f64,
+            requirement: "small enough that the pixel extent fits in usize",
         };
+        let frames = if self.vae_causal_first_frame {
+            (t - 1)
+                .checked_mul(self.vae_temporal_factor)
+                .and_then(|f| f.checked_add(1))
+        } else {
+            t.checked_mul(self.vae_temporal_factor)
+        }
+        .ok_or_else(|| overflow("vae_temporal_factor", self.vae_temporal_factor))?;
         let s = self.vae_spatial_factor;
-        Ok((h * s, w * s, frames))
+        let (height, width) = h
+            .checked_mul(s)
+            .zip(w.checked_mul(s))
+            .ok_or_else(|| overflow("vae_spatial_factor", s))?;
+        Ok((height, width, frames))
     }
 
     /// The transform's ratio `r` for a latent shape: [`FlowTrainingConfig::transform_ratio_pixels`]

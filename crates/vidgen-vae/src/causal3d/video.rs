@@ -1,9 +1,10 @@
-//! Open-Sora 1.2's `VideoAutoencoderPipeline`: 2D VAE per frame, temporal autoencoder, and the
-//! per-channel normalisation `(z − shift)/scale`.
+//! Open-Sora 1.2's `VideoAutoencoderPipeline`: 2D VAE per frame, temporal autoencoder in
+//! `micro_frame_size` pieces, and the per-channel normalisation `(z − shift)/scale`.
 
 use super::{SpatialAutoencoder, TemporalAutoencoder, TemporalAutoencoderConfig};
 use crate::error::{VaeError, positive, positive_f64, same_size};
 use burn::config::Config;
+use burn::module::{Module, Param};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 /// Configuration of [`VideoAutoencoder`]; defaults are `OpenSoraVAE_V1_2`.
@@ -25,6 +26,10 @@ pub struct VideoAutoencoderConfig {
     /// is per frame.
     #[config(default = "Some(4)")]
     pub micro_batch_size: Option<usize>,
+    /// Pixel frames per temporal-VAE call (`micro_frame_size`; `None` = the whole clip). Not
+    /// exact: each piece is padded in front and encoded on its own.
+    #[config(default = "Some(17)")]
+    pub micro_frame_size: Option<usize>,
 }
 
 impl VideoAutoencoderConfig {
@@ -34,7 +39,8 @@ impl VideoAutoencoderConfig {
     /// Those of [`TemporalAutoencoderConfig::init`]; [`VaeError::ShapeMismatch`] if `shift` or
     /// `scale` do not have `embed_dim` entries or the spatial latent channels differ from
     /// `temporal.in_out_channels`; [`VaeError::OutOfDomain`] for a `scale` entry or
-    /// `spatial_scaling_factor` `<= 0`; [`VaeError::Zero`] for `micro_batch_size = Some(0)`.
+    /// `spatial_scaling_factor` `<= 0`; [`VaeError::Zero`] for `micro_batch_size` or
+    /// `micro_frame_size` `= Some(0)`.
     pub fn init<B: Backend, S: SpatialAutoencoder<B>>(
         &self,
         spatial: S,
@@ -50,6 +56,9 @@ impl VideoAutoencoderConfig {
         if let Some(m) = self.micro_batch_size {
             positive("micro_batch_size", m)?;
         }
+        if let Some(m) = self.micro_frame_size {
+            positive("micro_frame_size", m)?;
+        }
         same_size(
             "spatial latent channels (temporal.in_out_channels)",
             self.temporal.in_out_channels,
@@ -57,7 +66,7 @@ impl VideoAutoencoderConfig {
         )?;
         let channel = |v: &[f64]| {
             let data = TensorData::new(v.iter().map(|&x| x as f32).collect(), [1, e, 1, 1, 1]);
-            Tensor::<B, 5>::from_data(data, device)
+            Param::from_tensor(Tensor::<B, 5>::from_data(data, device)).set_require_grad(false)
         };
         Ok(VideoAutoencoder {
             temporal: self.temporal.init(device)?,
@@ -66,26 +75,35 @@ impl VideoAutoencoderConfig {
             scale: channel(&self.scale),
             spatial_scaling_factor: self.spatial_scaling_factor,
             micro_batch_size: self.micro_batch_size,
+            micro_frame_size: self.micro_frame_size,
         })
     }
 }
 
-/// The video VAE (Open-Sora 1.2 report sec. 3.1). Not a Burn module itself: load weights into
-/// `spatial` and `temporal` separately (Open-Sora keys `spatial_vae.module.*`, `temporal_vae.*`).
-#[derive(Debug, Clone)]
-pub struct VideoAutoencoder<B: Backend, S> {
+/// The video VAE (Open-Sora 1.2 report sec. 3.1), a Burn module whose tree mirrors Open-Sora's
+/// `VideoAutoencoderPipeline` (`spatial` = `spatial_vae.module`, `temporal` = `temporal_vae`,
+/// buffers `shift`, `scale`); [`crate::opensora::load_open_sora_vae`] loads the published file.
+///
+/// With `micro_frame_size = Some(m)` the temporal VAE sees the 2D latents in pieces of `m`
+/// frames (the last one shorter), each padded in front and encoded on its own, so `T` frames
+/// give `⌊T/m⌋·⌈m/f⌉ + ⌈(T mod m)/f⌉` latent frames; decoding takes the latent in pieces of
+/// `⌈m/f⌉` frames, piece `i` decoding to `min(m, T − i·m)` frames.
+#[derive(Module, Debug)]
+pub struct VideoAutoencoder<B: Backend, Spatial: Module<B>> {
     /// Per-frame 2D autoencoder.
-    pub spatial: S,
+    pub spatial: Spatial,
     /// Causal temporal autoencoder.
     pub temporal: TemporalAutoencoder<B>,
+    /// `[1, E, 1, 1, 1]` (a buffer in Open-Sora; loaded, not trained).
+    pub shift: Param<Tensor<B, 5>>,
     /// `[1, E, 1, 1, 1]`.
-    pub shift: Tensor<B, 5>,
-    /// `[1, E, 1, 1, 1]`.
-    pub scale: Tensor<B, 5>,
+    pub scale: Param<Tensor<B, 5>>,
     /// 2D latent scaling.
     pub spatial_scaling_factor: f64,
     /// Frames per 2D VAE call.
     pub micro_batch_size: Option<usize>,
+    /// Pixel frames per temporal-VAE call (`None` = whole clip).
+    pub micro_frame_size: Option<usize>,
 }
 
 /// `[B, C, T, H, W] ↔ [B·T, C, H, W]`.
@@ -116,9 +134,81 @@ impl<B: Backend, S: SpatialAutoencoder<B>> VideoAutoencoder<B, S> {
         true
     }
 
-    /// Latent frames for `num_frames` video frames, `⌈T/f⌉`.
+    /// Latent frames for `num_frames` video frames: `⌈T/f⌉`, or with `micro_frame_size = m`,
+    /// `⌊T/m⌋·⌈m/f⌉ + ⌈(T mod m)/f⌉` (Open-Sora's `get_latent_size`).
     pub fn latent_frames(&self, num_frames: usize) -> usize {
-        self.temporal.latent_frames(num_frames)
+        self.frame_pieces(num_frames)
+            .iter()
+            .map(|&(_, n)| self.temporal.latent_frames(n))
+            .sum()
+    }
+
+    /// `(start, length)` of each pixel-frame piece the temporal VAE sees.
+    pub fn frame_pieces(&self, num_frames: usize) -> Vec<(usize, usize)> {
+        let m = self.micro_frame_size.unwrap_or(num_frames).max(1);
+        (0..num_frames)
+            .step_by(m)
+            .map(|i| (i, m.min(num_frames - i)))
+            .collect()
+    }
+
+    /// Checks that a latent of `latent_frames` frames decodes to `num_frames` frames.
+    ///
+    /// # Errors
+    /// [`VaeError::ShapeMismatch`] naming the latent frames `num_frames` needs.
+    pub fn check_decode(&self, latent_frames: usize, num_frames: usize) -> Result<(), VaeError> {
+        same_size(
+            "latent frames for num_frames",
+            self.latent_frames(num_frames),
+            latent_frames,
+        )
+    }
+
+    /// Temporal encode piece by piece ([`Self::frame_pieces`]); `each` turns a piece's posterior
+    /// into latent frames (given the piece's offset in the latent).
+    fn temporal_encode_pieces(
+        &self,
+        x_z: Tensor<B, 5>,
+        each: impl Fn(super::TemporalPosterior<B>, usize) -> Tensor<B, 5>,
+    ) -> Tensor<B, 5> {
+        let mut offset = 0;
+        let parts = self
+            .frame_pieces(x_z.dims()[2])
+            .into_iter()
+            .map(|(start, len)| {
+                let post = self.temporal.encode(x_z.clone().narrow(2, start, len));
+                let z = each(post, offset);
+                offset += z.dims()[2];
+                z
+            })
+            .collect();
+        Tensor::cat(parts, 2)
+    }
+
+    /// Temporal decode of a denormalised latent, piece by piece: latent pieces of `⌈m/f⌉`
+    /// frames, piece `i` decoding to `min(m, num_frames − i·m)` frames.
+    ///
+    /// # Shapes
+    /// `z`: `[B, E, T', h, w]` → `[B, C, num_frames, h, w]`
+    ///
+    /// # Panics
+    /// If `T'` differs from [`Self::latent_frames`]`(num_frames)`.
+    pub fn temporal_decode(&self, z: Tensor<B, 5>, num_frames: usize) -> Tensor<B, 5> {
+        if let Err(e) = self.check_decode(z.dims()[2], num_frames) {
+            panic!("{e} (num_frames = {num_frames})");
+        }
+        let mut offset = 0;
+        let parts = self
+            .frame_pieces(num_frames)
+            .into_iter()
+            .map(|(_, len)| {
+                let tl = self.temporal.latent_frames(len);
+                let x = self.temporal.decode(z.clone().narrow(2, offset, tl), len);
+                offset += tl;
+                x
+            })
+            .collect();
+        Tensor::cat(parts, 2)
     }
 
     /// Applies `f` to micro-batches of frames and concatenates.
@@ -157,27 +247,29 @@ impl<B: Backend, S: SpatialAutoencoder<B>> VideoAutoencoder<B, S> {
 
     /// `(z − shift)/scale`.
     pub fn normalize(&self, z: Tensor<B, 5>) -> Tensor<B, 5> {
-        (z - self.shift.clone()) / self.scale.clone()
+        (z - self.shift.val()) / self.scale.val()
     }
 
     /// `z·scale + shift`.
     pub fn denormalize(&self, z: Tensor<B, 5>) -> Tensor<B, 5> {
-        z * self.scale.clone() + self.shift.clone()
+        z * self.scale.val() + self.shift.val()
     }
 
     /// Deterministic encode (posterior means of both stages), normalised.
     ///
     /// # Shapes
-    /// `x`: `[B, 3, T, H, W]` → `[B, E, ⌈T/4⌉, H/f, W/f]`
+    /// `x`: `[B, 3, T, H, W]` → `[B, E, T', H/f, W/f]`, `T'` = [`Self::latent_frames`]`(T)`
     pub fn encode(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
-        self.normalize(self.temporal.encode(self.spatial_encode(x)).mode())
+        let z = self.temporal_encode_pieces(self.spatial_encode(x), |post, _| post.mode());
+        self.normalize(z)
     }
 
     /// Sampling encode as Open-Sora (`latent_dist.sample()` in both stages), with caller noise.
     ///
     /// # Shapes
     /// `x`: `[B, 3, T, H, W]`; `spatial_noise`: `[B, C, T, H/f, W/f]`;
-    /// `temporal_noise`: `[B, E, ⌈T/4⌉, H/f, W/f]` → like `temporal_noise`
+    /// `temporal_noise`: `[B, E, T', H/f, W/f]`, `T'` = [`Self::latent_frames`]`(T)` → like
+    /// `temporal_noise`
     pub fn encode_with_noise(
         &self,
         x: Tensor<B, 5>,
@@ -199,7 +291,11 @@ impl<B: Backend, S: SpatialAutoencoder<B>> VideoAutoencoder<B, S> {
             })
             .collect();
         let z = from_frames(Tensor::cat(parts, 0), b) * self.spatial_scaling_factor;
-        self.normalize(self.temporal.encode(z).sample(temporal_noise))
+        let z = self.temporal_encode_pieces(z, |post, offset| {
+            let tl = post.mean.dims()[2];
+            post.sample(temporal_noise.clone().narrow(2, offset, tl))
+        });
+        self.normalize(z)
     }
 
     /// Decodes a normalised latent to `num_frames` frames.
@@ -208,9 +304,10 @@ impl<B: Backend, S: SpatialAutoencoder<B>> VideoAutoencoder<B, S> {
     /// `z`: `[B, E, T', h, w]` → `[B, 3, num_frames, h·f, w·f]`
     ///
     /// # Panics
-    /// If `T' ≠ ⌈num_frames/4⌉`.
+    /// If `T'` differs from [`Self::latent_frames`]`(num_frames)` (check first with
+    /// [`Self::check_decode`]).
     pub fn decode(&self, z: Tensor<B, 5>, num_frames: usize) -> Tensor<B, 5> {
-        let x_z = self.temporal.decode(self.denormalize(z), num_frames);
+        let x_z = self.temporal_decode(self.denormalize(z), num_frames);
         self.spatial_decode(x_z)
     }
 }
