@@ -10,10 +10,12 @@
 //! Prompt → word tokens → learnt text embedding → STDiT sampled with rectified-flow Euler steps
 //! and classifier-free guidance → 8 frames of 16×16 RGB (pixel space, no VAE) → GIF, upscaled ×8
 //! for viewing. The vocabulary is the dataset's: colours red/green/blue, shapes square/circle,
-//! directions left/right/up/down.
+//! directions left/right/up/down, and "moving". A prompt with any other word is rejected: the
+//! example prints the unknown words and the vocabulary and exits with status 1.
 
 use burn::tensor::{Tensor, backend::Backend};
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Instant;
 use vidgen_models::train::load_text_to_video;
 use vidgen_models::write_gif;
@@ -37,7 +39,17 @@ fn upscale<B2: Backend>(video: Tensor<B2, 4>) -> Tensor<B2, 4> {
         .reshape([c, t, h * UPSCALE, w * UPSCALE])
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let prompt = args
         .first()
@@ -55,6 +67,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         assets.join("tiny_stdit.safetensors"),
         &device,
     )?;
+    // Unknown words would be dropped by `generate`; reject them instead.
+    pipeline.tokenizer.try_encode(&prompt)?;
     let options = config.generate_options(0);
     let video = pipeline.generate(&[prompt.as_str()], &options, &device)?;
     let [_, c, t, h, w] = video.dims();

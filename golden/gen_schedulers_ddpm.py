@@ -8,8 +8,13 @@ DDIMScheduler.
   denoiser written identically in the Rust test, and the noise of every step. Each case carries the
   scheduler's own `to_json_string()` in its metadata, which the Rust test loads as its config.
 - sched_ddpm_training: add_noise and get_velocity.
+- sched_ddim_diffusers_exact: DDIM trajectories where diffusers' previous timestep
+  `t - num_train_timesteps // num_inference_steps` is not the next entry of its timestep table
+  (trailing spacing with n not dividing N; linspace; leading with a steps_offset that keeps the
+  last previous timestep >= 0), for vidgen's `PrevTimestep::Diffusers` mode.
 
-Run: python golden/gen_schedulers_ddpm.py
+Run: python golden/gen_schedulers_ddpm.py              (every fixture)
+     python golden/gen_schedulers_ddpm.py diffusers_exact   (only the named ones)
 """
 
 from __future__ import annotations
@@ -230,8 +235,52 @@ def training() -> None:
     save("sched_ddpm_training", tensors, GEN, seed, cases=",".join(cases))
 
 
+ZSNR_V = dict(
+    prediction_type="v_prediction",
+    beta_schedule="scaled_linear",
+    beta_start=0.00085,
+    beta_end=0.012,
+    rescale_betas_zero_snr=True,
+    timestep_spacing="trailing",
+    clip_sample=False,
+)
+# name -> (config kwargs, steps, eta). In each, some step's diffusers previous timestep is not the
+# next table entry: trailing 9 steps: 555 -> 444 (table: 443); linspace 4 steps
+# [999, 666, 333, 0]: 999 -> 749, 666 -> 416, 333 -> 83, and 0 -> -250 < 0, so final_alpha_cumprod
+# (alphas_cumprod[0], set_alpha_to_one=False); leading 9 steps + offset 111 [999, ..., 111]: the
+# last step goes to 0 >= 0, so alphas_cumprod[0] although set_alpha_to_one=True.
+DIFFUSERS_EXACT_CASES = {
+    "ddim_trailing9_zsnr_v": (ZSNR_V, 9, 0.0),
+    "ddim_trailing9_zsnr_v_eta1": (ZSNR_V, 9, 1.0),
+    "ddim_linspace4_eps_noone_eta05": (
+        dict(timestep_spacing="linspace", set_alpha_to_one=False, clip_sample=False),
+        4,
+        0.5,
+    ),
+    "ddim_leading9_off111_eps": (dict(steps_offset=111, clip_sample=False), 9, 0.0),
+}
+
+
+def diffusers_exact() -> None:
+    seed = 24
+    seed_everything(seed)
+    tensors, params = {}, {}
+    for name, (kw, steps, eta) in DIFFUSERS_EXACT_CASES.items():
+        trajectory(name, DDIMScheduler, kw, steps, eta, tensors, params)
+    params["cases"] = ",".join(DIFFUSERS_EXACT_CASES)
+    save("sched_ddim_diffusers_exact", tensors, GEN, seed, **params)
+
+
+GENERATORS = {
+    "tables": tables,
+    "trajectories": trajectories,
+    "training": training,
+    "diffusers_exact": diffusers_exact,
+}
+
 if __name__ == "__main__":
+    import sys
+
     torch.set_grad_enabled(False)
-    tables()
-    trajectories()
-    training()
+    for name in sys.argv[1:] or GENERATORS:
+        GENERATORS[name]()

@@ -3,10 +3,12 @@
 //! shapes × 4 directions, 16 Euler steps, guidance 4, fixed noise), and for every direction the
 //! centroid of the prompted colour travels at least half the dataset's distance along it, more
 //! than twice as far as across it, with the shape visible in every frame; and each square covers
-//! more pixels than the circle of the same colour and direction.
+//! more pixels than the circle of the same colour and direction. A prompt with words outside the
+//! vocabulary is rejected with an error naming them.
 
 use std::path::Path;
-use vidgen_models::data::{Direction, Shape};
+use vidgen_models::ModelError;
+use vidgen_models::data::{Colour, Direction, Shape, VOCAB, label, tokenizer};
 use vidgen_models::train::{TinyTrainConfig, check_motion, load_text_to_video};
 use vidgen_testing::Flex;
 
@@ -72,4 +74,41 @@ fn shipped_checkpoint_moves_the_shape_in_the_prompted_direction() {
             circle.label
         );
     }
+}
+
+#[test]
+fn prompts_outside_the_vocabulary_are_rejected_by_name() {
+    // The tokenizer `load_text_to_video` pairs with the shipped checkpoint.
+    let tok = tokenizer();
+    for colour in Colour::ALL {
+        for shape in Shape::ALL {
+            for direction in Direction::ALL {
+                let prompt = label(colour, shape, direction);
+                let (_, len) = tok.try_encode(&prompt).unwrap();
+                assert_eq!(len, 4, "{prompt}");
+                assert_eq!(tok.try_encode(&prompt).unwrap(), tok.encode(&prompt));
+            }
+        }
+    }
+    let err = tok
+        .try_encode("purple triangle moving sideways")
+        .unwrap_err();
+    let ModelError::UnknownWords { words, vocab } = &err else {
+        panic!("expected UnknownWords, got {err:?}");
+    };
+    assert_eq!(words, &["purple", "triangle", "sideways"]);
+    assert_eq!(vocab, &VOCAB);
+    let message = err.to_string();
+    for word in [
+        "\"purple\"",
+        "\"triangle\"",
+        "\"sideways\"",
+        "circle",
+        "moving",
+    ] {
+        assert!(message.contains(word), "{message}");
+    }
+    // The lenient mode keeps "moving" and reports the rest.
+    let lenient = tok.encode_lenient("purple triangle moving sideways");
+    assert_eq!((lenient.len, &lenient.dropped), (1, words));
 }

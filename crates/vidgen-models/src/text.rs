@@ -12,15 +12,33 @@ use std::path::Path;
 
 /// Id of the padding token; padded positions are masked out of cross-attention.
 pub const PAD_ID: usize = 0;
-/// Id of words outside the vocabulary.
+/// Id reserved for words outside the vocabulary (a row of every text embedding). The tokenizer
+/// never emits it: [`WordTokenizer::try_encode`] rejects unknown words, the lenient
+/// [`WordTokenizer::encode`] drops them.
 pub const UNK_ID: usize = 1;
 
 /// A word-level tokenizer over a fixed vocabulary: lower-cases, splits on non-alphanumerics, maps
 /// each word to its index (`+ 2`, after `<pad>` and `<unk>`), pads or truncates to `max_len`.
+///
+/// Words outside the vocabulary are an error in [`try_encode`](Self::try_encode) /
+/// [`try_encode_batch`](Self::try_encode_batch) ([`ModelError::UnknownWords`], naming them and
+/// the vocabulary). The lenient [`encode`](Self::encode) / [`encode_batch`](Self::encode_batch)
+/// drop them; [`encode_lenient`](Self::encode_lenient) says which it dropped, so a caller can warn.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WordTokenizer {
     vocab: Vec<String>,
     max_len: usize,
+}
+
+/// A prompt encoded by [`WordTokenizer::encode_lenient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids, padded with [`PAD_ID`] to `max_len`.
+    pub ids: Vec<usize>,
+    /// Number of real tokens (at most `max_len`).
+    pub len: usize,
+    /// Words outside the vocabulary, dropped, in prompt order (repeats kept once).
+    pub dropped: Vec<String>,
 }
 
 impl WordTokenizer {
@@ -46,43 +64,99 @@ impl WordTokenizer {
         self.vocab.len() + 2
     }
 
+    /// The words, in id order (word `k` has id `k + 2`).
+    pub fn vocab(&self) -> &[String] {
+        &self.vocab
+    }
+
     /// Sequence length of every encoded prompt.
     pub fn max_len(&self) -> usize {
         self.max_len
     }
 
-    /// Token ids of one prompt, padded with [`PAD_ID`] to `max_len`, and the number of real tokens.
-    pub fn encode(&self, prompt: &str) -> (Vec<usize>, usize) {
-        let mut ids: Vec<usize> = prompt
+    /// Lenient encoding: the ids of the prompt's known words, padded with [`PAD_ID`] to `max_len`
+    /// (truncated after `max_len` known words), and the unknown words it dropped.
+    pub fn encode_lenient(&self, prompt: &str) -> Encoded {
+        let (mut ids, mut dropped) = (Vec::new(), Vec::<String>::new());
+        for word in prompt
             .to_lowercase()
             .split(|c: char| !c.is_alphanumeric())
             .filter(|w| !w.is_empty())
-            .map(|w| {
-                self.vocab
-                    .iter()
-                    .position(|v| v == w)
-                    .map_or(UNK_ID, |i| i + 2)
-            })
-            .take(self.max_len)
-            .collect();
+        {
+            match self.vocab.iter().position(|v| v == word) {
+                Some(i) => ids.push(i + 2),
+                None if !dropped.iter().any(|d| d == word) => dropped.push(word.to_owned()),
+                None => {}
+            }
+        }
+        ids.truncate(self.max_len);
         let len = ids.len();
         ids.resize(self.max_len, PAD_ID);
+        Encoded { ids, len, dropped }
+    }
+
+    /// Token ids of one prompt, padded with [`PAD_ID`] to `max_len`, and the number of real tokens.
+    ///
+    /// # Errors
+    /// [`ModelError::UnknownWords`] naming every word outside the vocabulary, and the vocabulary.
+    pub fn try_encode(&self, prompt: &str) -> Result<(Vec<usize>, usize), ModelError> {
+        let Encoded { ids, len, dropped } = self.encode_lenient(prompt);
+        if dropped.is_empty() {
+            Ok((ids, len))
+        } else {
+            Err(ModelError::UnknownWords {
+                words: dropped,
+                vocab: self.vocab.clone(),
+            })
+        }
+    }
+
+    /// Lenient [`try_encode`](Self::try_encode): words outside the vocabulary are dropped without
+    /// a word (use [`encode_lenient`](Self::encode_lenient) to learn which).
+    pub fn encode(&self, prompt: &str) -> (Vec<usize>, usize) {
+        let Encoded { ids, len, .. } = self.encode_lenient(prompt);
         (ids, len)
     }
 
     /// Token ids `[N, max_len]` and valid lengths of a batch of prompts.
+    ///
+    /// # Errors
+    /// [`ModelError::UnknownWords`] for the first prompt with words outside the vocabulary.
+    pub fn try_encode_batch<B: Backend>(
+        &self,
+        prompts: &[&str],
+        device: &B::Device,
+    ) -> Result<(Tensor<B, 2, Int>, Vec<usize>), ModelError> {
+        let encoded = prompts
+            .iter()
+            .map(|p| self.try_encode(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self.batch(encoded, device))
+    }
+
+    /// Lenient [`try_encode_batch`](Self::try_encode_batch): unknown words are dropped, as in
+    /// [`encode`](Self::encode).
     pub fn encode_batch<B: Backend>(
         &self,
         prompts: &[&str],
         device: &B::Device,
     ) -> (Tensor<B, 2, Int>, Vec<usize>) {
-        let (mut ids, mut lens) = (Vec::new(), Vec::new());
-        for p in prompts {
-            let (i, l) = self.encode(p);
+        let encoded = prompts.iter().map(|p| self.encode(p)).collect();
+        self.batch(encoded, device)
+    }
+
+    fn batch<B: Backend>(
+        &self,
+        encoded: Vec<(Vec<usize>, usize)>,
+        device: &B::Device,
+    ) -> (Tensor<B, 2, Int>, Vec<usize>) {
+        let n = encoded.len();
+        let (mut ids, mut lens) = (Vec::with_capacity(n * self.max_len), Vec::with_capacity(n));
+        for (i, l) in encoded {
             ids.extend(i.into_iter().map(|v| v as i64));
             lens.push(l);
         }
-        let data = TensorData::new(ids, [prompts.len(), self.max_len]);
+        let data = TensorData::new(ids, [n, self.max_len]);
         (Tensor::from_data(data, device), lens)
     }
 }
@@ -174,21 +248,71 @@ mod tests {
     use vidgen_testing::Flex;
 
     #[test]
-    fn tokenizes_pads_and_maps_unknown_words() {
+    fn tokenizes_and_pads() {
         let tok = WordTokenizer::new(&["red", "square", "moving", "right"], 5).unwrap();
         assert_eq!(tok.vocab_size(), 6);
+        assert_eq!(
+            tok.try_encode("Red square, moving RIGHT").unwrap(),
+            (vec![2, 3, 4, 5, 0], 4)
+        );
         assert_eq!(
             tok.encode("Red square, moving RIGHT"),
             (vec![2, 3, 4, 5, 0], 4)
         );
-        assert_eq!(tok.encode("blue square"), (vec![1, 3, 0, 0, 0], 2));
-        assert_eq!(tok.encode("red red red red red red").1, 5);
-        let (ids, lens) = tok.encode_batch::<Flex>(&["red", "square right"], &Default::default());
+        assert_eq!(tok.try_encode("red red red red red red").unwrap().1, 5);
+        assert_eq!(tok.try_encode("").unwrap(), (vec![0; 5], 0));
+        let (ids, lens) = tok
+            .try_encode_batch::<Flex>(&["red", "square right"], &Default::default())
+            .unwrap();
         assert_eq!(ids.dims(), [2, 5]);
         assert_eq!(lens, vec![1, 2]);
         assert!(matches!(
             WordTokenizer::new::<&str>(&[], 4),
             Err(ModelError::Zero { field: "vocab" })
         ));
+    }
+
+    #[test]
+    fn unknown_words_are_an_error_naming_them_and_the_vocabulary() {
+        let tok = WordTokenizer::new(&["red", "square", "moving", "right"], 4).unwrap();
+        let err = tok
+            .try_encode("Purple square moving sideways, purple")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ModelError::UnknownWords {
+                words: vec!["purple".into(), "sideways".into()],
+                vocab: tok.vocab().to_vec(),
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "2 word(s) outside the vocabulary: \"purple\", \"sideways\"; \
+             known words: red, square, moving, right"
+        );
+        let batch = tok.try_encode_batch::<Flex>(&["red", "blue square"], &Default::default());
+        assert!(
+            matches!(batch, Err(ModelError::UnknownWords { ref words, .. }) if words == &["blue"])
+        );
+    }
+
+    #[test]
+    fn lenient_encoding_drops_and_reports_unknown_words() {
+        let tok = WordTokenizer::new(&["red", "square", "moving", "right"], 4).unwrap();
+        assert_eq!(
+            tok.encode_lenient("blue square, blue circle moving right red"),
+            Encoded {
+                ids: vec![3, 4, 5, 2],
+                len: 4,
+                dropped: vec!["blue".into(), "circle".into()],
+            }
+        );
+        assert_eq!(tok.encode("blue square"), (vec![3, 0, 0, 0], 1));
+        let (ids, lens) = tok.encode_batch::<Flex>(&["red", "blue"], &Default::default());
+        assert_eq!(ids.dims(), [2, 4]);
+        assert_eq!(lens, vec![1, 0]);
+        let none = tok.encode_lenient("red square");
+        assert!(none.dropped.is_empty());
+        assert_eq!((none.ids, none.len), tok.try_encode("red square").unwrap());
     }
 }

@@ -19,13 +19,24 @@
 //! `eta` is not part of diffusers' config (it is an argument of `DDIMScheduler.step`); here it is
 //! an explicit argument of [`DdimConfig::init`], fixed for the whole schedule.
 //!
-//! Divergences from diffusers: the previous timestep is the next entry of the timestep table
-//! (`timesteps()[i + 1]`), where diffusers computes `t − ⌊N/n⌋`. The two agree for `leading`
-//! spacing and for `trailing` when `n` divides `N`; for `linspace` (and `trailing` with other
-//! `n`) diffusers steps to timesteps that are not in its own table, which this does not
-//! reproduce. diffusers' `DDIMScheduler` rejects the `sigmoid` beta schedule; this accepts it
-//! (the same betas as DDPM's). Also: explicit step index, f64 schedule math, caller noise, typed
-//! errors, and `√(1−ᾱ_{t'}−σ_t²)` taken of `max(·, 0)`.
+//! The previous timestep `t'` ([`PrevTimestep`], config key `prev_timestep`) is by default the
+//! next entry of the timestep table (`timesteps()[i + 1]`; after the last step, none). diffusers
+//! computes `t' = t − ⌊N/n⌋` and takes `final_alpha_cumprod` when that is negative
+//! ([`PrevTimestep::Diffusers`] reproduces this). The two agree for `leading` spacing (unless
+//! `steps_offset ≥ ⌊N/n⌋`, where diffusers' last step goes to `ᾱ_{offset−⌊N/n⌋}` instead of the
+//! final `ᾱ`) and for `trailing` when `n` divides `N`. Elsewhere diffusers steps to timesteps that
+//! are not in its own table: `trailing` with 9 of 1000 steps goes 555 → 444 and then evaluates the
+//! model at 443; `linspace` with 4 steps goes 999 → 749 and evaluates at 666. The sample then
+//! carries the noise level of one timestep while the model is told another. The table is the
+//! default because it keeps the two equal at every step and ends exactly on the last table entry
+//! (then on `final_alpha_cumprod`), as Song et al.'s sub-sequence sampling prescribes; choose
+//! `diffusers` to reproduce a diffusers pipeline's numbers (for a 9-step zero-SNR trailing
+//! v-prediction schedule the two trajectories differ by up to 4.5e−4 with η = 0, 3.5e−3 with
+//! η = 1; with `linspace` they are different samplers).
+//!
+//! Other divergences from diffusers: its `DDIMScheduler` rejects the `sigmoid` beta schedule;
+//! this accepts it (the same betas as DDPM's). Also: explicit step index, f64 schedule math,
+//! caller noise, typed errors, and `√(1−ᾱ_{t'}−σ_t²)` taken of `max(·, 0)`.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -47,15 +58,27 @@
 
 use crate::betas::BetaSchedule;
 use crate::common::{PredictionType, Sampler};
-use crate::config::{ConfigEnum, SchedulerConfig};
+use crate::config::{ConfigEnum, SchedulerConfig, config_enum};
 use crate::ddpm::shared::{self, TableFields, X0Rule};
 use crate::ddpm::{DiscreteNoising, TimestepSpacing};
 use crate::error::{SchedulerError, non_negative, step_in_range};
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
 
+config_enum! {
+    /// How [`Ddim`] picks the timestep `t'` a step goes to (see the [module docs](self)).
+    pub enum PrevTimestep {
+        /// The next entry of the timestep table; after the last step, `final_alpha_cumprod`.
+        Table = "table",
+        /// diffusers' `t − ⌊num_train_timesteps / num_inference_steps⌋`; `final_alpha_cumprod`
+        /// when that is negative.
+        Diffusers = "diffusers",
+    }
+}
+
 /// Configuration of [`Ddim`]: diffusers' `DDIMScheduler` keys and defaults, so a diffusers
-/// `scheduler_config.json` loads with [`SchedulerConfig::from_json`].
+/// `scheduler_config.json` loads with [`SchedulerConfig::from_json`], plus `prev_timestep`, which
+/// diffusers does not have.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(default)]
 pub struct DdimConfig {
@@ -89,6 +112,9 @@ pub struct DdimConfig {
     pub timestep_spacing: TimestepSpacing,
     /// Rescale betas to zero terminal SNR (Lin et al. 2023, Algorithm 1). Default false.
     pub rescale_betas_zero_snr: bool,
+    /// Where each step goes: the next table entry, or diffusers' `t − ⌊N/n⌋`. Not a diffusers
+    /// key (diffusers always does the latter). Default `table`.
+    pub prev_timestep: PrevTimestep,
 }
 
 impl Default for DdimConfig {
@@ -109,6 +135,7 @@ impl Default for DdimConfig {
             sample_max_value: 1.0,
             timestep_spacing: TimestepSpacing::Leading,
             rescale_betas_zero_snr: false,
+            prev_timestep: PrevTimestep::Table,
         }
     }
 }
@@ -119,6 +146,7 @@ impl SchedulerConfig for DdimConfig {
         ("beta_schedule", BetaSchedule::NAMES),
         ("prediction_type", PredictionType::NAMES),
         ("timestep_spacing", TimestepSpacing::NAMES),
+        ("prev_timestep", PrevTimestep::NAMES),
     ];
 
     fn validate(&self) -> Result<(), SchedulerError> {
@@ -217,9 +245,17 @@ impl Ddim {
         self.final_alpha_cumprod
     }
 
-    /// The timestep after step `i` (`None` after the last step).
+    /// The timestep step `i` goes to, by the config's [`PrevTimestep`]; `None` where the step
+    /// goes to `final_alpha_cumprod` (after the last step, or where diffusers' `t − ⌊N/n⌋` is
+    /// negative).
     pub fn prev_timestep(&self, i: usize) -> Option<usize> {
-        self.timesteps.get(i + 1).copied()
+        match self.config.prev_timestep {
+            PrevTimestep::Table => self.timesteps.get(i + 1).copied(),
+            PrevTimestep::Diffusers => {
+                let ratio = self.config.num_train_timesteps / self.timesteps.len();
+                self.timesteps.get(i)?.checked_sub(ratio)
+            }
+        }
     }
 
     /// `(ᾱ_t, ᾱ_{t'})` at step `i`.
@@ -331,5 +367,67 @@ mod tests {
             c.init(4, -0.5).unwrap_err(),
             SchedulerError::OutOfDomain { field: "eta", .. }
         ));
+    }
+
+    #[test]
+    fn prev_timestep_table_vs_diffusers() {
+        let table = DdimConfig {
+            timestep_spacing: TimestepSpacing::Trailing,
+            ..Default::default()
+        };
+        let diffusers = DdimConfig {
+            prev_timestep: PrevTimestep::Diffusers,
+            ..table.clone()
+        };
+        let prevs = |c: &DdimConfig, n: usize| {
+            let d = c.init(n, 0.0).unwrap();
+            (0..n).map(|i| d.prev_timestep(i)).collect::<Vec<_>>()
+        };
+        // Trailing 9 of 1000: [999, 888, 777, 666, 555, 443, 332, 221, 110]; ⌊1000/9⌋ = 111.
+        let (t, d) = (prevs(&table, 9), prevs(&diffusers, 9));
+        assert_eq!(t[4], Some(443));
+        assert_eq!(d[4], Some(444));
+        assert_eq!((t[8], d[8]), (None, None)); // 110 − 111 < 0: final_alpha_cumprod
+        assert!((0..9).filter(|&i| i != 4).all(|i| t[i] == d[i]));
+        // n divides N: identical.
+        assert_eq!(prevs(&table, 8), prevs(&diffusers, 8));
+        // Leading with steps_offset ≥ ⌊N/n⌋: diffusers' last step goes to timestep 0.
+        let offset = DdimConfig {
+            steps_offset: 111,
+            prev_timestep: PrevTimestep::Diffusers,
+            ..Default::default()
+        };
+        assert_eq!(prevs(&offset, 9)[8], Some(0));
+        assert_eq!(offset.init(9, 0.0).unwrap().prev_timestep(9), None);
+    }
+
+    #[test]
+    fn prev_timestep_config_key() {
+        // Absent (a diffusers file): the table.
+        let loaded = DdimConfig::from_json(r#"{"_class_name": "DDIMScheduler"}"#).unwrap();
+        assert_eq!(loaded.config.prev_timestep, PrevTimestep::Table);
+        assert!(loaded.unknown_keys.is_empty());
+        let c = DdimConfig {
+            prev_timestep: PrevTimestep::Diffusers,
+            ..Default::default()
+        };
+        let json = c.to_json();
+        assert!(json.contains(r#""prev_timestep": "diffusers""#), "{json}");
+        assert_eq!(DdimConfig::from_json(&json).unwrap().strict().unwrap(), c);
+        let err = DdimConfig::from_json(r#"{"prev_timestep": "next"}"#).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                SchedulerError::UnknownVariant { field, value, expected }
+                    if field == "prev_timestep" && value == "next" && *expected == ["table", "diffusers"]
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("next"), "{err}");
+        assert_eq!(
+            "diffusers".parse::<PrevTimestep>().unwrap(),
+            PrevTimestep::Diffusers
+        );
+        assert_eq!(PrevTimestep::Table.name(), "table");
     }
 }

@@ -1,12 +1,14 @@
 //! DDPM and DDIM against diffusers 0.42.1 (`golden/gen_schedulers_ddpm.py`): timestep and ᾱ
 //! tables for every beta schedule × spacing × step count, full sampling trajectories with a
 //! deterministic fake denoiser, and the training-side `add_noise` / `get_velocity`. Whole tables
-//! and tensors are compared element by element.
+//! and tensors are compared element by element. DDIM's `prev_timestep = diffusers` mode is checked
+//! on schedules where diffusers' `t − ⌊N/n⌋` leaves the timestep table
+//! (`sched_ddim_diffusers_exact`), where the default table mode must differ.
 
 use burn::tensor::{ElementConversion, Tensor, TensorData, backend::Backend};
 use vidgen_schedulers::DiscreteNoising;
 use vidgen_schedulers::betas::BetaSchedule;
-use vidgen_schedulers::ddim::DdimConfig;
+use vidgen_schedulers::ddim::{DdimConfig, PrevTimestep};
 use vidgen_schedulers::ddpm::{DdpmConfig, TimestepSpacing, VarianceType};
 use vidgen_schedulers::{ConfigEnum, Sampler, SchedulerConfig};
 use vidgen_testing::{Golden, Tolerance, assert_close, assert_close_data, backend_tests};
@@ -248,6 +250,53 @@ fn trajectories_match_diffusers<B: Backend>(device: &B::Device) {
     }
 }
 
+/// Largest `|a − b|`.
+fn max_abs_diff<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> f32 {
+    (a - b).abs().max().into_scalar().elem()
+}
+
+/// The smallest gap between table-mode and diffusers trajectories that counts as "different":
+/// twice the TRAJECTORY allowance. Measured with the diffusers mode within 1.1e-6 (trailing) to
+/// 1.2e-4 absolute / 4.8e-7 relative (leading, |x| ~ 250) of diffusers, the table mode is off by
+/// 4.5e-4 (trailing 9, η 0), 3.5e-3 (η 1), 9.7e-3 (leading + offset 111: final ᾱ 1 vs ᾱ_0) and
+/// 2.5e2 (linspace 4, whose steps all leave the table).
+const MODES_DIFFER: f32 = 2e-4;
+
+fn diffusers_prev_timestep_matches_diffusers<B: Backend>(device: &B::Device) {
+    let g = golden("sched_ddim_diffusers_exact.safetensors");
+    for case in g.meta("cases").unwrap().split(',') {
+        let json = g.meta(&format!("{case}.config")).unwrap();
+        let steps = g.meta_f64(&format!("{case}.steps")) as usize;
+        let eta = g.meta_f64(&format!("{case}.eta"));
+        // diffusers' file has no `prev_timestep`: it loads as the default table mode.
+        let table = DdimConfig::from_json(json).unwrap().strict().unwrap();
+        assert_eq!(table.prev_timestep, PrevTimestep::Table);
+        let exact = DdimConfig {
+            prev_timestep: PrevTimestep::Diffusers,
+            ..table.clone()
+        };
+        let exact = exact.init(steps, eta).unwrap();
+        let expected_ts: Tensor<B, 1> = g.tensor(&format!("{case}.timesteps"), device);
+        assert_close_data(
+            &host_usize(exact.timesteps()),
+            &expected_ts.into_data(),
+            Tolerance::EXACT,
+        );
+        let expected: Tensor<B, 4> = g.tensor(&format!("{case}.traj"), device);
+        eprintln!("diffusers-exact trajectory {case}:");
+        let actual = trajectory::<_, B>(&exact, &g, case, VarianceType::FixedSmall, device);
+        assert_close(actual, expected.clone(), TRAJECTORY);
+        let table = table.init(steps, eta).unwrap();
+        let by_table = trajectory::<_, B>(&table, &g, case, VarianceType::FixedSmall, device);
+        let gap = max_abs_diff(by_table, expected);
+        eprintln!("table-mode trajectory {case}: max |table − diffusers| = {gap:.3e}");
+        assert!(
+            gap > MODES_DIFFER,
+            "{case}: table mode within {gap:e} of diffusers"
+        );
+    }
+}
+
 fn add_noise_and_velocity_match_diffusers<B: Backend>(device: &B::Device) {
     let g = golden("sched_ddpm_training.safetensors");
     let x0: Tensor<B, 3> = g.tensor("x0", device);
@@ -324,6 +373,7 @@ fn training_batch_targets<B: Backend>(device: &B::Device) {
 
 backend_tests!(
     trajectories_match_diffusers,
+    diffusers_prev_timestep_matches_diffusers,
     add_noise_and_velocity_match_diffusers,
     training_batch_targets
 );

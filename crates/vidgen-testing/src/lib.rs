@@ -8,12 +8,15 @@
 //!   backend always, and for `ndarray`, `cuda` and `wgpu` when this crate's features of those names
 //!   are on.
 //!
+//! - [`fuzz`]: a deterministic mutation fuzzer for file loaders (safetensors and JSON inputs).
+//!
 //! Rust tests never run Python: fixtures are committed under `golden/fixtures/`.
 
 #![warn(missing_docs)]
 
 mod backends;
 mod close;
+pub mod fuzz;
 mod golden;
 
 pub use backends::*;
