@@ -1,7 +1,9 @@
 //! Full multi-head attention: the fused path (`burn::tensor::module::attention`) against the
 //! naive reference on odd lengths with key-padding, causal and cross-attention masks; golden
-//! parity with PyTorch SDPA in Open-Sora's `Attention` / `MultiHeadCrossAttention`
-//! (`golden/gen_attention_full.py`); config errors.
+//! parity with Open-Sora v1.2.0's own `Attention` / `MultiHeadCrossAttention` (`blocks.py`, with
+//! rotary-embedding-torch's RoPE; `golden/gen_attention_full.py`), where the causal case, which
+//! upstream lacks, is torch SDPA with `is_causal` on upstream's q, k, v and the key-padding case
+//! is upstream's packed block-diagonal cross-attention; config errors.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Tensor, TensorData};
@@ -13,8 +15,10 @@ use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, ba
 /// Fused kernel vs reference: the same f32 math in a different order (Flex's kernel fuses the
 /// scale, mask and an online softmax), so only rounding differs.
 const FUSED_VS_REFERENCE: Tolerance = Tolerance::new("FUSED_VS_REFERENCE", 1e-5, 1e-4);
-/// Whole attention block (projections, RMSNorm, RoPE, SDPA, proj) against PyTorch in f32.
-const ATTENTION_BLOCK: Tolerance = Tolerance::BLOCK;
+/// Whole attention block (projections, RMSNorm, RoPE, attention, proj) in f32 against upstream
+/// run in f64 (its RMSNorm and softmax in f32). Measured on Flex: max abs error 1.5e-7 (self,
+/// causal), 6e-8 (cross): at most 0.08 of this allowance.
+const ATTENTION_BLOCK: Tolerance = Tolerance::new("ATTENTION_BLOCK", 1e-6, 1e-5);
 
 /// Deterministic values in [-2, 2) from an LCG (no backend RNG state involved).
 fn det<B: Backend, const D: usize>(

@@ -1,5 +1,6 @@
 //! STDiT spatial / temporal attention: layout helpers invert each other exactly and move the
-//! right tokens; golden parity with Open-Sora-style torch modules (`golden/gen_attention_full.py`);
+//! right tokens; golden parity with the spatial and temporal `Attention` of Open-Sora v1.2.0's
+//! `STDiT3Block` (temporal RoPE from rotary-embedding-torch; `golden/gen_attention_full.py`);
 //! fused vs reference on odd grids; T = 1 reduces to spatial attention; config and grid errors.
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
@@ -10,8 +11,10 @@ use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
 
 /// Fused kernel vs reference: same f32 math, different summation order.
 const FUSED_VS_REFERENCE: Tolerance = Tolerance::new("FUSED_VS_REFERENCE", 1e-5, 1e-4);
-/// Attention block against PyTorch in f32 (projections, RMSNorm, RoPE, SDPA, proj).
-const ATTENTION_BLOCK: Tolerance = Tolerance::BLOCK;
+/// Attention block in f32 (projections, RMSNorm, RoPE, attention, proj) against upstream run in
+/// f64 (its RMSNorm and softmax in f32). Measured on Flex: max abs error 1.2e-7 (spatial,
+/// temporal), 4.8e-7 (residual pair, values up to a few units): at most 0.13 of this allowance.
+const ATTENTION_BLOCK: Tolerance = Tolerance::new("ATTENTION_BLOCK", 1e-6, 1e-5);
 
 fn det<B: Backend, const D: usize>(
     shape: [usize; D],
