@@ -4,7 +4,7 @@ load time and peak memory (`examples/opensora_load.rs`). Not a fixture: never co
 
 The key names and shapes come from upstream's own `STDiT3` built with the XL config (on the CPU:
 ~5 GB while it runs), loaded from the Open-Sora snapshot as `golden/gen_opensora_stdit3.py`
-does; the values are seeded normals.
+does; the values are seeded normals (but `rope.freqs`, upstream's fixed frequencies).
 
     golden/.venv/bin/python bench/make_stdit3_xl_bf16.py /tmp/stdit3_xl_bf16
 """
@@ -43,8 +43,11 @@ def main() -> None:
     os.makedirs(out, exist_ok=True)
     model.config.to_json_file(os.path.join(out, "config.json"))
     g = torch.Generator().manual_seed(0)
+    # `rope.freqs` holds the fixed RoPE frequencies θ^(−2k/d), which the loader checks: kept.
     tensors = {
-        key: (torch.randn(t.shape, generator=g) * 0.02).to(torch.bfloat16)
+        key: (t if key == "rope.freqs" else torch.randn(t.shape, generator=g) * 0.02).to(
+            torch.bfloat16
+        )
         for key, t in model.state_dict().items()
     }
     del model

@@ -23,6 +23,8 @@ mod load;
 mod sample;
 
 pub use config::{UPSTREAM_MAX_FRAMES, UpstreamConfigReport};
-pub use io::{ForwardSummary, forward_files, read_forward_inputs, write_safetensors};
+pub use io::{
+    ForwardSummary, forward_files, read_captions, read_forward_inputs, write_safetensors,
+};
 pub use load::{STDIT3_KEY_MAP, load_stdit3_dir, load_stdit3_weights, stdit3_checkpoint_files};
 pub use sample::{SampleSummary, Stdit3Prompt, sample_files, sample_stdit3};

@@ -182,7 +182,10 @@ impl Source<'_> {
         module: &mut M,
         tensors: Vec<FileTensor>,
     ) -> Result<usize, CheckpointError> {
-        let expected = expected_tensors(module);
+        // Shapes and dtypes are read from a throwaway clone: reading them initialises a lazily
+        // built module's parameters, which would otherwise stay alive next to the loaded copy
+        // (a clone of an uninitialised parameter is uninitialised, so `module` stays lazy).
+        let expected = expected_tensors(&module.clone());
         let snapshots = self.check(tensors, &expected)?;
         let mut candidate = module.clone();
         let result = candidate.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);

@@ -312,6 +312,29 @@ pub fn read_forward_inputs<B: Backend>(
     Ok(input)
 }
 
+/// Reads precomputed T5 caption embeddings: `y` `[B, 1, N, C_cap]` (or `[B, N, C_cap]`) and an
+/// optional `mask` `[B, N]` (nonzero = valid token), as Open-Sora's text encoder returns them.
+/// Returns `y` as `[B, N, C_cap]`.
+///
+/// # Errors
+/// [`ModelError::Io`] / [`ModelError::Parse`] naming the file if it cannot be read or is not
+/// safetensors; [`ModelError::MissingTensor`] for a missing `y`; [`ModelError::Parse`] naming the
+/// file and key for a wrong rank or batch or a non-finite value.
+#[allow(clippy::type_complexity)]
+pub fn read_captions<B: Backend>(
+    path: impl AsRef<Path>,
+    device: &B::Device,
+) -> Result<(Tensor<B, 3>, Option<Tensor<B, 2, Bool>>), ModelError> {
+    let file = read_inputs_file(path.as_ref(), "")?;
+    let batch = file
+        .optional("y")?
+        .map(|v| v.shape.first().copied().unwrap_or(0))
+        .unwrap_or(0);
+    let y = file.captions::<B>("y", batch, device)?;
+    let mask = file.caption_mask::<B>("mask", batch, device)?;
+    Ok((y, mask))
+}
+
 /// What [`forward_files`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForwardSummary {
