@@ -128,13 +128,12 @@ fn stdit3_config() {
     use vidgen_models::stdit::StditConfig;
     let valid = std::fs::read(stdit3_fixture("config.json")).unwrap();
     let device = Default::default();
-    let report = fuzz::run(
+    let report = fuzz::run_json(
         "StditConfig::from_upstream_config",
         fuzz::cases(2000),
         0x5c3,
-        |i, s| fuzz::mutate_json(&valid, i, s),
-        |bytes| {
-            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        &valid,
+        |text| {
             let (config, _) = StditConfig::from_upstream_config(text).map_err(|e| e.to_string())?;
             config
                 .init::<Flex>(&device)

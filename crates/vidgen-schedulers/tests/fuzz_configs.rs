@@ -20,17 +20,10 @@ fn fuzz_config<C: SchedulerConfig>(
     build: impl Fn(&C) -> Result<(), vidgen_schedulers::SchedulerError>,
 ) {
     let valid = C::default().to_json().into_bytes();
-    let report = fuzz::run(
-        name,
-        fuzz::cases(2000),
-        SEED,
-        |i, s| fuzz::mutate_json(&valid, i, s),
-        |bytes| {
-            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-            let loaded = C::from_json(text).map_err(|e| e.to_string())?;
-            build(&loaded.config).map_err(|e| e.to_string())
-        },
-    );
+    let report = fuzz::run_json(name, fuzz::cases(2000), SEED, &valid, |text| {
+        let loaded = C::from_json(text).map_err(|e| e.to_string())?;
+        build(&loaded.config).map_err(|e| e.to_string())
+    });
     eprintln!("{report}");
     assert!(report.panics.is_empty(), "{report}");
     assert!(report.rejected > 0 && report.accepted > 0, "{report}");

@@ -551,6 +551,24 @@ pub fn run(
     report
 }
 
+/// [`run`] over [`mutate_json`] cases of `valid`, handing `load` the text (a case that is not
+/// UTF-8 counts as rejected without calling it): the fuzz loop of a JSON config reader.
+pub fn run_json(
+    name: &str,
+    cases: u64,
+    seed: u64,
+    valid: &[u8],
+    mut load: impl FnMut(&str) -> Result<(), String>,
+) -> FuzzReport {
+    run(
+        name,
+        cases,
+        seed,
+        |i, s| mutate_json(valid, i, s),
+        |bytes| load(std::str::from_utf8(bytes).map_err(|e| e.to_string())?),
+    )
+}
+
 /// Every float parameter of `module`, in visiting order, as raw bytes (for bit-identity checks).
 pub fn param_bytes<B: burn::tensor::backend::Backend, M: burn::module::Module<B>>(
     module: &M,

@@ -61,13 +61,12 @@ fn open_sora_vae_loader() {
 fn open_sora_vae_config() {
     let valid = std::fs::read(fixture_path("opensora_vae_tiny.json")).unwrap();
     let device = Default::default();
-    let report = fuzz::run(
+    let report = fuzz::run_json(
         "OpenSoraVaeConfig",
         fuzz::cases(2000),
         0xc0f,
-        |i, s| fuzz::mutate_json(&valid, i, s),
-        |bytes| {
-            let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+        &valid,
+        |text| {
             let config =
                 OpenSoraVaeConfig::from_json_str(text, "fuzz.json").map_err(|e| e.to_string())?;
             config
