@@ -74,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 2024,
         temperature: 1.0,
     };
-    let video = generate_video(&key_model, &interp_model, text, sampling, 7, &device);
+    let video = generate_video(&key_model, &interp_model, text, sampling, 7, &device)?;
     let elapsed = start.elapsed();
     report(&video, elapsed.as_secs_f64());
 
@@ -96,7 +96,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let plan = classify_tokens(&key_a, &key_b, GRID, 1, 0.2, 11);
     let mut dec = Decoder::new(&interp_model, sampling, &device);
-    let frames = interpolate(&mut dec, text, &key_a, &key_b, STRIDE - 1, &plan);
+    let frames = interpolate(&mut dec, text, &key_a, &key_b, STRIDE - 1, &plan)?;
     println!(
         "given key frames: {} frames interpolated with {} model calls for {} tokens \
          ({} different, {} unstable, {} inheritable per frame)",

@@ -18,7 +18,7 @@ use std::time::Instant;
 use vidgen_attention::key_padding_mask;
 use vidgen_models::lingen::{LinGenConfig, TextCondition, sample};
 use vidgen_models::{TextEmbedderConfig, WordTokenizer, write_gif};
-use vidgen_schedulers::{ClassifierFreeGuidance, NoiseGenerator, RectifiedFlowConfig};
+use vidgen_schedulers::{ClassifierFreeGuidance, FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -79,7 +79,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = NoiseGenerator::seed_from_u64(0);
     let noise = rng.normal::<B, 5>(LATENT, &device);
     let start = Instant::now();
-    let latent = sample(&model, &flow, noise, &cond, Some(&null), guidance, &mut rng)?;
+    let latent = sample(
+        &model,
+        &flow,
+        noise,
+        &cond,
+        Some(&null),
+        guidance,
+        &mut rng,
+        FiniteCheck::EveryStep,
+    )?;
     println!(
         "prompt {prompt:?}: sampled {:?} in {STEPS} steps (CFG {GUIDANCE}), {:.2} s",
         latent.dims(),

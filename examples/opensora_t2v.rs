@@ -35,7 +35,7 @@ use burn::tensor::{Distribution, Tensor};
 use vidgen::models::ModelError;
 use vidgen::models::opensora::{Stdit3Prompt, load_stdit3_dir, read_captions, sample_stdit3};
 use vidgen::models::stdit::{Stdit, StditConfig};
-use vidgen::schedulers::{NoiseGenerator, OpenSoraRflowConfig, PixelExtent};
+use vidgen::schedulers::{FiniteCheck, NoiseGenerator, OpenSoraRflowConfig, PixelExtent};
 use vidgen::vae::opensora::{OpenSoraVae, OpenSoraVaeConfig, load_open_sora_vae};
 
 #[cfg(feature = "cuda")]
@@ -218,8 +218,15 @@ fn run(args: &Args) -> Result<(), String> {
         fps: Tensor::full([batch], args.fps, &device),
         extent: PixelExtent::uniform(batch, height, width, frames),
     };
-    let z = sample_stdit3(&model, &sampler, z, &prompt, progress(Instant::now()))
-        .map_err(|e| e.to_string())?;
+    let z = sample_stdit3(
+        &model,
+        &sampler,
+        z,
+        &prompt,
+        progress(Instant::now()),
+        FiniteCheck::EveryStep,
+    )
+    .map_err(|e| e.to_string())?;
     let video = vae.decode(z, frames);
     let out = args.out.as_ref().expect("checked");
     let [_, c, t, h, w] = video.dims();

@@ -19,8 +19,8 @@ use burn::tensor::{Tensor, TensorData};
 use std::time::Instant;
 use vidgen_models::snap_fit::{EdmSolver, SnapFitCond, SnapFitConfig};
 use vidgen_models::{TextEmbedderConfig, WordTokenizer, write_gif};
-use vidgen_schedulers::NoiseGenerator;
 use vidgen_schedulers::edm::{Churn, EdmConfig, snap_video_sigma_in};
+use vidgen_schedulers::{FiniteCheck, NoiseGenerator};
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -83,6 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &sigmas,
         Churn::NONE,
         &mut rng,
+        FiniteCheck::EveryStep,
     )?;
     let elapsed = start.elapsed();
     println!(

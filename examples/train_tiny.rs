@@ -1,24 +1,32 @@
 //! Trains a tiny text-to-video STDiT (d_model 64, depth 2, 4 heads, pixel space 8×16×16 RGB) on
-//! the procedural moving-shapes dataset with rectified flow, through burn-train, on the CPU.
+//! the procedural moving-shapes data with rectified flow, through burn-train, on the CPU.
 //!
 //! ```text
 //! cargo run --release --example train_tiny                      # 6000 steps into $TMP/train_tiny
 //! cargo run --release --example train_tiny -- 300 out_dir       # steps, output directory
 //! cargo run --release --example train_tiny -- 300 out_dir my.json  # and a TinyTrainConfig JSON
+//! cargo run --release --example train_tiny -- --resume out_dir  # continue a stopped run
 //! ```
 //!
+//! Every `checkpoint_every` steps (500 by default) model, optimiser and learning-rate state are
+//! written atomically to `out_dir/checkpoint/`; a run that was killed continues with `--resume`
+//! from its newest complete checkpoint, to the same weights as an uninterrupted run.
+//!
 //! Writes `tiny_stdit.safetensors` (checkpoint, burn-store), `tiny_stdit.json` (its config),
-//! `loss.png` (loss curve) and `sample.gif` ("red square moving right", 16 Euler steps, CFG 4)
-//! into the output directory, plus burn-train's logs, then checks every label's motion: one video
-//! per label, the centroid of the prompted colour must travel the prompted way.
+//! `loss.png` (loss curve of the steps run by this invocation) and `sample.gif` ("red square
+//! moving right", 16 Euler steps, CFG 4) into the output directory, plus burn-train's logs, then
+//! checks every label's motion: one video per label, the centroid of the prompted colour must
+//! travel the prompted way.
 
 use burn::config::Config;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 use vidgen_models::data::tokenizer;
 use vidgen_models::stdit::TextToVideo;
 use vidgen_models::train::{
-    TinyTrainConfig, check_motion, first_last_means, train, write_loss_curve_png,
+    TinyTrainConfig, TrainOptions, check_motion, first_last_means, stored_config, train_with,
+    write_loss_curve_png,
 };
 use vidgen_models::{save_checkpoint, write_gif};
 
@@ -29,33 +37,81 @@ type B = burn::backend::Wgpu;
 #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
 type B = burn::backend::Flex;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+const USAGE: &str =
+    "usage: train_tiny [STEPS [OUT_DIR [CONFIG.json]]] | train_tiny --resume OUT_DIR";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let steps: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(6000);
-    let out: PathBuf = args
-        .get(1)
-        .map(Into::into)
-        .unwrap_or_else(|| std::env::temp_dir().join("train_tiny"));
-    std::fs::create_dir_all(&out)?;
-    let config = match args.get(2) {
-        Some(path) => TinyTrainConfig::load(path)?.with_steps(steps),
-        None => TinyTrainConfig::tiny(steps),
+    let (config, out, resume) = match args.first().map(String::as_str) {
+        Some("--resume") => {
+            let dir: PathBuf = args.get(1).ok_or(USAGE)?.into();
+            (stored_config(&dir)?, dir, true)
+        }
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        _ => {
+            let steps: usize = match args.first() {
+                Some(s) => s
+                    .parse()
+                    .map_err(|e| format!("STEPS = {s:?} is not a count: {e}\n{USAGE}"))?,
+                None => 6000,
+            };
+            let out: PathBuf = args
+                .get(1)
+                .map(Into::into)
+                .unwrap_or_else(|| std::env::temp_dir().join("train_tiny"));
+            let config = match args.get(2) {
+                Some(path) => TinyTrainConfig::load(path)
+                    .map_err(|e| format!("cannot read {path}: {e}"))?
+                    .with_steps(steps),
+                None => TinyTrainConfig::tiny(steps),
+            };
+            (config, out, false)
+        }
     };
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let device: burn::tensor::Device<B> = Default::default();
-    println!("training {steps} steps of {} videos", config.batch_size);
+    println!(
+        "{} {} steps of {} videos in {}",
+        if resume { "resuming" } else { "training" },
+        config.steps,
+        config.batch_size,
+        out.display()
+    );
     let start = Instant::now();
-    let (model, losses) = train::<burn::backend::Autodiff<B>>(
+    let options = TrainOptions {
+        resume,
+        ..Default::default()
+    };
+    let (model, losses) = train_with::<burn::backend::Autodiff<B>>(
         &config,
         std::slice::from_ref(&device),
-        out.join("logs"),
+        &out,
+        &options,
     )?;
-    let (first, last) = first_last_means(&losses, 0.1);
-    println!(
-        "trained in {:.1} s; loss: first 10 % {first:.4}, last 10 % {last:.4}",
-        start.elapsed().as_secs_f64()
-    );
-
-    write_loss_curve_png(&losses, out.join("loss.png"), [480, 240])?;
+    if losses.is_empty() {
+        println!("the run was already complete: nothing left to train");
+    } else {
+        let (first, last) = first_last_means(&losses, 0.1);
+        println!(
+            "trained {} steps in {:.1} s; loss: first 10 % {first:.4}, last 10 % {last:.4}",
+            losses.len(),
+            start.elapsed().as_secs_f64()
+        );
+        write_loss_curve_png(&losses, out.join("loss.png"), [480, 240])?;
+    }
     save_checkpoint(&model, out.join("tiny_stdit.safetensors"))?;
     config.save(out.join("tiny_stdit.json"))?;
 

@@ -4,12 +4,16 @@
 //! centroid of the prompted colour travels at least half the dataset's distance along it, more
 //! than twice as far as across it, with the shape visible in every frame; and each square covers
 //! more pixels than the circle of the same colour and direction. A prompt with words outside the
-//! vocabulary is rejected with an error naming them.
+//! vocabulary is rejected with an error naming them; a checkpoint with one NaN bias makes
+//! generation fail at the first sampling step instead of returning a garbage video.
 
+use burn::tensor::TensorData;
 use std::path::Path;
 use vidgen_models::ModelError;
 use vidgen_models::data::{Colour, Direction, Shape, VOCAB, label, tokenizer};
+use vidgen_models::opensora::write_safetensors;
 use vidgen_models::train::{TinyTrainConfig, check_motion, load_text_to_video};
+use vidgen_nn::checkpoint::read_safetensors;
 use vidgen_testing::Flex;
 
 /// Labels per direction (3 colours × 2 shapes) that must move as prompted: all of them.
@@ -111,4 +115,57 @@ fn prompts_outside_the_vocabulary_are_rejected_by_name() {
     // The lenient mode keeps "moving" and reports the rest.
     let lenient = tok.encode_lenient("purple triangle moving sideways");
     assert_eq!((lenient.len, &lenient.dropped), (1, words));
+}
+
+#[test]
+fn a_nan_weight_in_the_checkpoint_is_an_error_naming_the_step() {
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let mut tensors: Vec<(String, TensorData)> =
+        read_safetensors(assets.join("tiny_stdit.safetensors"))
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.full_path(), t.to_data().unwrap()))
+            .collect();
+    // One NaN in one bias of the final projection.
+    let (name, bias) = tensors
+        .iter_mut()
+        .find(|(n, _)| n.ends_with("final_layer.linear.bias"))
+        .expect("final projection bias");
+    let mut values = bias.to_vec::<f32>().unwrap();
+    values[0] = f32::NAN;
+    *bias = TensorData::new(values, bias.shape.clone());
+    let name = name.clone();
+    let path = std::env::temp_dir().join(format!(
+        "vidgen_nan_bias_{}.safetensors",
+        std::process::id()
+    ));
+    let views: Vec<(&str, TensorData)> = tensors
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.clone()))
+        .collect();
+    write_safetensors(&path, &views).unwrap();
+
+    let device = Default::default();
+    let (pipeline, config) =
+        load_text_to_video::<Flex>(assets.join("tiny_stdit.json"), &path, &device).unwrap();
+    let err = pipeline
+        .generate(
+            &["red square moving right"],
+            &config.generate_options(0),
+            &device,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ModelError::NonFinite {
+                step: 0,
+                tensor: "model output",
+                ..
+            }
+        ),
+        "{name}: {err:?}"
+    );
+    assert!(err.to_string().contains("sampling step 0"), "{err}");
+    let _ = std::fs::remove_file(&path);
 }

@@ -1,12 +1,23 @@
 //! `train_tiny` end to end at test size: a short burn-train run of the rectified-flow loss on the
-//! moving-shapes data lowers the loss, and a checkpoint round trip reproduces the model exactly.
+//! moving-shapes data lowers the loss, and a checkpoint round trip reproduces the model exactly;
+//! a stopped run resumes to the same weights bit for bit; a NaN loss stops training with the step.
 
 use burn::tensor::Tensor;
 use vidgen_models::data::MovingShapesConfig;
 use vidgen_models::stdit::StditConfig;
-use vidgen_models::train::{TinyTrainConfig, first_last_means, train};
-use vidgen_models::{load_checkpoint, save_checkpoint};
+use vidgen_models::train::{
+    Interrupter, TinyTrainConfig, TrainOptions, first_last_means, train, train_with,
+};
+use vidgen_models::{ModelError, load_checkpoint, save_checkpoint};
 use vidgen_testing::{AutodiffFlex, Flex, Tolerance, assert_close};
+
+/// Burn's random generator is global to the process: the tests here run one at a time so that a
+/// seeded initialisation is not interleaved with another test's random draws.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A test-sized setup: 4 frames of 8×8, d_model 32, one block pair.
 fn small(steps: usize) -> TinyTrainConfig {
@@ -27,6 +38,7 @@ fn small(steps: usize) -> TinyTrainConfig {
 
 #[test]
 fn short_run_lowers_the_loss_and_checkpoint_round_trips() {
+    let _serial = serial();
     let device = Default::default();
     let config = small(40);
     let dir = std::env::temp_dir().join("vidgen_train_tiny_test");
@@ -60,4 +72,109 @@ fn short_run_lowers_the_loss_and_checkpoint_round_trips() {
     };
     // Same parameters, same ops: the outputs must be bit-identical.
     assert_close(run(&loaded), run(&model), Tolerance::EXACT);
+}
+
+/// The parameters of a trained model, flattened, for bit-exact comparison.
+fn weights(model: &vidgen_models::TextVideoModel<Flex>) -> Vec<(String, Vec<u32>)> {
+    use burn_store::ModuleSnapshot;
+    model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|t| {
+            let data = t.to_data().unwrap().to_vec::<f32>().unwrap();
+            (t.full_path(), data.iter().map(|v| v.to_bits()).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn a_stopped_run_resumes_to_the_same_weights_bit_for_bit() {
+    let _serial = serial();
+    let device = Default::default();
+    let config = small(8).with_checkpoint_every(2);
+    let root = std::env::temp_dir().join(format!("vidgen_resume_test_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+
+    let (full, full_losses) = train::<AutodiffFlex>(&config, &[device], root.join("full")).unwrap();
+    assert_eq!(full_losses.len(), 8);
+
+    // Stop the second run from outside once its second checkpoint is on disk: it ends somewhere
+    // in the third or fourth stretch (or just after the last step), whatever the timing.
+    let dir = root.join("stopped");
+    let interrupter = Interrupter::new();
+    let watcher = {
+        let (interrupter, marker) = (
+            interrupter.clone(),
+            dir.join("checkpoint").join("model-2.mpk"),
+        );
+        std::thread::spawn(move || {
+            while !marker.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            interrupter.stop(Some("test"));
+        })
+    };
+    let options = TrainOptions {
+        interrupter: Some(interrupter),
+        ..Default::default()
+    };
+    let (_, first_losses) = train_with::<AutodiffFlex>(&config, &[device], &dir, &options).unwrap();
+    watcher.join().unwrap();
+    // A crash mid-write of a later checkpoint leaves only a partial file, which resuming ignores.
+    std::fs::write(dir.join("checkpoint").join("model-9.mpk.partial"), b"torn").unwrap();
+
+    let resume = TrainOptions {
+        resume: true,
+        ..Default::default()
+    };
+    let (resumed, resumed_losses) =
+        train_with::<AutodiffFlex>(&config, &[device], &dir, &resume).unwrap();
+    // The resumed steps are the uninterrupted run's last steps, loss for loss.
+    assert!(resumed_losses.len() <= 4, "resumed from stretch 2 or later");
+    assert!(first_losses.len() + resumed_losses.len() >= 8);
+    assert_eq!(
+        resumed_losses.as_slice(),
+        &full_losses[8 - resumed_losses.len()..]
+    );
+    assert_eq!(
+        weights(&resumed),
+        weights(&full),
+        "weights differ after resuming"
+    );
+
+    // Resuming with another configuration is refused, naming the field.
+    let other = config.clone().with_learning_rate(1e-4);
+    let err = train_with::<AutodiffFlex>(&other, &[device], &dir, &resume).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::ResumeMismatch { fields, .. } if fields == &["learning_rate"]),
+        "{err}"
+    );
+    // Resuming where nothing was trained is an error naming the directory.
+    let err =
+        train_with::<AutodiffFlex>(&config, &[device], root.join("nothing"), &resume).unwrap_err();
+    assert!(err.to_string().contains("nothing"), "{err}");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_non_finite_loss_stops_training_with_the_step() {
+    let _serial = serial();
+    let device = Default::default();
+    // A NaN frame rate reaches the model's conditioning: the first loss is NaN.
+    let config = small(4).with_checkpoint_every(2).with_fps(f64::NAN);
+    let dir = std::env::temp_dir().join(format!("vidgen_nan_loss_test_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let err = train::<AutodiffFlex>(&config, &[device], &dir).unwrap_err();
+    match err {
+        ModelError::NonFiniteLoss { step, loss } => {
+            assert_eq!(step, 1);
+            assert!(loss.is_nan());
+        }
+        other => panic!("expected NonFiniteLoss, got {other}"),
+    }
+    assert!(
+        !dir.join("checkpoint").join("model-1.mpk").exists(),
+        "no checkpoint of the bad stretch"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

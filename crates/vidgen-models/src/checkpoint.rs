@@ -30,9 +30,11 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, SafetensorsStore};
 use std::path::Path;
-use vidgen_nn::checkpoint::{CheckpointError, load_pytorch_safetensors};
+use vidgen_nn::checkpoint::{CheckpointError, load_pytorch_safetensors, write_atomically};
 
-/// Writes all of `module`'s parameters to a safetensors file (overwriting it), in PyTorch layout.
+/// Writes all of `module`'s parameters to a safetensors file, in PyTorch layout. The write is
+/// atomic ([`write_atomically`]): the tensors go to `<path>.partial`, which replaces `path` only
+/// once complete and synced, so a crash mid-write leaves the previous file intact.
 ///
 /// # Errors
 /// [`ModelError::Io`] if the file cannot be written or the tensors cannot be serialised.
@@ -41,10 +43,15 @@ pub fn save_checkpoint<B: Backend, M: Module<B>>(
     path: impl AsRef<Path>,
 ) -> Result<(), ModelError> {
     let path = path.as_ref();
-    let mut store = SafetensorsStore::from_file(path)
-        .overwrite(true)
-        .with_to_adapter(BurnToPyTorchAdapter);
-    module.save_into(&mut store).map_err(|e| ModelError::Io {
+    write_atomically(path, |partial| {
+        let mut store = SafetensorsStore::from_file(partial)
+            .overwrite(true)
+            .with_to_adapter(BurnToPyTorchAdapter);
+        module
+            .save_into(&mut store)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .map_err(|e| ModelError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     })

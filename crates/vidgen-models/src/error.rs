@@ -6,6 +6,39 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
 pub enum ModelError {
+    /// A sampling loop produced NaN or ±∞ (a NaN weight in the checkpoint, an overflowing
+    /// activation, a diverging schedule): stopped at the first bad step instead of returning
+    /// garbage.
+    #[error(
+        "the {tensor} became non-finite (NaN or ±inf) at sampling step {step} (model time {time}); the model weights or inputs are likely corrupt"
+    )]
+    NonFinite {
+        /// Step index (0-based).
+        step: usize,
+        /// The value the model was conditioned on at that step.
+        time: f64,
+        /// Which tensor: `"model output"` or `"sample"`.
+        tensor: &'static str,
+    },
+    /// The training loss became NaN or ±∞: training stopped before applying that step's update,
+    /// and no checkpoint was written for the interrupted stretch.
+    #[error("the training loss became non-finite ({loss}) at step {step}; training stopped")]
+    NonFiniteLoss {
+        /// Optimiser step (1-based, counted from the start of the run, resumed steps included).
+        step: usize,
+        /// The loss value.
+        loss: f64,
+    },
+    /// A training run was resumed with another configuration than the one it started with.
+    #[error(
+        "cannot resume the run in {path}: it was started with another configuration (fields {fields:?} differ)"
+    )]
+    ResumeMismatch {
+        /// The stored configuration file.
+        path: String,
+        /// The top-level configuration fields that differ.
+        fields: Vec<String>,
+    },
     /// A size that must be positive is zero.
     #[error("`{field}` must be greater than 0, got 0")]
     Zero {
@@ -193,12 +226,18 @@ pub(crate) fn same_size(what: &'static str, expected: usize, got: usize) -> Resu
     }
 }
 
-/// A scheduler's error, under the part name `"scheduler"`.
+/// A scheduler's error: [`ModelError::NonFinite`] for the sampling loops' non-finite guard, the
+/// rendered error under the part name `"scheduler"` otherwise.
 impl From<vidgen_schedulers::SchedulerError> for ModelError {
     fn from(e: vidgen_schedulers::SchedulerError) -> Self {
-        Self::Component {
-            part: "scheduler",
-            message: e.to_string(),
+        match e {
+            vidgen_schedulers::SchedulerError::NonFinite { step, time, tensor } => {
+                Self::NonFinite { step, time, tensor }
+            }
+            e => Self::Component {
+                part: "scheduler",
+                message: e.to_string(),
+            },
         }
     }
 }

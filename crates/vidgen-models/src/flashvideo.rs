@@ -42,7 +42,7 @@
 //!     .init::<B>(&device)
 //!     .unwrap();
 //! let mut dec = Decoder::new(&model, Sampling::Greedy, &device);
-//! let keys = generate_key_frames(&mut dec, &[1, 3], 2);
+//! let keys = generate_key_frames(&mut dec, &[1, 3], 2).unwrap();
 //! assert_eq!((keys.len(), keys[0].len()), (2, 6));
 //! assert_eq!(dec.stats.model_calls, 12); // one call per sampled code
 //! assert_eq!(dec.state().layers[0].kv.dims(), [1, 2, 8, 16]); // constant-size state

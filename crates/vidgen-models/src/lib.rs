@@ -40,5 +40,8 @@ pub use stdit::{
     sample_stdit,
 };
 pub use text::{TextEmbedder, TextEmbedderConfig, WordTokenizer, load_text_embeddings};
-pub use train::{TextVideoModel, TinyTrainConfig, train, write_loss_curve_png};
+pub use train::{
+    TextVideoModel, TinyTrainConfig, TrainOptions, check_resume, train, train_with,
+    write_loss_curve_png,
+};
 pub use video_io::write_gif;

@@ -17,13 +17,21 @@ use crate::error::ModelError;
 use crate::stdit::{GenerateOptions, Stdit, StditConfig, TextToVideo};
 use crate::text::{TextEmbedder, TextEmbedderConfig};
 use burn::config::Config;
-use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder, DataLoaderIterator};
+use burn::data::dataset::Dataset;
+use burn::data::dataset::transform::PartialDataset;
 use burn::grad_clipping::GradientClippingConfig;
+use burn::module::AutodiffModule;
 use burn::module::Module;
-use burn::optim::AdamWConfig;
-use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::optim::lr_scheduler::LrScheduler;
+use burn::optim::lr_scheduler::cosine::{
+    CosineAnnealingLrScheduler, CosineAnnealingLrSchedulerConfig,
+};
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder, RecorderError};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Bool, Tensor, TensorData, Transaction};
+use burn::tensor::{Bool, ElementConversion, Tensor, TensorData, Transaction};
+use burn_store::ModuleSnapshot;
 use burn_train::metric::{Adaptor, LossInput, LossMetric};
 use burn_train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
@@ -34,8 +42,11 @@ use burn_train::{
     TrainOutput, TrainStep,
 };
 use std::io::Write;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use vidgen_nn::checkpoint::{AtomicFileRecorder, write_atomically};
 use vidgen_schedulers::{FlowTrainingConfig, NoiseGenerator, RectifiedFlowConfig, TimeSampling};
 
 /// Settings of [`train`]: model, data and optimisation.
@@ -78,6 +89,16 @@ pub struct TinyTrainConfig {
     /// Standard deviation of the normal behind logit-normal times.
     #[config(default = 1.5)]
     pub logit_std: f64,
+    /// Optimiser steps between checkpoints: model, optimiser and learning-rate state are written
+    /// (atomically) to `<artifact_dir>/checkpoint/` after every stretch of this many steps, and
+    /// [`TrainOptions::resume`] continues from the newest complete one.
+    #[config(default = 500)]
+    pub checkpoint_every: usize,
+    /// Seed of the parameter initialisation: the backend's random generator is seeded with it
+    /// before the model is built, so two runs of one configuration start from the same weights
+    /// (Burn's generator is global to the process: no other thread may draw from it meanwhile).
+    #[config(default = 0)]
+    pub seed: u64,
 }
 
 impl TinyTrainConfig {
@@ -120,6 +141,7 @@ impl TinyTrainConfig {
             cfg_dropout: self.cfg_dropout,
             fps: self.fps,
             flow: self.training_flow(),
+            loss_guard: LossGuard::default(),
         })
     }
 }
@@ -138,6 +160,68 @@ pub struct TextVideoModel<B: Backend> {
     /// Training-time sampling ([`TinyTrainConfig::training_flow`]).
     #[module(skip)]
     pub flow: FlowTrainingConfig,
+    /// The non-finite loss check of [`train_with`] (off outside a run).
+    #[module(skip)]
+    pub loss_guard: LossGuard,
+}
+
+/// The non-finite loss check of a training run: counts optimiser steps and, on the first NaN/±∞
+/// loss, records the step and value, skips that step's update and stops the run through
+/// burn-train's interrupter. Inactive by default (outside [`train_with`]).
+#[derive(Clone, Default)]
+pub struct LossGuard {
+    state: Option<Arc<GuardState>>,
+}
+
+struct GuardState {
+    next_step: AtomicUsize,
+    found: Mutex<Option<(usize, f64)>>,
+    interrupter: Interrupter,
+}
+
+impl std::fmt::Debug for LossGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LossGuard")
+            .field("active", &self.state.is_some())
+            .finish()
+    }
+}
+
+impl LossGuard {
+    fn new(steps_done: usize, interrupter: Interrupter) -> Self {
+        Self {
+            state: Some(Arc::new(GuardState {
+                next_step: AtomicUsize::new(steps_done),
+                found: Mutex::new(None),
+                interrupter,
+            })),
+        }
+    }
+
+    /// Checks one step's loss: `true` if the step may be applied.
+    fn admit(&self, loss: f64) -> bool {
+        let Some(state) = &self.state else {
+            return true;
+        };
+        let step = state.next_step.fetch_add(1, Ordering::SeqCst) + 1;
+        if loss.is_finite() {
+            return true;
+        }
+        state
+            .found
+            .lock()
+            .expect("loss guard")
+            .get_or_insert((step, loss));
+        state.interrupter.stop(Some("non-finite training loss"));
+        false
+    }
+
+    /// The first non-finite loss seen, as `(step, loss)`.
+    fn found(&self) -> Option<(usize, f64)> {
+        self.state
+            .as_ref()
+            .and_then(|s| *s.found.lock().expect("loss guard"))
+    }
 }
 
 impl TinyTrainConfig {
@@ -247,6 +331,16 @@ impl<B: AutodiffBackend> TrainStep for TextVideoModel<B> {
         let loss = self
             .flow_loss(&batch)
             .unwrap_or_else(|e| panic!("train step: {e}"));
+        if self.loss_guard.state.is_some() {
+            let value: f64 = loss.clone().into_scalar().elem();
+            if !self.loss_guard.admit(value) {
+                // No gradients: the optimiser leaves every parameter as it is.
+                return TrainOutput {
+                    grads: GradientsParams::new(),
+                    item: FlowOutput { loss },
+                };
+            }
+        }
         let grads = loss.backward();
         TrainOutput::new(self, grads, FlowOutput { loss })
     }
@@ -405,42 +499,85 @@ pub fn check_motion_with<B: Backend>(
         .collect())
 }
 
-/// Trains [`TextVideoModel`] with AdamW through burn-train's `Learner` on `devices` (one device:
-/// single-device strategy; several: burn-train's multi-device data parallelism), writing
-/// burn-train's logs under `artifact_dir`. Returns the trained model and the loss of every step.
+/// burn-train's handle for stopping a run from another thread ([`TrainOptions::interrupter`]).
+pub use burn_train::Interrupter;
+
+/// How [`train_with`] runs.
+#[derive(Clone, Default)]
+pub struct TrainOptions {
+    /// Continue the run in `artifact_dir` from its newest complete checkpoint (model, optimiser
+    /// and learning-rate state of the same stretch) instead of starting afresh. The result is
+    /// bit-identical to an uninterrupted run on the same backend: the data of every stretch is
+    /// fixed by the configuration, and all randomness comes from the items' seeds.
+    pub resume: bool,
+    /// burn-train's interrupter: [`Interrupter::stop`] ends the run after the current step, and
+    /// the unfinished stretch is not checkpointed.
+    pub interrupter: Option<Interrupter>,
+    /// Skip the per-step non-finite loss check (one scalar read-back per step).
+    pub skip_loss_check: bool,
+}
+
+/// Trains [`TextVideoModel`] from scratch: [`train_with`] with default options.
 ///
 /// # Errors
-/// Those of [`TinyTrainConfig::init`] and [`MovingShapesConfig::init`]; [`ModelError::Zero`]
-/// naming `devices`, `steps` or `batch_size`.
+/// Those of [`train_with`].
 pub fn train<B: AutodiffBackend>(
     config: &TinyTrainConfig,
     devices: &[B::Device],
     artifact_dir: impl AsRef<Path>,
 ) -> Result<(TextVideoModel<B::InnerBackend>, Vec<f64>), ModelError> {
+    train_with::<B>(config, devices, artifact_dir, &TrainOptions::default())
+}
+
+/// Trains [`TextVideoModel`] with AdamW through burn-train's `Learner` on `devices` (one device:
+/// single-device strategy; several: burn-train's multi-device data parallelism), writing
+/// burn-train's logs under `artifact_dir` and, every [`TinyTrainConfig::checkpoint_every`]
+/// steps, a checkpoint of model, optimiser and learning-rate schedule to
+/// `artifact_dir/checkpoint/` (burn-train's checkpointer, each file written atomically by
+/// [`AtomicFileRecorder`]; the two newest are kept). The configuration is stored as
+/// `artifact_dir/train_config.json`.
+///
+/// Each stretch between checkpoints is one burn-train epoch over its own slice of the dataset,
+/// so a resumed run sees exactly the data the uninterrupted run would have.
+///
+/// Returns the trained model and the loss of every step run by this call.
+///
+/// # Errors
+/// - those of [`TinyTrainConfig::init`] and [`MovingShapesConfig::init`];
+/// - [`ModelError::Zero`] naming `devices`, `steps`, `batch_size` or `checkpoint_every`;
+/// - [`ModelError::Io`] if `artifact_dir` cannot be written, or, when resuming, holds no complete
+///   checkpoint or an unreadable one;
+/// - [`ModelError::ResumeMismatch`] when resuming with another configuration than the run's;
+/// - [`ModelError::NonFiniteLoss`] with the step and value if the loss becomes NaN or ±∞ (the
+///   update of that step is not applied and the run stops; the last checkpoint is the previous
+///   good one).
+pub fn train_with<B: AutodiffBackend>(
+    config: &TinyTrainConfig,
+    devices: &[B::Device],
+    artifact_dir: impl AsRef<Path>,
+    options: &TrainOptions,
+) -> Result<(TextVideoModel<B::InnerBackend>, Vec<f64>), ModelError> {
     crate::error::positive("devices", devices.len())?;
     crate::error::positive("steps", config.steps)?;
     crate::error::positive("batch_size", config.batch_size)?;
+    crate::error::positive("checkpoint_every", config.checkpoint_every)?;
+    let artifact_dir = artifact_dir.as_ref();
     let device = &devices[0];
-    let model = config.init::<B>(device)?;
+    B::seed(device, config.seed);
+    let mut model = config.init::<B>(device)?;
     let data = MovingShapesConfig {
         len: config.steps * config.batch_size,
         ..config.data.clone()
     };
-    let train_data = data.init()?;
+    let train_data = Arc::new(data.init()?);
     let valid_data = MovingShapesConfig {
         len: config.batch_size,
         seed: data.seed ^ 0xA5A5,
         ..data.clone()
     }
     .init()?;
-    let train_loader = DataLoaderBuilder::new(MovingShapesBatcher::default())
-        .batch_size(config.batch_size)
-        .set_device(device.clone())
-        .build(train_data);
-    let valid_loader = DataLoaderBuilder::new(MovingShapesBatcher::default())
-        .batch_size(config.batch_size)
-        .set_device(device.clone())
-        .build(valid_data);
+    let stretch = config.checkpoint_every * config.batch_size;
+    let epochs = config.steps.div_ceil(config.checkpoint_every);
     let optim = AdamWConfig::new()
         .with_grad_clipping(Some(GradientClippingConfig::Norm(1.0)))
         .init::<B, TextVideoModel<B>>();
@@ -451,21 +588,293 @@ pub fn train<B: AutodiffBackend>(
             part: "learning-rate schedule",
             message,
         })?;
+    let recorder = checkpoint_recorder();
+    let done = if options.resume {
+        let epoch = resume_point(artifact_dir, config)?;
+        let checkpoint_dir = artifact_dir.join("checkpoint");
+        validate_checkpoint::<B>(&checkpoint_dir, epoch, &model, &optim, &schedule, device)?;
+        epoch
+    } else {
+        store_config(artifact_dir, config)?;
+        0
+    };
+    let interrupter = options.interrupter.clone().unwrap_or_default();
+    if !options.skip_loss_check {
+        model.loss_guard = LossGuard::new(done * config.checkpoint_every, interrupter.clone());
+    }
+    let guard = model.loss_guard.clone();
+    let chunks = (0..epochs)
+        .map(|e| {
+            let end = ((e + 1) * stretch).min(train_data.len());
+            DataLoaderBuilder::new(MovingShapesBatcher::default())
+                .batch_size(config.batch_size)
+                .set_device(device.clone())
+                .build(PartialDataset::new(train_data.clone(), e * stretch, end))
+        })
+        .collect();
+    let train_loader: Arc<dyn DataLoader<B, VideoBatch<B>>> = Arc::new(Stretches {
+        chunks,
+        next: Mutex::new(done),
+    });
+    let valid_loader = DataLoaderBuilder::new(MovingShapesBatcher::default())
+        .batch_size(config.batch_size)
+        .set_device(device.clone())
+        .build(valid_data);
     let renderer = ProgressRenderer::default();
     let strategy = if devices.len() > 1 {
         ExecutionStrategy::MultiDevice(devices.to_vec(), MultiDeviceOptim::OptimMainDevice)
     } else {
         ExecutionStrategy::SingleDevice(device.clone())
     };
-    let result = SupervisedTraining::new(artifact_dir, train_loader, valid_loader)
+    let mut training = SupervisedTraining::new(artifact_dir, train_loader, valid_loader)
         .metric_train_numeric(LossMetric::new())
         .renderer(renderer.clone())
         .with_application_logger(None)
         .with_training_strategy(strategy.into())
-        .num_epochs(1)
-        .launch(Learner::new(model, optim, schedule));
+        .with_file_checkpointer(recorder)
+        .with_interrupter(interrupter)
+        .num_epochs(epochs);
+    if done > 0 {
+        training = training.checkpoint(done);
+    }
+    let result = training.launch(Learner::new(model, optim, schedule));
     eprintln!();
-    Ok((result.model, renderer.losses()))
+    if let Some((step, loss)) = guard.found() {
+        return Err(ModelError::NonFiniteLoss { step, loss });
+    }
+    let mut model = result.model;
+    model.loss_guard = LossGuard::default();
+    Ok((model, renderer.losses()))
+}
+
+/// Checks that the run in `artifact_dir` can be resumed with `config` — what
+/// [`train_with`] with [`TrainOptions::resume`] does before training: the stored configuration
+/// equals `config`, and the newest stretch with all three checkpoint files (model, optimiser,
+/// learning-rate schedule) reads back, with the model's parameter names and shapes. Returns
+/// that stretch's number (the run continues after `number · checkpoint_every` steps).
+///
+/// # Errors
+/// As the resume errors of [`train_with`]: [`ModelError::Io`] naming the file or directory,
+/// [`ModelError::Parse`], [`ModelError::ResumeMismatch`]; those of [`TinyTrainConfig::init`].
+pub fn check_resume<B: AutodiffBackend>(
+    config: &TinyTrainConfig,
+    artifact_dir: impl AsRef<Path>,
+    device: &B::Device,
+) -> Result<usize, ModelError> {
+    let artifact_dir = artifact_dir.as_ref();
+    let epoch = resume_point(artifact_dir, config)?;
+    let model = config.init::<B>(device)?;
+    let optim = AdamWConfig::new().init::<B, TextVideoModel<B>>();
+    let schedule = CosineAnnealingLrSchedulerConfig::new(config.learning_rate, config.steps.max(1))
+        .init()
+        .map_err(|message| ModelError::Component {
+            part: "learning-rate schedule",
+            message,
+        })?;
+    let dir = artifact_dir.join("checkpoint");
+    validate_checkpoint::<B>(&dir, epoch, &model, &optim, &schedule, device)?;
+    Ok(epoch)
+}
+
+/// The recorder of the training checkpoints: burn's named MessagePack at full precision (the
+/// optimiser moments and weights round-trip bit for bit), written atomically.
+type CheckpointRecorder = AtomicFileRecorder<NamedMpkFileRecorder<FullPrecisionSettings>>;
+
+fn checkpoint_recorder() -> CheckpointRecorder {
+    AtomicFileRecorder::new(NamedMpkFileRecorder::new())
+}
+
+const CONFIG_FILE: &str = "train_config.json";
+
+/// The configuration a run in `artifact_dir` was started with (what [`train_with`] stored), for
+/// resuming it.
+///
+/// # Errors
+/// [`ModelError::Io`] naming the file if it cannot be read; [`ModelError::Parse`] if it is not a
+/// valid [`TinyTrainConfig`].
+pub fn stored_config(artifact_dir: impl AsRef<Path>) -> Result<TinyTrainConfig, ModelError> {
+    let path = artifact_dir.as_ref().join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, &e))?;
+    TinyTrainConfig::load_binary(text.as_bytes()).map_err(|e| ModelError::Parse {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Writes the run's configuration next to its checkpoints (atomically).
+fn store_config(artifact_dir: &Path, config: &TinyTrainConfig) -> Result<(), ModelError> {
+    let path = artifact_dir.join(CONFIG_FILE);
+    std::fs::create_dir_all(artifact_dir)
+        .and_then(|()| write_atomically(&path, |p| std::fs::write(p, config.to_string())))
+        .map_err(|e| io_error(&path, &e))
+}
+
+/// The newest stretch with all three checkpoint files, after checking that the stored
+/// configuration is `config`.
+fn resume_point(artifact_dir: &Path, config: &TinyTrainConfig) -> Result<usize, ModelError> {
+    let path = artifact_dir.join(CONFIG_FILE);
+    let stored = std::fs::read_to_string(&path).map_err(|e| io_error(&path, &e))?;
+    let parse = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text).map_err(|e| ModelError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    };
+    let (stored, current) = (parse(&stored)?, parse(&config.to_string())?);
+    if stored != current {
+        let keys = |v: &serde_json::Value| {
+            v.as_object()
+                .map(|o| o.keys().cloned().collect::<Vec<_>>())
+                .unwrap_or_default()
+        };
+        let mut fields: Vec<String> = keys(&stored)
+            .into_iter()
+            .chain(keys(&current))
+            .filter(|k| stored.get(k) != current.get(k))
+            .collect();
+        fields.sort();
+        fields.dedup();
+        return Err(ModelError::ResumeMismatch {
+            path: path.display().to_string(),
+            fields,
+        });
+    }
+    let dir = artifact_dir.join("checkpoint");
+    let complete = |e: usize| {
+        ["model", "optim", "scheduler"]
+            .iter()
+            .all(|part| dir.join(format!("{part}-{e}.mpk")).is_file())
+    };
+    let newest = std::fs::read_dir(&dir)
+        .map_err(|e| io_error(&dir, &e))?
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("model-")?
+                .strip_suffix(".mpk")?
+                .parse::<usize>()
+                .ok()
+        })
+        .filter(|&e| e > 0 && complete(e))
+        .max();
+    newest.ok_or_else(|| ModelError::Io {
+        path: dir.display().to_string(),
+        message: "no complete checkpoint (model-N, optim-N and scheduler-N .mpk) to resume from"
+            .into(),
+    })
+}
+
+/// Reads the three records of stretch `epoch` before burn-train does (which would panic on an
+/// unreadable file), and checks the model record against the model.
+fn validate_checkpoint<B: AutodiffBackend>(
+    dir: &Path,
+    epoch: usize,
+    model: &TextVideoModel<B>,
+    optim: &impl Optimizer<TextVideoModel<B>, B>,
+    schedule: &CosineAnnealingLrScheduler,
+    device: &B::Device,
+) -> Result<(), ModelError> {
+    // Burn turns some malformed records into panics after decoding them (an invalid parameter
+    // id in `ParamId::deserialize`): those become an error naming the directory too.
+    let read = || -> Result<(), ModelError> {
+        let recorder = checkpoint_recorder();
+        let path = |part: &str| dir.join(format!("{part}-{epoch}"));
+        let unreadable = |part: &str, e: RecorderError| ModelError::Io {
+            path: format!("{}.mpk", path(part).display()),
+            message: e.to_string(),
+        };
+        let inner = model.clone().valid();
+        let loaded = inner
+            .clone()
+            .load_file(path("model"), &recorder, device)
+            .map_err(|e| unreadable("model", e))?;
+        let shapes = |m: &TextVideoModel<B::InnerBackend>| {
+            m.clone()
+                .collect(None, None, false)
+                .into_iter()
+                .map(|t| (t.full_path(), t.shape.clone()))
+                .collect::<Vec<_>>()
+        };
+        if shapes(&loaded) != shapes(&inner) {
+            return Err(ModelError::Io {
+                path: format!("{}.mpk", path("model").display()),
+                message: "the stored parameters do not match the model's names and shapes".into(),
+            });
+        }
+        let record = Recorder::<B>::load(&recorder, path("optim"), device)
+            .map_err(|e| unreadable("optim", e))?;
+        let _ = optim.clone().load_record(record);
+        let record = Recorder::<B>::load(&recorder, path("scheduler"), device)
+            .map_err(|e| unreadable("scheduler", e))?;
+        let _ = LrScheduler::load_record::<B>(*schedule, record);
+        Ok(())
+    };
+    std::panic::catch_unwind(AssertUnwindSafe(read)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(ModelError::Io {
+            path: format!("{}/*-{epoch}.mpk", dir.display()),
+            message: format!("malformed checkpoint record: {message}"),
+        })
+    })
+}
+
+fn io_error(path: &Path, e: &std::io::Error) -> ModelError {
+    ModelError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// burn-train's training data loader for [`train_with`]: one loader per checkpoint stretch, each
+/// over its own slice of the dataset. burn-train asks for an iterator once per epoch; each
+/// request yields the next stretch (a resumed run starts at the first unfinished one).
+struct Stretches<B: Backend> {
+    chunks: Vec<Arc<dyn DataLoader<B, VideoBatch<B>>>>,
+    next: Mutex<usize>,
+}
+
+impl<B: Backend> Stretches<B> {
+    fn map(
+        &self,
+        f: impl Fn(&Arc<dyn DataLoader<B, VideoBatch<B>>>) -> Arc<dyn DataLoader<B, VideoBatch<B>>>,
+    ) -> Arc<dyn DataLoader<B, VideoBatch<B>>> {
+        Arc::new(Self {
+            chunks: self.chunks.iter().map(f).collect(),
+            next: Mutex::new(*self.next.lock().expect("stretch counter")),
+        })
+    }
+
+    fn current(&self) -> &Arc<dyn DataLoader<B, VideoBatch<B>>> {
+        let next = *self.next.lock().expect("stretch counter");
+        &self.chunks[next.min(self.chunks.len() - 1)]
+    }
+}
+
+impl<B: Backend> DataLoader<B, VideoBatch<B>> for Stretches<B> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<VideoBatch<B>> + 'a> {
+        let mut next = self.next.lock().expect("stretch counter");
+        let chunk = &self.chunks[*next % self.chunks.len()];
+        *next += 1;
+        chunk.iter()
+    }
+
+    fn num_items(&self) -> usize {
+        self.current().num_items()
+    }
+
+    fn to_device(&self, device: &B::Device) -> Arc<dyn DataLoader<B, VideoBatch<B>>> {
+        self.map(|c| c.to_device(device))
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<B, VideoBatch<B>>> {
+        self.map(|c| {
+            let n = c.num_items();
+            c.slice(start.min(n), end.min(n))
+        })
+    }
 }
 
 /// Means of the first and the last `fraction` of `losses` (at least one value each).

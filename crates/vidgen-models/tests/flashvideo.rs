@@ -92,7 +92,7 @@ fn recurrent_generation_matches_parallel<B: Backend>(device: &B::Device) {
         },
     ] {
         let mut dec = Decoder::new(&model, sampling, device).with_trace();
-        let frames = generate_key_frames(&mut dec, &text, 2);
+        let frames = generate_key_frames(&mut dec, &text, 2).unwrap();
         assert_eq!(frames.len(), 2);
         assert!(
             frames
@@ -106,7 +106,7 @@ fn recurrent_generation_matches_parallel<B: Backend>(device: &B::Device) {
         check_trace(&model, &dec, sampling == Sampling::Greedy);
         // The caller's seed fixes the result.
         let mut again = Decoder::new(&model, sampling, device);
-        assert_eq!(generate_key_frames(&mut again, &text, 2), frames);
+        assert_eq!(generate_key_frames(&mut again, &text, 2).unwrap(), frames);
     }
 }
 
@@ -126,7 +126,7 @@ fn interpolation_skips_inheritable_tokens<B: Backend>(device: &B::Device) {
         temperature: 0.7,
     };
     let mut dec = Decoder::new(&model, sampling, device).with_trace();
-    let frames = interpolate(&mut dec, &[5, 6], &key_a, &key_b, n_insert, &plan);
+    let frames = interpolate(&mut dec, &[5, 6], &key_a, &key_b, n_insert, &plan).unwrap();
     assert_eq!(frames.len(), n_insert);
     let inherit = plan.count(TokenClass::Inheritable);
     assert_eq!(dec.stats.inherited_tokens, n_insert * inherit);
@@ -187,7 +187,7 @@ fn state_size_is_constant<B: Backend>(device: &B::Device) {
     dec.push_known(&model.frame_prefix(&[1, 2, 3], 1, true));
     let mut sizes = Vec::new();
     for _ in 0..20 {
-        dec.sample_next();
+        dec.sample_next().unwrap();
         sizes.push((dec.state().position(), dec.state().numel()));
     }
     assert_eq!(sizes[0].0, 4);
@@ -211,7 +211,7 @@ fn video_pipeline_counts_and_decodes<B: Backend>(device: &B::Device) {
         seed: 5,
         temperature: 1.0,
     };
-    let video = generate_video(&key_model, &interp_model, &[3, 1], sampling, 9, device);
+    let video = generate_video(&key_model, &interp_model, &[3, 1], sampling, 9, device).unwrap();
     assert_eq!(video.frames.len(), 5);
     assert_eq!(video.plans.len(), 2); // key frames 0, 2, 4
     assert_eq!(video.key_frame_stats.model_calls, 3 * 12);

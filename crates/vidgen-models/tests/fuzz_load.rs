@@ -145,3 +145,72 @@ fn stdit3_config() {
     assert!(report.panics.is_empty(), "{report}");
     assert!(report.rejected > 0 && report.accepted > 0, "{report}");
 }
+
+/// The files a resumed training run reads (`check_resume`, what `train_with` runs before
+/// resuming): the stored `train_config.json` and the model, optimiser and scheduler records of
+/// the newest checkpoint, each mutated in turn.
+#[test]
+fn training_checkpoint_dir() {
+    use vidgen_models::data::MovingShapesConfig;
+    use vidgen_models::stdit::StditConfig;
+    use vidgen_models::train::{check_resume, train};
+    use vidgen_testing::AutodiffFlex;
+    let device = Default::default();
+    let model = StditConfig::new(16, 2, 1, 8)
+        .with_in_channels(3)
+        .with_max_frames(2)
+        .with_text_max_len(4)
+        .with_frequency_dim(16);
+    let data = MovingShapesConfig::new(1).with_frames(2).with_size(8);
+    let config = TinyTrainConfig::new(model, data)
+        .with_steps(2)
+        .with_batch_size(1)
+        .with_checkpoint_every(1);
+    let dir = temp("run");
+    let _ = std::fs::remove_dir_all(&dir);
+    train::<AutodiffFlex>(&config, &[device], &dir).unwrap();
+    assert_eq!(check_resume::<AutodiffFlex>(&config, &dir, &device), Ok(2));
+    let files = [
+        dir.join("train_config.json"),
+        dir.join("checkpoint/model-2.mpk"),
+        dir.join("checkpoint/optim-2.mpk"),
+        dir.join("checkpoint/scheduler-2.mpk"),
+    ];
+    let valid: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let which = std::cell::Cell::new(0);
+    let report = fuzz::run(
+        "check_resume (train_config.json, model/optim/scheduler .mpk)",
+        fuzz::cases(2000),
+        0x2e5,
+        |i, s| {
+            which.set((i % 4) as usize);
+            if i % 4 == 0 {
+                fuzz::mutate_json(&valid[0], i, s)
+            } else {
+                fuzz::mutate_bytes(&valid[(i % 4) as usize], i, s)
+            }
+        },
+        |bytes| {
+            let k = which.get();
+            // Put the valid file back even if the load panics.
+            let _restore = Restore(&files[k], &valid[k]);
+            std::fs::write(&files[k], bytes).map_err(|e| e.to_string())?;
+            check_resume::<AutodiffFlex>(&config, &dir, &device)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("{report}");
+    assert!(report.panics.is_empty(), "{report}");
+    assert!(report.rejected > 0, "{report}");
+}
+
+/// Writes `bytes` to the path when dropped.
+struct Restore<'a>(&'a std::path::Path, &'a [u8]);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        std::fs::write(self.0, self.1).expect("restore the valid file");
+    }
+}

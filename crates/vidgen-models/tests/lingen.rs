@@ -6,7 +6,7 @@ use burn::tensor::{Distribution, ElementConversion, Tensor, backend::Backend};
 use vidgen_attention::key_padding_mask;
 use vidgen_models::ModelError;
 use vidgen_models::lingen::{LinGenConfig, LinGenDit, TextCondition, sample};
-use vidgen_schedulers::{ClassifierFreeGuidance, NoiseGenerator, RectifiedFlowConfig};
+use vidgen_schedulers::{ClassifierFreeGuidance, FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
 use vidgen_ssm::{BiMerge, RotaryMajorScan, attention_flops};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
@@ -246,13 +246,15 @@ fn sampling_with_cfg<B: Backend>(device: &B::Device) {
         Some(&null),
         w1,
         &mut rng,
+        FiniteCheck::EveryStep,
     )
     .unwrap();
-    let plain = sample(&model, &flow, noise.clone(), &cond, None, w1, &mut rng).unwrap();
+    let on = FiniteCheck::EveryStep;
+    let plain = sample(&model, &flow, noise.clone(), &cond, None, w1, &mut rng, on).unwrap();
     assert_eq!(guided.dims(), [1, 3, 2, 4, 4]);
     assert_close(guided, plain.clone(), CFG_IDENTITY);
     let w5 = ClassifierFreeGuidance::new(5.0, 0.0).unwrap();
-    let strong = sample(&model, &flow, noise, &cond, Some(&null), w5, &mut rng).unwrap();
+    let strong = sample(&model, &flow, noise, &cond, Some(&null), w5, &mut rng, on).unwrap();
     let diff = num((strong - plain).abs().max().into_scalar());
     assert!(
         diff.is_finite() && diff > 1e-4,

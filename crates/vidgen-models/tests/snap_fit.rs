@@ -8,8 +8,8 @@ use vidgen_models::ModelError;
 use vidgen_models::snap_fit::{
     EdmSolver, SnapFit, SnapFitCond, SnapFitConfig, sample_edm_self_conditioned,
 };
-use vidgen_schedulers::NoiseGenerator;
 use vidgen_schedulers::edm::{Churn, EdmConfig, snap_video_sigma_in};
+use vidgen_schedulers::{FiniteCheck, NoiseGenerator};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
 /// Grouped fused attention vs masked naive attention through a whole tiny model (2 blocks of 4
@@ -202,6 +202,7 @@ fn perfect_network_sampling_is_scaled_by_sigma_in<B: Backend>(device: &B::Device
             &sigmas,
             Churn::NONE,
             &mut rng,
+            FiniteCheck::EveryStep,
         )
         .unwrap();
         let expected_calls = if solver == EdmSolver::Heun { 15 } else { 8 };
@@ -229,6 +230,7 @@ fn model_sampling_runs<B: Backend>(device: &B::Device) {
             &sigmas,
             Churn::NONE,
             &mut rng,
+            FiniteCheck::EveryStep,
         )
         .unwrap();
     assert_eq!(x.dims(), dims);
@@ -242,6 +244,7 @@ fn model_sampling_runs<B: Backend>(device: &B::Device) {
             &sigmas[..1],
             Churn::NONE,
             &mut rng,
+            FiniteCheck::EveryStep,
         )
         .unwrap_err();
     assert!(
@@ -264,6 +267,7 @@ fn model_sampling_runs<B: Backend>(device: &B::Device) {
             &sigmas,
             Churn::NONE,
             &mut rng,
+            FiniteCheck::EveryStep,
         )
         .unwrap_err();
     assert!(err.to_string().contains("`w` = 3"), "{err}");

@@ -8,7 +8,9 @@ use vidgen_models::stdit::{
     sample_stdit,
 };
 use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
-use vidgen_schedulers::{ClassifierFreeGuidance, FrameMask, NoiseGenerator, RectifiedFlowConfig};
+use vidgen_schedulers::{
+    ClassifierFreeGuidance, FiniteCheck, FrameMask, NoiseGenerator, RectifiedFlowConfig,
+};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
 /// Fused vs naive attention through a whole tiny model: a few blocks of f32 rounding.
@@ -167,7 +169,17 @@ fn sampling_keeps_conditioning_frames_and_cfg_batch_equals_two_passes<B: Backend
     let guidance = ClassifierFreeGuidance::new(5.0, 0.5).unwrap();
     let sample = |mode| {
         let mut noise = NoiseGenerator::seed_from_u64(11);
-        sample_stdit(&model, &flow, &guidance, &cond, shape, &mut noise, mode).unwrap()
+        sample_stdit(
+            &model,
+            &flow,
+            &guidance,
+            &cond,
+            shape,
+            &mut noise,
+            mode,
+            FiniteCheck::EveryStep,
+        )
+        .unwrap()
     };
     let batched = sample(CfgMode::Batched);
     let two = sample(CfgMode::TwoPass);
@@ -205,6 +217,7 @@ fn sampling_keeps_conditioning_frames_and_cfg_batch_equals_two_passes<B: Backend
             shape,
             &mut noise,
             CfgMode::Batched,
+            FiniteCheck::EveryStep,
         )
         .unwrap()
     };
@@ -235,9 +248,19 @@ fn text_to_video_pipeline<B: Backend>(device: &B::Device) {
         .unwrap();
     assert_eq!(a.dims(), [2, 4, 2, 2, 2]);
     // Precomputed embeddings give the same result as the prompts they came from.
-    let (text, lens) = pipe.encode(&["red square moving right", "square"], device);
+    let (text, lens) = pipe
+        .encode(&["red square moving right", "square"], device)
+        .unwrap();
     let b = pipe.generate_from_embeddings(text, lens, &options).unwrap();
     assert_close(a, b, Tolerance::EXACT);
+    // Words outside the vocabulary are an error naming them, not silently dropped.
+    let err = pipe
+        .generate(&["red square", "blue square moving left"], &options, device)
+        .unwrap_err();
+    assert!(
+        matches!(&err, ModelError::UnknownWords { words, .. } if words == &["blue", "left"]),
+        "{err}"
+    );
     // A text longer than the null caption (text_max_len = 6) is rejected.
     let long = Tensor::<B, 3>::zeros([1, 7, D_TEXT], device);
     let err = pipe

@@ -21,9 +21,11 @@
 //! | [`read_safetensors_index`] | a hub `model.safetensors.index.json` → its shard paths |
 //! | [`load_pytorch_snapshots`] | tensors from any burn-store source, optionally under a key prefix |
 
+pub mod atomic;
 mod error;
 mod shards;
 
+pub use atomic::{AtomicFileRecorder, write_atomically};
 pub use error::CheckpointError;
 pub use shards::{load_pytorch_safetensors_files, read_safetensors_index};
 

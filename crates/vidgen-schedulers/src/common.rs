@@ -3,6 +3,7 @@
 
 use crate::config::config_enum;
 use crate::error::SchedulerError;
+use crate::finite::FiniteCheck;
 use crate::noise::NoiseSource;
 use burn::tensor::{Tensor, backend::Backend};
 
@@ -84,12 +85,11 @@ pub trait Sampler {
     ) -> Result<Tensor<B, D>, SchedulerError>;
 }
 
-/// Runs a full sampling loop. `model(x, t)` returns the model output for the (scaled) input `x` at
-/// conditioning value `t`; `initial_noise` is standard normal and is scaled by
-/// [`Sampler::init_noise_sigma`]; per-step noise comes from `noise`.
+/// Runs a full sampling loop with an infallible model and the non-finite guard on: [`try_sample`]
+/// with [`FiniteCheck::EveryStep`].
 ///
 /// # Errors
-/// Any error of [`Sampler::step`].
+/// Any error of [`Sampler::step`]; [`SchedulerError::NonFinite`] naming the step and tensor.
 pub fn sample<S, B, const D: usize, M, N>(
     scheduler: &S,
     mut model: M,
@@ -102,14 +102,48 @@ where
     M: FnMut(Tensor<B, D>, f64) -> Tensor<B, D>,
     N: NoiseSource<B, D>,
 {
+    try_sample(
+        scheduler,
+        |x, t| Ok(model(x, t)),
+        initial_noise,
+        noise,
+        FiniteCheck::EveryStep,
+    )
+}
+
+/// Runs a full sampling loop. `model(x, t)` returns the model output for the (scaled) input `x`
+/// at conditioning value `t`, or an error that ends the loop unchanged; `initial_noise` is
+/// standard normal and is scaled by [`Sampler::init_noise_sigma`]; per-step noise comes from
+/// `noise`. With [`FiniteCheck::EveryStep`] each step's new sample is checked for NaN/±∞
+/// ([`crate::finite`]).
+///
+/// # Errors
+/// The model's errors; any error of [`Sampler::step`] and [`SchedulerError::NonFinite`] (naming
+/// the step, its model time and `"model output"` or `"sample"`), converted into `E`.
+pub fn try_sample<S, B, const D: usize, M, N, E>(
+    scheduler: &S,
+    mut model: M,
+    initial_noise: Tensor<B, D>,
+    noise: &mut N,
+    check: FiniteCheck,
+) -> Result<Tensor<B, D>, E>
+where
+    S: Sampler,
+    B: Backend,
+    M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
+    N: NoiseSource<B, D>,
+    E: From<SchedulerError>,
+{
     let mut x = initial_noise * scheduler.init_noise_sigma();
     for i in 0..scheduler.num_steps() {
-        let out = model(
-            scheduler.scale_model_input(i, x.clone()),
-            scheduler.model_time(i),
-        );
+        let time = scheduler.model_time(i);
+        let out = model(scheduler.scale_model_input(i, x.clone()), time)?;
         let n = scheduler.needs_noise(i).then(|| noise.noise(i, &x));
+        let probe = (check == FiniteCheck::EveryStep).then(|| out.clone());
         x = scheduler.step(i, out, x, n)?;
+        if let Some(out) = probe {
+            check.check_step(i, time, &out, &x)?;
+        }
     }
     Ok(x)
 }

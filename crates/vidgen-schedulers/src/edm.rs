@@ -21,7 +21,7 @@
 //! ```
 //! use burn::tensor::Tensor;
 //! use vidgen_schedulers::edm::{Churn, EdmConfig};
-//! use vidgen_schedulers::NoiseGenerator;
+//! use vidgen_schedulers::{FiniteCheck, NoiseGenerator};
 //! type B = burn::backend::Flex;
 //!
 //! // Data is a single point x* = 0.3: the ideal network output recovers it exactly.
@@ -35,7 +35,8 @@
 //! };
 //! let mut rng = NoiseGenerator::seed_from_u64(0);
 //! let noise = rng.normal::<B, 2>([2, 3], &Default::default());
-//! let x = edm.sample_heun(model, noise, &sigmas, Churn::NONE, &mut rng).unwrap();
+//! let check = FiniteCheck::EveryStep; // stop with an error naming the step on NaN/±inf
+//! let x = edm.sample_heun(model, noise, &sigmas, Churn::NONE, &mut rng, check).unwrap();
 //! let err = (x - target).abs().max().into_scalar();
 //! assert!(err < 1e-4, "{err}");
 //! ```
@@ -51,6 +52,7 @@ pub use euler_discrete::{
 pub use model::{Edm, EdmConfig, snap_video_sigma_in};
 
 use crate::error::{SchedulerError, increasing, positive, positive_f64};
+use crate::finite::FiniteCheck;
 use crate::noise::{NoiseGenerator, NoiseSource};
 use burn::tensor::{Tensor, backend::Backend};
 
@@ -253,19 +255,22 @@ fn check_sigmas(sigmas: &[f64]) -> Result<(), SchedulerError> {
 ///
 /// `denoiser(x, σ)` returns the denoised estimate `D(x, σ)`; `callback(i, x̂, D)` sees each step's
 /// churned input and denoised estimate (k-diffusion's callback `x` and `denoised`). `x` starts at
-/// noise level `sigmas[0]` (scale standard noise by it).
+/// noise level `sigmas[0]` (scale standard noise by it). With [`FiniteCheck::EveryStep`] each
+/// step's result is checked for NaN/±∞ (the error's time is the step's `σ̂`).
 ///
 /// # Shapes
 /// `x`: any rank; the denoiser keeps it.
 ///
 /// # Errors
-/// [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values.
+/// [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values;
+/// [`SchedulerError::NonFinite`] from the check.
 pub fn sample_euler<B, const D: usize, M, N, C>(
     mut denoiser: M,
     mut x: Tensor<B, D>,
     sigmas: &[f64],
     churn: Churn,
     noise: &mut N,
+    check: FiniteCheck,
     mut callback: C,
 ) -> Result<Tensor<B, D>, SchedulerError>
 where
@@ -279,8 +284,12 @@ where
         let (x_hat, sigma_hat) = churn_step(x, sigmas, i, &churn, noise);
         let denoised = denoiser(x_hat.clone(), sigma_hat);
         callback(i, &x_hat, &denoised);
+        let probe = (check == FiniteCheck::EveryStep).then(|| denoised.clone());
         let d = to_d(x_hat.clone(), sigma_hat, denoised);
         x = x_hat + d * (sigmas[i + 1] - sigma_hat);
+        if let Some(denoised) = probe {
+            check.check_step(i, sigma_hat, &denoised, &x)?;
+        }
     }
     Ok(x)
 }
@@ -293,13 +302,15 @@ where
 /// last (`2n − 1` calls when the schedule ends at 0).
 ///
 /// # Errors
-/// [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values.
+/// [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values;
+/// [`SchedulerError::NonFinite`] from the check.
 pub fn sample_heun<B, const D: usize, M, N, C>(
     mut denoiser: M,
     mut x: Tensor<B, D>,
     sigmas: &[f64],
     churn: Churn,
     noise: &mut N,
+    check: FiniteCheck,
     mut callback: C,
 ) -> Result<Tensor<B, D>, SchedulerError>
 where
@@ -313,6 +324,7 @@ where
         let (x_hat, sigma_hat) = churn_step(x, sigmas, i, &churn, noise);
         let denoised = denoiser(x_hat.clone(), sigma_hat);
         callback(i, &x_hat, &denoised);
+        let probe = (check == FiniteCheck::EveryStep).then(|| denoised.clone());
         let d = to_d(x_hat.clone(), sigma_hat, denoised);
         let (next, dt) = (sigmas[i + 1], sigmas[i + 1] - sigma_hat);
         x = if next == 0.0 {
@@ -322,6 +334,9 @@ where
             let d_2 = to_d(x_2.clone(), next, denoiser(x_2, next));
             x_hat + (d + d_2) / 2.0 * dt
         };
+        if let Some(denoised) = probe {
+            check.check_step(i, sigma_hat, &denoised, &x)?;
+        }
     }
     Ok(x)
 }

@@ -108,6 +108,18 @@ pub enum SchedulerError {
         /// Number of steps.
         len: usize,
     },
+    /// A sampling loop's tensor holds NaN or ±∞ after a step (see [`crate::finite`]).
+    #[error(
+        "the {tensor} became non-finite (NaN or ±inf) at sampling step {step} (model time {time})"
+    )]
+    NonFinite {
+        /// Step index (0-based).
+        step: usize,
+        /// The value the model was conditioned on at that step (timestep, `c_noise(σ)` or σ).
+        time: f64,
+        /// Which tensor: `"model output"` or `"sample"`.
+        tensor: &'static str,
+    },
     /// The step needs caller-supplied noise (stochastic variance, `eta > 0`, churn) and none was given.
     #[error("step {index} is stochastic and needs noise from the caller, but none was given")]
     MissingNoise {

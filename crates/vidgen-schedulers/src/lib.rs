@@ -28,11 +28,12 @@ pub mod ddim;
 pub mod ddpm;
 pub mod edm;
 pub mod error;
+pub mod finite;
 pub mod guidance;
 pub mod noise;
 pub mod rectified_flow;
 
-pub use common::{PredictionType, Sampler, TimestepSpacing, TrainingBatch, sample};
+pub use common::{PredictionType, Sampler, TimestepSpacing, TrainingBatch, sample, try_sample};
 pub use config::{ConfigEnum, Loaded, SchedulerConfig};
 pub use ddim::{Ddim, DdimConfig};
 pub use ddpm::{Ddpm, DdpmConfig, DiscreteNoising, VarianceType};
@@ -41,6 +42,7 @@ pub use edm::{
     EulerDiscreteScheduler,
 };
 pub use error::SchedulerError;
+pub use finite::FiniteCheck;
 pub use guidance::ClassifierFreeGuidance;
 pub use noise::{FixedNoise, NoiseGenerator, NoiseSource};
 pub use rectified_flow::{

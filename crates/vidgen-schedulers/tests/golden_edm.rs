@@ -6,7 +6,9 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use vidgen_schedulers::edm::*;
-use vidgen_schedulers::{FixedNoise, PredictionType, Sampler, SchedulerConfig, SchedulerError};
+use vidgen_schedulers::{
+    FiniteCheck, FixedNoise, PredictionType, Sampler, SchedulerConfig, SchedulerError,
+};
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
 
 /// Schedule tables: ours in f64, the reference's f32 output; one f32 rounding plus `powf`/`ln`.
@@ -82,9 +84,25 @@ fn kdiff_trajectories<B: Backend>(device: &B::Device) {
             };
             let x = g.tensor("x_init", device);
             let out = if heun {
-                sample_heun(fake_denoiser, x, &sigmas, c, &mut source, cb)
+                sample_heun(
+                    fake_denoiser,
+                    x,
+                    &sigmas,
+                    c,
+                    &mut source,
+                    FiniteCheck::EveryStep,
+                    cb,
+                )
             } else {
-                sample_euler(fake_denoiser, x, &sigmas, c, &mut source, cb)
+                sample_euler(
+                    fake_denoiser,
+                    x,
+                    &sigmas,
+                    c,
+                    &mut source,
+                    FiniteCheck::EveryStep,
+                    cb,
+                )
             }
             .unwrap();
             let key = format!("{name}_{tag}");
@@ -382,6 +400,7 @@ fn invalid_values_are_typed_errors() {
         &[1.0],
         Churn::NONE,
         &mut FixedNoise { per_step: vec![] },
+        FiniteCheck::EveryStep,
         |_, _, _| {},
     );
     assert!(matches!(

@@ -4,7 +4,7 @@
 //! `tests/opensora_sample.rs`.
 
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_schedulers::{OpenSoraRflowConfig, PixelExtent, SchedulerError};
+use vidgen_schedulers::{FiniteCheck, OpenSoraRflowConfig, PixelExtent, SchedulerError};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
 /// Euler steps on a field that is exactly linear in `z` along each path: exact up to f32 rounding
@@ -60,6 +60,7 @@ fn guided_point_masses<B: Backend>(device: &B::Device) {
                     Ok(Tensor::cat(vec![v.clone(), v * f32::NAN], 1))
                 },
                 |i, n| calls.push((i, n)),
+                FiniteCheck::EveryStep,
             )
             .unwrap();
         assert_eq!(calls, (1..=steps).map(|i| (i, steps)).collect::<Vec<_>>());
@@ -146,6 +147,7 @@ fn errors_name_the_problem() {
             &PixelExtent::uniform(3, 256, 256, 17),
             |z, _| Ok(z),
             |_, _| {},
+            FiniteCheck::EveryStep,
         )
         .unwrap_err();
     assert!(err.to_string().contains("batch"), "{err}");
@@ -155,6 +157,7 @@ fn errors_name_the_problem() {
             &PixelExtent::uniform(2, 256, 256, 17),
             |z, _| Ok(z.narrow(1, 0, 2)),
             |_, _| {},
+            FiniteCheck::EveryStep,
         )
         .unwrap_err();
     assert!(err.to_string().contains("model output"), "{err}");
@@ -170,6 +173,7 @@ fn errors_name_the_problem() {
                 })
             },
             |_, _| {},
+            FiniteCheck::EveryStep,
         )
         .unwrap_err();
     assert!(err.to_string().contains("model says no"), "{err}");

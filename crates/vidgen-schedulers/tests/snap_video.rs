@@ -4,7 +4,7 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use vidgen_schedulers::edm::*;
-use vidgen_schedulers::{FixedNoise, NoiseGenerator, PredictionType, TrainingBatch};
+use vidgen_schedulers::{FiniteCheck, FixedNoise, NoiseGenerator, PredictionType, TrainingBatch};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
 /// Two f32 evaluations of the same algebra written differently (a few ulp).
@@ -85,11 +85,19 @@ fn sigma_in_one_is_plain_edm<B: Backend>(device: &B::Device) {
         &sigmas,
         churn,
         &mut fixed(),
+        FiniteCheck::EveryStep,
         |_, _, _| {},
     )
     .unwrap();
     let got = edm
-        .sample_heun(net, noise.clone(), &sigmas, churn, &mut fixed())
+        .sample_heun(
+            net,
+            noise.clone(),
+            &sigmas,
+            churn,
+            &mut fixed(),
+            FiniteCheck::EveryStep,
+        )
         .unwrap();
     assert_close(got, want, SAME_SAMPLER);
     let want = sample_euler(
@@ -98,11 +106,19 @@ fn sigma_in_one_is_plain_edm<B: Backend>(device: &B::Device) {
         &sigmas,
         Churn::NONE,
         &mut fixed(),
+        FiniteCheck::EveryStep,
         |_, _, _| {},
     )
     .unwrap();
     let got = edm
-        .sample_euler(net, noise, &sigmas, Churn::NONE, &mut fixed())
+        .sample_euler(
+            net,
+            noise,
+            &sigmas,
+            Churn::NONE,
+            &mut fixed(),
+            FiniteCheck::EveryStep,
+        )
         .unwrap();
     assert_close(got, want, SAME_SAMPLER);
 }
@@ -231,10 +247,24 @@ fn snap_sampler_recovers_a_point_mass<B: Backend>(device: &B::Device) {
         };
         let noise = rng.normal::<B, 3>([2, 3, 4], device);
         let euler = edm
-            .sample_euler(ideal, noise.clone(), &sigmas, Churn::NONE, &mut rng)
+            .sample_euler(
+                ideal,
+                noise.clone(),
+                &sigmas,
+                Churn::NONE,
+                &mut rng,
+                FiniteCheck::EveryStep,
+            )
             .unwrap();
         let heun = edm
-            .sample_heun(ideal, noise, &sigmas, Churn::NONE, &mut rng)
+            .sample_heun(
+                ideal,
+                noise,
+                &sigmas,
+                Churn::NONE,
+                &mut rng,
+                FiniteCheck::EveryStep,
+            )
             .unwrap();
         let want = Tensor::<B, 3>::full([2, 3, 4], target, device);
         assert_close(

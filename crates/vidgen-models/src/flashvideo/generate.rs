@@ -218,16 +218,33 @@ impl<'a, B: Backend> Decoder<'a, B> {
     }
 
     /// One model call, then a code chosen by the sampling rule and queued; returns the code.
+    /// The logits are on the host already, so every one is checked: a NaN or ±∞ logit (a
+    /// corrupt weight) is an error instead of an arbitrary code.
+    ///
+    /// # Errors
+    /// [`ModelError::NonFinite`] naming `"logits"`, with the index of the sampled token as `step`
+    /// and the sequence position it is sampled for as `time`.
     ///
     /// # Panics
     /// If nothing is queued, or a [`Sampling::Seeded`] temperature is not `> 0`.
-    pub fn sample_next(&mut self) -> usize {
+    pub fn sample_next(&mut self) -> Result<usize, ModelError> {
         let logits = self.next_logits();
-        let host = logits.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+        let host = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32 logits");
+        if host.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::NonFinite {
+                step: self.stats.sampled_tokens,
+                time: self.ids.len() as f64,
+                tensor: "logits",
+            });
+        }
         let code = self.sampling.pick(&host, &mut self.rng);
         self.push_known(&[self.model.visual_id(code)]);
         self.stats.sampled_tokens += 1;
-        code
+        Ok(code)
     }
 }
 
@@ -236,18 +253,21 @@ impl<'a, B: Backend> Decoder<'a, B> {
 /// empty.
 ///
 /// Returns `n_key` frames of `h·w` codes.
+///
+/// # Errors
+/// Those of [`Decoder::sample_next`].
 pub fn generate_key_frames<B: Backend>(
     dec: &mut Decoder<'_, B>,
     text: &[usize],
     n_key: usize,
-) -> Vec<Vec<usize>> {
+) -> Result<Vec<Vec<usize>>, ModelError> {
     let model = dec.model;
     (0..n_key)
         .map(|k| {
             dec.push_known(&model.frame_prefix(text, k + 1, k == 0));
             (0..model.tokens_per_frame())
                 .map(|_| dec.sample_next())
-                .collect()
+                .collect::<Result<Vec<_>, _>>()
         })
         .collect()
 }
@@ -257,6 +277,9 @@ pub fn generate_key_frames<B: Backend>(
 /// frame `i = 1..=n` as `[text][serial i+1]` and its codes: positions that `plan` marks
 /// inheritable copy `A`'s code (queued, not sampled), all others are sampled. Returns the
 /// interpolated frames in display order (`A, I_1, …, I_n, B` once the caller places them).
+///
+/// # Errors
+/// Those of [`Decoder::sample_next`].
 ///
 /// # Panics
 /// If `dec` is not empty, a key frame does not have `h·w` codes, `plan` does not cover `h·w`
@@ -268,7 +291,7 @@ pub fn interpolate<B: Backend>(
     key_b: &[usize],
     n_insert: usize,
     plan: &InterpolationPlan,
-) -> Vec<Vec<usize>> {
+) -> Result<Vec<Vec<usize>>, ModelError> {
     let model = dec.model;
     let tpf = model.tokens_per_frame();
     assert!(dec.ids().is_empty(), "interpolate needs a fresh decoder");
@@ -299,12 +322,12 @@ pub fn interpolate<B: Backend>(
                 dec.stats.inherited_tokens += 1;
                 frame.push(code_a);
             } else {
-                frame.push(dec.sample_next());
+                frame.push(dec.sample_next()?);
             }
         }
         frames.push(frame);
     }
-    frames
+    Ok(frames)
 }
 
 /// A generated clip.
@@ -326,6 +349,9 @@ pub struct Video {
 /// sampling seeds derived from `sampling` ([`Sampling::derive`], stream 0 for key frames,
 /// `p + 1` for pair `p`). Sizes come from `key_model`.
 ///
+/// # Errors
+/// Those of [`Decoder::sample_next`] (non-finite logits).
+///
 /// # Panics
 /// If the two models have different frame grids or vocabularies.
 pub fn generate_video<B: Backend>(
@@ -335,7 +361,7 @@ pub fn generate_video<B: Backend>(
     sampling: Sampling,
     selection_seed: u64,
     device: &B::Device,
-) -> Video {
+) -> Result<Video, ModelError> {
     assert!(
         key_model.frame_grid == interp_model.frame_grid
             && key_model.vocab_size == interp_model.vocab_size,
@@ -344,7 +370,7 @@ pub fn generate_video<B: Backend>(
     let stride = key_model.key_frame_stride;
     let n_key = (key_model.n_frames - 1) / stride + 1;
     let mut dec = Decoder::new(key_model, sampling.derive(0), device);
-    let keys = generate_key_frames(&mut dec, text, n_key);
+    let keys = generate_key_frames(&mut dec, text, n_key)?;
     let key_frame_stats = dec.stats;
     let (mut frames, mut plans) = (vec![keys[0].clone()], Vec::new());
     let mut interpolation_stats = GenerationStats::default();
@@ -365,17 +391,17 @@ pub fn generate_video<B: Backend>(
             &pair[1],
             stride - 1,
             &plan,
-        ));
+        )?);
         frames.push(pair[1].clone());
         interpolation_stats += dec.stats;
         plans.push(plan);
     }
-    Video {
+    Ok(Video {
         frames,
         key_frame_stats,
         interpolation_stats,
         plans,
-    }
+    })
 }
 
 /// Decodes visual codes to RGB with a VQ codebook whose codes are `3·p·p` patches, laid out as

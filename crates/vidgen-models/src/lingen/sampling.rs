@@ -6,7 +6,7 @@
 use super::LinGenDit;
 use crate::error::{ModelError, same_size};
 use burn::tensor::{Bool, Int, Tensor, backend::Backend};
-use vidgen_schedulers::{ClassifierFreeGuidance, NoiseSource, RectifiedFlow, Sampler};
+use vidgen_schedulers::{ClassifierFreeGuidance, FiniteCheck, NoiseSource, RectifiedFlow, Sampler};
 
 /// Text tokens and their key-padding mask.
 #[derive(Debug, Clone)]
@@ -55,8 +55,10 @@ impl<B: Backend> TextCondition<B> {
 ///
 /// # Errors
 /// Those of [`LinGenDit::forward`]; [`ModelError::ShapeMismatch`] if `uncond` has another
-/// length or batch than `cond`; [`ModelError::Unsupported`] naming `flow` if a scheduler step
+/// length or batch than `cond`; [`ModelError::NonFinite`] naming the step when `check` is on and
+/// the velocity or sample goes NaN/±∞; [`ModelError::Unsupported`] naming `flow` if a scheduler step
 /// fails.
+#[allow(clippy::too_many_arguments)]
 pub fn sample<B: Backend, N: NoiseSource<B, 5>>(
     model: &LinGenDit<B>,
     flow: &RectifiedFlow,
@@ -65,6 +67,7 @@ pub fn sample<B: Backend, N: NoiseSource<B, 5>>(
     uncond: Option<&TextCondition<B>>,
     guidance: ClassifierFreeGuidance,
     rng: &mut N,
+    check: FiniteCheck,
 ) -> Result<Tensor<B, 5>, ModelError> {
     let batch = noise.dims()[0];
     let device = noise.device();
@@ -102,6 +105,7 @@ pub fn sample<B: Backend, N: NoiseSource<B, 5>>(
             v
         };
         let step_noise = flow.needs_noise(i).then(|| rng.noise(i, &x));
+        let probe = (check == FiniteCheck::EveryStep).then(|| v.clone());
         x = flow
             .step(i, v, x, step_noise)
             .map_err(|e| ModelError::Unsupported {
@@ -109,6 +113,9 @@ pub fn sample<B: Backend, N: NoiseSource<B, 5>>(
                 value: e.to_string(),
                 reason: "the scheduler step failed",
             })?;
+        if let Some(v) = probe {
+            check.check_step(i, flow.model_time(i), &v, &x)?;
+        }
     }
     Ok(x)
 }

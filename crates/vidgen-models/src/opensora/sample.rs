@@ -15,7 +15,7 @@ use crate::error::ModelError;
 use crate::stdit::{Stdit, StditConfig, StditInput};
 use burn::tensor::{Bool, Tensor, backend::Backend};
 use std::path::{Path, PathBuf};
-use vidgen_schedulers::{OpenSoraRflow, OpenSoraRflowConfig, PixelExtent};
+use vidgen_schedulers::{FiniteCheck, OpenSoraRflow, OpenSoraRflowConfig, PixelExtent};
 
 /// The prompt side of [`sample_stdit3`].
 #[derive(Debug, Clone)]
@@ -46,6 +46,7 @@ pub fn sample_stdit3<B: Backend>(
     z: Tensor<B, 5>,
     prompt: &Stdit3Prompt<B>,
     progress: impl FnMut(usize, usize),
+    check: FiniteCheck,
 ) -> Result<Tensor<B, 5>, ModelError> {
     let [batch, len, _] = prompt.y.dims();
     let y = Tensor::cat(
@@ -72,6 +73,7 @@ pub fn sample_stdit3<B: Backend>(
             model.forward_input(input)
         },
         progress,
+        check,
     )
 }
 
@@ -136,7 +138,14 @@ pub fn sample_files<B: Backend>(
         fps,
         extent,
     };
-    let z = sample_stdit3(&model, &sampler, z, &prompt, progress)?;
+    let z = sample_stdit3(
+        &model,
+        &sampler,
+        z,
+        &prompt,
+        progress,
+        FiniteCheck::EveryStep,
+    )?;
     write_out(out.as_ref(), "z", z)?;
     Ok(SampleSummary {
         config_report,

@@ -4,8 +4,8 @@
 use super::{SnapFit, SnapFitCond};
 use crate::error::{ModelError, same_size};
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_schedulers::NoiseSource;
 use vidgen_schedulers::edm::{Churn, Edm};
+use vidgen_schedulers::{FiniteCheck, NoiseSource, SchedulerError};
 
 /// The ODE solver of Karras et al. Algorithm 2.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,6 +32,7 @@ pub enum EdmSolver {
 /// # Errors
 /// [`ModelError::ShapeMismatch`] if `sigmas` has fewer than 2 values; any other rejection by the
 /// sampler as [`ModelError::Component`].
+#[allow(clippy::too_many_arguments)]
 pub fn sample_edm_self_conditioned<B, const D: usize, M, N>(
     edm: &Edm,
     solver: EdmSolver,
@@ -40,6 +41,7 @@ pub fn sample_edm_self_conditioned<B, const D: usize, M, N>(
     sigmas: &[f64],
     churn: Churn,
     noise_source: &mut N,
+    check: FiniteCheck,
 ) -> Result<Tensor<B, D>, ModelError>
 where
     B: Backend,
@@ -60,12 +62,15 @@ where
         out
     };
     let result = match solver {
-        EdmSolver::Euler => edm.sample_euler(model, noise, sigmas, churn, noise_source),
-        EdmSolver::Heun => edm.sample_heun(model, noise, sigmas, churn, noise_source),
+        EdmSolver::Euler => edm.sample_euler(model, noise, sigmas, churn, noise_source, check),
+        EdmSolver::Heun => edm.sample_heun(model, noise, sigmas, churn, noise_source, check),
     };
-    result.map_err(|e| ModelError::Component {
-        part: "EDM sampler",
-        message: e.to_string(),
+    result.map_err(|e| match e {
+        e @ SchedulerError::NonFinite { .. } => e.into(),
+        e => ModelError::Component {
+            part: "EDM sampler",
+            message: e.to_string(),
+        },
     })
 }
 
@@ -89,6 +94,7 @@ impl<B: Backend> SnapFit<B> {
         sigmas: &[f64],
         churn: Churn,
         noise_source: &mut N,
+        check: FiniteCheck,
     ) -> Result<Tensor<B, 5>, ModelError> {
         let [b, c, t, h, w] = noise.dims();
         let device = noise.device();
@@ -98,6 +104,15 @@ impl<B: Backend> SnapFit<B> {
         let network = |x: Tensor<B, 5>, c_noise: f64, prev: Option<Tensor<B, 3>>| {
             self.forward(x, Tensor::full([b], c_noise, &device), cond, prev)
         };
-        sample_edm_self_conditioned(edm, solver, network, noise, sigmas, churn, noise_source)
+        sample_edm_self_conditioned(
+            edm,
+            solver,
+            network,
+            noise,
+            sigmas,
+            churn,
+            noise_source,
+            check,
+        )
     }
 }

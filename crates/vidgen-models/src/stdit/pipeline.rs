@@ -15,7 +15,8 @@ use crate::error::{ModelError, same_size};
 use crate::text::{TextEmbedder, WordTokenizer};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_schedulers::{
-    ClassifierFreeGuidance, FrameMask, NoiseGenerator, RectifiedFlow, RectifiedFlowConfig, sample,
+    ClassifierFreeGuidance, FiniteCheck, FrameMask, NoiseGenerator, RectifiedFlow,
+    RectifiedFlowConfig, try_sample,
 };
 
 /// How classifier-free guidance evaluates the model.
@@ -121,6 +122,7 @@ impl<B: Backend> Guided<'_, B> {
 /// Samples a latent video: rectified-flow Euler steps of `flow` with classifier-free guidance,
 /// from initial noise drawn from `noise` (then per-step noise if `flow` is stochastic). Frames of
 /// `cond.frames` are kept equal to their clean values throughout and conditioned at timestep 0.
+/// With [`FiniteCheck::EveryStep`] a NaN/±∞ velocity or sample stops the loop at that step.
 ///
 /// # Shapes
 /// `latent_shape = [B, C, T, H, W]`; `cond.text`, `cond.uncond_text`: `[B, L, d_text]` →
@@ -129,7 +131,9 @@ impl<B: Backend> Guided<'_, B> {
 /// # Errors
 /// [`ModelError::ShapeMismatch`] if the text batch, lengths or the clean latent disagree with
 /// `latent_shape`; [`ModelError::Component`] for a frame mask of the wrong size or a scheduler
-/// error; any error of [`Stdit::try_forward`].
+/// error; [`ModelError::NonFinite`] naming the step from the check; any error of
+/// [`Stdit::try_forward`].
+#[allow(clippy::too_many_arguments)]
 pub fn sample_stdit<B: Backend>(
     model: &Stdit<B>,
     flow: &RectifiedFlow,
@@ -138,6 +142,7 @@ pub fn sample_stdit<B: Backend>(
     latent_shape: [usize; 5],
     noise: &mut NoiseGenerator,
     mode: CfgMode,
+    check: FiniteCheck,
 ) -> Result<Tensor<B, 5>, ModelError> {
     let device = cond.text.device();
     let [b, _, t, _, _] = latent_shape;
@@ -173,22 +178,11 @@ pub fn sample_stdit<B: Backend>(
         mode,
     };
     let initial = reinsert(noise.normal::<B, 5>(latent_shape, &device));
-    let mut error = None;
-    let model_fn = |x: Tensor<B, 5>, t: f64| {
-        // Putting the clean frames back before each evaluation and once at the end gives the same
-        // result as after every step: the generated frames never read the drifted ones.
-        let x = reinsert(x);
-        let zeros = x.zeros_like();
-        guided.velocity(x, t).unwrap_or_else(|e| {
-            error.get_or_insert(e);
-            zeros
-        })
-    };
-    let out = sample(flow, model_fn, initial, noise).map_err(component("rectified flow"))?;
-    match error {
-        Some(e) => Err(e),
-        None => Ok(reinsert(out)),
-    }
+    // Putting the clean frames back before each evaluation and once at the end gives the same
+    // result as after every step: the generated frames never read the drifted ones.
+    let model_fn = |x: Tensor<B, 5>, t: f64| guided.velocity(reinsert(x), t);
+    let out = try_sample(flow, model_fn, initial, noise, check)?;
+    Ok(reinsert(out))
 }
 
 /// Settings of [`TextToVideo::generate`].
@@ -208,6 +202,8 @@ pub struct GenerateOptions {
     pub flow: RectifiedFlowConfig,
     /// Seed of the noise.
     pub seed: u64,
+    /// The non-finite guard of the sampling loop (on by default; see [`FiniteCheck`]).
+    pub finite_check: FiniteCheck,
 }
 
 impl Default for GenerateOptions {
@@ -220,6 +216,7 @@ impl Default for GenerateOptions {
             fps: 24.0,
             flow: RectifiedFlowConfig::default(),
             seed: 0,
+            finite_check: FiniteCheck::EveryStep,
         }
     }
 }
@@ -258,9 +255,18 @@ impl<B: Backend> TextToVideo<B> {
     }
 
     /// Text features `[N, max_len, d_text]` and valid lengths of `prompts`.
-    pub fn encode(&self, prompts: &[&str], device: &B::Device) -> (Tensor<B, 3>, Vec<usize>) {
-        let (ids, lens) = self.tokenizer.encode_batch::<B>(prompts, device);
-        (self.text_embedder.forward(ids), lens)
+    ///
+    /// # Errors
+    /// [`ModelError::UnknownWords`] listing the words of the first prompt that are outside the
+    /// vocabulary, with the vocabulary (a word the model never saw would otherwise be dropped
+    /// silently; [`WordTokenizer::encode_lenient`] is the documented lenient path).
+    pub fn encode(
+        &self,
+        prompts: &[&str],
+        device: &B::Device,
+    ) -> Result<(Tensor<B, 3>, Vec<usize>), ModelError> {
+        let (ids, lens) = self.tokenizer.try_encode_batch::<B>(prompts, device)?;
+        Ok((self.text_embedder.forward(ids), lens))
     }
 
     /// Generates one latent video per prompt.
@@ -269,14 +275,15 @@ impl<B: Backend> TextToVideo<B> {
     /// → `[N, C, T, H, W]` with `[C, T, H, W] = options.latent_size`
     ///
     /// # Errors
-    /// As [`generate_from_embeddings`](Self::generate_from_embeddings).
+    /// Those of [`encode`](Self::encode) (unknown words) and
+    /// [`generate_from_embeddings`](Self::generate_from_embeddings).
     pub fn generate(
         &self,
         prompts: &[&str],
         options: &GenerateOptions,
         device: &B::Device,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        let (text, lens) = self.encode(prompts, device);
+        let (text, lens) = self.encode(prompts, device)?;
         self.generate_from_embeddings(text, lens, options)
     }
 
@@ -321,6 +328,7 @@ impl<B: Backend> TextToVideo<B> {
             [n, c, t, h, w],
             &mut noise,
             CfgMode::Batched,
+            options.finite_check,
         )
     }
 }

@@ -6,6 +6,7 @@ use super::{
 use crate::common::{PredictionType, TrainingBatch, per_sample, vector};
 use crate::config::{ConfigEnum, SchedulerConfig};
 use crate::error::{SchedulerError, increasing, positive_f64};
+use crate::finite::FiniteCheck;
 use crate::noise::{NoiseGenerator, NoiseSource};
 use burn::tensor::{Tensor, backend::Backend};
 use serde::{Deserialize, Serialize};
@@ -289,7 +290,8 @@ impl Edm {
     }
 
     /// Samples with Euler steps ([`sample_euler`]) from standard `noise` (scaled by `sigmas[0]`):
-    /// the ODE uses `D/σ_in` as denoised estimate, the result is multiplied by `σ_in`.
+    /// the ODE uses `D/σ_in` as denoised estimate, the result is multiplied by `σ_in`; `check` as
+    /// in [`sample_euler`].
     ///
     /// # Errors
     /// As [`sample_euler`].
@@ -300,6 +302,7 @@ impl Edm {
         sigmas: &[f64],
         churn: Churn,
         noise_source: &mut N,
+        check: FiniteCheck,
     ) -> Result<Tensor<B, D>, SchedulerError>
     where
         M: FnMut(Tensor<B, D>, f64) -> Tensor<B, D>,
@@ -308,7 +311,7 @@ impl Edm {
         let s_in = self.config.sigma_in;
         let den = |x, s| self.denoise(&mut model, x, s) / s_in;
         let x = noise * first(sigmas);
-        Ok(sample_euler(den, x, sigmas, churn, noise_source, |_, _, _| {})? * s_in)
+        Ok(sample_euler(den, x, sigmas, churn, noise_source, check, |_, _, _| {})? * s_in)
     }
 
     /// Samples with Heun steps ([`sample_heun`], Karras et al. Algorithm 2); otherwise as
@@ -323,6 +326,7 @@ impl Edm {
         sigmas: &[f64],
         churn: Churn,
         noise_source: &mut N,
+        check: FiniteCheck,
     ) -> Result<Tensor<B, D>, SchedulerError>
     where
         M: FnMut(Tensor<B, D>, f64) -> Tensor<B, D>,
@@ -331,7 +335,7 @@ impl Edm {
         let s_in = self.config.sigma_in;
         let den = |x, s| self.denoise(&mut model, x, s) / s_in;
         let x = noise * first(sigmas);
-        Ok(sample_heun(den, x, sigmas, churn, noise_source, |_, _, _| {})? * s_in)
+        Ok(sample_heun(den, x, sigmas, churn, noise_source, check, |_, _, _| {})? * s_in)
     }
 }
 

@@ -23,6 +23,7 @@
 
 use super::FlowTrainingConfig;
 use crate::error::{SchedulerError, positive};
+use crate::finite::FiniteCheck;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 
 /// Settings of [`OpenSoraRflow`] (upstream `RFLOW.__init__` and its inference config).
@@ -197,17 +198,21 @@ impl OpenSoraRflow {
     /// `model(z_in, t)` gets the guidance batch `z_in = [z; z]` (`[2B, C, T, H, W]`) and its times
     /// `t = [t; t]` (`[2B]`, in `[0, N]`), and returns the velocity for the prompt's text on the
     /// first `B` rows and for the null caption on the last `B` (`[2B, C_out, T, H, W]`, `C_out ≥ C`:
-    /// the first `C` channels are used). `progress(step, steps)` is called after each step.
+    /// the first `C` channels are used). `progress(step, steps)` is called after each step. With
+    /// [`FiniteCheck::EveryStep`] each step's guided velocity and new sample are checked for
+    /// NaN/±∞ (the error's time is the first sample's timestep).
     ///
     /// # Errors
     /// Those of [`OpenSoraRflow::timesteps`]; [`SchedulerError::LengthMismatch`] if the extent's
-    /// batch is not `B` or the model's output shape is wrong; the model's errors, unchanged.
+    /// batch is not `B` or the model's output shape is wrong; [`SchedulerError::NonFinite`] from
+    /// the check; the model's errors, unchanged.
     pub fn sample<B, E, M, P>(
         &self,
         z: Tensor<B, 5>,
         extent: &PixelExtent,
         mut model: M,
         mut progress: P,
+        check: FiniteCheck,
     ) -> Result<Tensor<B, 5>, E>
     where
         B: Backend,
@@ -252,7 +257,11 @@ impl OpenSoraRflow {
                 None => t.iter().map(|a| a / n_t).collect(),
             };
             let dt = Tensor::<B, 5>::from_data(TensorData::new(dt, [batch, 1, 1, 1, 1]), &device);
+            let probe = (check == FiniteCheck::EveryStep).then(|| v.clone());
             z = z + v * dt;
+            if let Some(v) = probe {
+                check.check_step(i, t.first().copied().unwrap_or(0.0), &v, &z)?;
+            }
             progress(i + 1, steps);
         }
         Ok(z)
