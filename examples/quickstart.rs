@@ -22,7 +22,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
-use vidgen_models::train::load_text_to_video;
+use vidgen_models::tiny::load_text_to_video;
 use vidgen_models::write_gif;
 
 #[cfg(feature = "cuda")]

@@ -24,9 +24,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 use vidgen_models::data::tokenizer;
 use vidgen_models::stdit::TextToVideo;
+use vidgen_models::tiny::{TinyTrainConfig, check_motion};
 use vidgen_models::train::{
-    TinyTrainConfig, TrainOptions, check_motion, first_last_means, stored_config, train_with,
-    write_loss_curve_png,
+    TrainOptions, first_last_means, stored_config, train_with, write_loss_curve_png,
 };
 use vidgen_models::{save_checkpoint, write_gif};
 

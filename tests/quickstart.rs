@@ -12,7 +12,7 @@ use std::path::Path;
 use vidgen_models::ModelError;
 use vidgen_models::data::{Colour, Direction, Shape, VOCAB, label, tokenizer};
 use vidgen_models::opensora::write_safetensors;
-use vidgen_models::train::{TinyTrainConfig, check_motion, load_text_to_video};
+use vidgen_models::tiny::{TinyTrainConfig, check_motion, load_text_to_video};
 use vidgen_nn::checkpoint::read_safetensors;
 use vidgen_testing::Flex;
 

@@ -5,9 +5,8 @@
 use burn::tensor::Tensor;
 use vidgen_models::data::MovingShapesConfig;
 use vidgen_models::stdit::StditConfig;
-use vidgen_models::train::{
-    Interrupter, TinyTrainConfig, TrainOptions, first_last_means, train, train_with,
-};
+use vidgen_models::tiny::TinyTrainConfig;
+use vidgen_models::train::{Interrupter, TrainOptions, first_last_means, train, train_with};
 use vidgen_models::{ModelError, load_checkpoint, save_checkpoint};
 use vidgen_testing::{AutodiffFlex, Flex, Tolerance, assert_close};
 

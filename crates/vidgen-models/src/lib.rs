@@ -8,8 +8,13 @@
 //! | [`flashvideo`] | FlashVideo: a RetNet over VQ tokens, recurrent generation, key frames + redundancy-free interpolation |
 //! | [`opensora`] | Open-Sora 1.2's published STDiT3 checkpoints: upstream config and key names, sharded/half-precision files, a forward over safetensors files |
 //! | [`text`] | a small word tokenizer + embedding for synthetic prompts; precomputed text embeddings from safetensors |
-//! | [`video_io`] | animated GIF output |
+//! | [`tiny`] | the tiny text-to-video model of the moving-shapes data: config, loss, loading for inference, motion check |
+//! | `train` | training it through burn-train: checkpoints, bit-exact resumption, non-finite loss guard (feature `train`) |
+//! | `video_io` | animated GIF output (feature `gif`) |
 //! | [`checkpoint`] | safetensors checkpoints through burn-store with typed errors |
+//!
+//! Features: `train` (burn-train, png) and `gif` (the gif encoder) are off by default, so that
+//! depending on the models pulls in neither; the `vidgen` facade turns both on.
 
 #![warn(missing_docs)]
 
@@ -22,7 +27,10 @@ pub mod opensora;
 pub mod snap_fit;
 pub mod stdit;
 pub mod text;
+pub mod tiny;
+#[cfg(feature = "train")]
 pub mod train;
+#[cfg(feature = "gif")]
 pub mod video_io;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
@@ -40,8 +48,8 @@ pub use stdit::{
     sample_stdit,
 };
 pub use text::{TextEmbedder, TextEmbedderConfig, WordTokenizer, load_text_embeddings};
-pub use train::{
-    TextVideoModel, TinyTrainConfig, TrainOptions, check_resume, train, train_with,
-    write_loss_curve_png,
-};
+pub use tiny::{TextVideoModel, TinyTrainConfig, check_motion, load_text_to_video};
+#[cfg(feature = "train")]
+pub use train::{TrainOptions, check_resume, train, train_with, write_loss_curve_png};
+#[cfg(feature = "gif")]
 pub use video_io::write_gif;

@@ -1,21 +1,13 @@
-//! Training a tiny text-to-video STDiT on [`MovingShapes`] with rectified flow, through
-//! burn-train's supervised `Learner` (single device, or burn-train's multi-device data-parallel
-//! strategy when several devices are given — gradients are synchronised by burn-train).
-//!
-//! Loss (rectified flow, Liu et al. 2022; Open-Sora 1.2 report sec. 4.2): for a clean video `x₀`,
-//! noise `ε` and a time `t` ([`TinyTrainConfig::time_sampling`], logit-normal by default), `x_t = (1 − t)·x₀ + t·ε` and
-//! `L = mean ‖v_θ(x_t, 1000·t, text) − (ε − x₀)‖²` ([`RectifiedFlow::training_batch`](vidgen_schedulers::RectifiedFlow::training_batch)). The text
-//! is replaced by the model's learnt null caption with probability `cfg_dropout`, so the model
-//! also learns the unconditional velocity that classifier-free guidance needs. All randomness
-//! (noise, times, dropout) comes from the items' seeds: a step is a pure function of its batch.
+//! Training the tiny text-to-video model ([`TextVideoModel`], see [`crate::tiny`]) on
+//! [`MovingShapes`](crate::data::MovingShapes) with rectified flow, through burn-train's
+//! supervised `Learner` (single device, or burn-train's multi-device data-parallel strategy when
+//! several devices are given — gradients are synchronised by burn-train): checkpoints every
+//! [`TinyTrainConfig::checkpoint_every`] steps, bit-exact resumption, a non-finite loss guard, and
+//! a PNG loss curve. Feature `train` (burn-train and png).
 
-use crate::data::{
-    Colour, Direction, Motion, MovingShapes, MovingShapesBatcher, MovingShapesConfig, Shape,
-    VideoBatch, label, measure_motion, tokenizer,
-};
+use crate::data::{MovingShapesBatcher, MovingShapesConfig, VideoBatch};
 use crate::error::ModelError;
-use crate::stdit::{GenerateOptions, Stdit, StditConfig, TextToVideo};
-use crate::text::{TextEmbedder, TextEmbedderConfig};
+use crate::tiny::{LossGuard, TextVideoModel, TinyTrainConfig};
 use burn::config::Config;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder, DataLoaderIterator};
 use burn::data::dataset::Dataset;
@@ -30,7 +22,7 @@ use burn::optim::lr_scheduler::cosine::{
 use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder, RecorderError};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Bool, ElementConversion, Tensor, TensorData, Transaction};
+use burn::tensor::{ElementConversion, Tensor, Transaction};
 use burn_store::ModuleSnapshot;
 use burn_train::metric::{Adaptor, LossInput, LossMetric};
 use burn_train::renderer::{
@@ -44,256 +36,8 @@ use burn_train::{
 use std::io::Write;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use vidgen_nn::checkpoint::{AtomicFileRecorder, write_atomically};
-use vidgen_schedulers::{FlowTrainingConfig, NoiseGenerator, RectifiedFlowConfig, TimeSampling};
-
-/// Settings of [`train`]: model, data and optimisation.
-#[derive(Config, Debug)]
-pub struct TinyTrainConfig {
-    /// The denoiser (`in_channels = 3`, pixel space).
-    pub model: StditConfig,
-    /// The training videos (`len` is overridden by `steps · batch_size`).
-    pub data: MovingShapesConfig,
-    /// Optimiser steps.
-    #[config(default = 200)]
-    pub steps: usize,
-    /// Videos per step.
-    #[config(default = 8)]
-    pub batch_size: usize,
-    /// AdamW learning rate at the first step.
-    #[config(default = 1e-3)]
-    pub learning_rate: f64,
-    /// Learning rate at the last step: the rate follows a cosine from `learning_rate` down to
-    /// this (equal to `learning_rate` for a constant rate).
-    #[config(default = 1e-4)]
-    pub min_learning_rate: f64,
-    /// Probability of training a sample on the null caption.
-    #[config(default = 0.1)]
-    pub cfg_dropout: f64,
-    /// Frame rate the model is conditioned on.
-    #[config(default = 8.0)]
-    pub fps: f64,
-    /// Distribution of the training times (SD3 / Open-Sora 1.2's logit-normal by default;
-    /// with uniform times, 2000–3000 steps of the tiny model gave blurred, nearly static shapes).
-    #[config(default = "TimeSampling::LogitNormal")]
-    pub time_sampling: TimeSampling,
-    /// Mean of the normal behind logit-normal times (positive values favour high noise). The
-    /// direction word only lowers the loss at high noise (below that, `x_t` already shows where
-    /// the shape is in every frame), so the tiny model learns it only with enough high-noise
-    /// times: with `N(0, 1)` a 3000-step run ignored the word; with `N(1.5, 1.5)`
-    /// (`t > 0.88` for 37 % of the samples) every label of the motion check follows it.
-    #[config(default = 1.5)]
-    pub logit_mean: f64,
-    /// Standard deviation of the normal behind logit-normal times.
-    #[config(default = 1.5)]
-    pub logit_std: f64,
-    /// Optimiser steps between checkpoints: model, optimiser and learning-rate state are written
-    /// (atomically) to `<artifact_dir>/checkpoint/` after every stretch of this many steps, and
-    /// [`TrainOptions::resume`] continues from the newest complete one.
-    #[config(default = 500)]
-    pub checkpoint_every: usize,
-    /// Seed of the parameter initialisation: the backend's random generator is seeded with it
-    /// before the model is built, so two runs of one configuration start from the same weights
-    /// (Burn's generator is global to the process: no other thread may draw from it meanwhile).
-    #[config(default = 0)]
-    pub seed: u64,
-}
-
-impl TinyTrainConfig {
-    /// The default tiny setup (the configuration of the shipped checkpoint): STDiT with
-    /// `d_model` 64, 4 heads, depth 2, `d_text` 32, patch `(1, 2, 2)`, over 8 frames of 16×16
-    /// RGB, and three settings without which the model ignores the direction word (measured
-    /// in docs/tiny_training.md):
-    /// - [`StditConfig::temporal_pos_embed`]: each token knows its frame, so the model can
-    ///   place the shape per frame from the prompt alone (STDiT3's temporal RoPE is relative);
-    /// - [`StditConfig::cross_qk_norm`];
-    /// - logit-normal times `N(1.5, 1.5)` ([`logit_mean`](Self::logit_mean)); and shapes moving
-    ///   1.5 px per frame, so they cross the frame edge to edge (10.5 px over 8 frames) and the
-    ///   direction decides where the shape is in each frame.
-    ///
-    /// It predicts the velocity only (`pred_sigma` off) and keeps the final layer's t = 0 branch
-    /// on the unmodulated tokens (`final_t0_norm_modulated` off), as the shipped model was trained.
-    pub fn tiny(steps: usize) -> Self {
-        let model = StditConfig::new(64, 4, 2, 32)
-            .with_in_channels(3)
-            .with_max_frames(8)
-            .with_text_max_len(4)
-            .with_frequency_dim(64)
-            .with_temporal_pos_embed(true)
-            .with_cross_qk_norm(true)
-            .with_pred_sigma(false)
-            .with_final_t0_norm_modulated(false);
-        let data = MovingShapesConfig::new(1).with_speed(1.5);
-        Self::new(model, data).with_steps(steps)
-    }
-
-    /// Builds the untrained model.
-    ///
-    /// # Errors
-    /// Those of [`StditConfig::init`] and [`TextEmbedderConfig::init`].
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<TextVideoModel<B>, ModelError> {
-        Ok(TextVideoModel {
-            model: self.model.init(device)?,
-            text_embedder: TextEmbedderConfig::new(tokenizer().vocab_size(), self.model.d_text)
-                .init(device)?,
-            cfg_dropout: self.cfg_dropout,
-            fps: self.fps,
-            flow: self.training_flow(),
-            loss_guard: LossGuard::default(),
-        })
-    }
-}
-
-/// The trained pair: denoiser and text embedding (checkpoint keys `model.*`, `text_embedder.*`).
-#[derive(Module, Debug)]
-pub struct TextVideoModel<B: Backend> {
-    /// The denoiser.
-    pub model: Stdit<B>,
-    /// Label token ids → text features.
-    pub text_embedder: TextEmbedder<B>,
-    /// See [`TinyTrainConfig::cfg_dropout`].
-    pub cfg_dropout: f64,
-    /// See [`TinyTrainConfig::fps`].
-    pub fps: f64,
-    /// Training-time sampling ([`TinyTrainConfig::training_flow`]).
-    #[module(skip)]
-    pub flow: FlowTrainingConfig,
-    /// The non-finite loss check of [`train_with`] (off outside a run).
-    #[module(skip)]
-    pub loss_guard: LossGuard,
-}
-
-/// The non-finite loss check of a training run: counts optimiser steps and, on the first NaN/±∞
-/// loss, records the step and value, skips that step's update and stops the run through
-/// burn-train's interrupter. Inactive by default (outside [`train_with`]).
-#[derive(Clone, Default)]
-pub struct LossGuard {
-    state: Option<Arc<GuardState>>,
-}
-
-struct GuardState {
-    next_step: AtomicUsize,
-    found: Mutex<Option<(usize, f64)>>,
-    interrupter: Interrupter,
-}
-
-impl std::fmt::Debug for LossGuard {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LossGuard")
-            .field("active", &self.state.is_some())
-            .finish()
-    }
-}
-
-impl LossGuard {
-    fn new(steps_done: usize, interrupter: Interrupter) -> Self {
-        Self {
-            state: Some(Arc::new(GuardState {
-                next_step: AtomicUsize::new(steps_done),
-                found: Mutex::new(None),
-                interrupter,
-            })),
-        }
-    }
-
-    /// Checks one step's loss: `true` if the step may be applied.
-    fn admit(&self, loss: f64) -> bool {
-        let Some(state) = &self.state else {
-            return true;
-        };
-        let step = state.next_step.fetch_add(1, Ordering::SeqCst) + 1;
-        if loss.is_finite() {
-            return true;
-        }
-        state
-            .found
-            .lock()
-            .expect("loss guard")
-            .get_or_insert((step, loss));
-        state.interrupter.stop(Some("non-finite training loss"));
-        false
-    }
-
-    /// The first non-finite loss seen, as `(step, loss)`.
-    fn found(&self) -> Option<(usize, f64)> {
-        self.state
-            .as_ref()
-            .and_then(|s| *s.found.lock().expect("loss guard"))
-    }
-}
-
-impl TinyTrainConfig {
-    /// Rectified-flow training settings: `time_sampling`, `logit_mean`, `logit_std`, no
-    /// resolution transform (pixel space).
-    pub fn training_flow(&self) -> FlowTrainingConfig {
-        FlowTrainingConfig {
-            time_sampling: self.time_sampling,
-            logit_mean: self.logit_mean,
-            logit_std: self.logit_std,
-            use_timestep_transform: false,
-            ..FlowTrainingConfig::default()
-        }
-    }
-}
-
-impl<B: Backend> TextVideoModel<B> {
-    /// The rectified-flow velocity loss of one batch (see the module docs).
-    ///
-    /// # Shapes
-    /// `batch.videos`: `[N, C, T, H, W]` → `[1]`
-    ///
-    /// # Errors
-    /// Any error of [`Stdit::try_forward`]; [`ModelError::Component`] from the scheduler.
-    pub fn flow_loss(&self, batch: &VideoBatch<B>) -> Result<Tensor<B, 1>, ModelError> {
-        let dims = batch.videos.dims();
-        let device = batch.videos.device();
-        let seed = batch.seeds.iter().fold(0x51_7CC1_B727_220Au64, |acc, s| {
-            acc.rotate_left(7) ^ s.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        });
-        let mut rng = NoiseGenerator::seed_from_u64(seed);
-        let flow = RectifiedFlowConfig::default()
-            .init(1, None)
-            .and_then(|f| f.with_training(self.flow.clone()))
-            .map_err(|e| ModelError::Component {
-                part: "rectified flow",
-                message: e.to_string(),
-            })?;
-        let noise = rng.normal::<B, 5>(dims, &device);
-        let times =
-            flow.sample_training_times(&dims, &mut rng)
-                .map_err(|e| ModelError::Component {
-                    part: "training times",
-                    message: e.to_string(),
-                })?;
-        let drop: Vec<bool> = rng
-            .uniform_f64(dims[0])
-            .into_iter()
-            .map(|u| u < self.cfg_dropout)
-            .collect();
-        let tb = flow
-            .training_batch(batch.videos.clone(), noise, &times)
-            .map_err(|e| ModelError::Component {
-                part: "training batch",
-                message: e.to_string(),
-            })?;
-        let text = self.text_embedder.forward(batch.ids.clone());
-        let [n, len, d] = text.dims();
-        let null = self.model.y_embedder.null(n, len)?;
-        let drop = Tensor::<B, 3, Bool>::from_bool(TensorData::new(drop, [n, 1, 1]), &device);
-        let text = text.mask_where(drop.expand([n, len, d]), null);
-        let out = self.model.try_forward(
-            tb.model_input.clone(),
-            tb.model_time.clone(),
-            text,
-            Some(&batch.lens),
-            Tensor::full([n], self.fps, &device),
-            None,
-        )?;
-        Ok(tb.loss(out))
-    }
-}
 
 /// The loss of one step, as burn-train's metrics see it.
 #[derive(Debug)]
@@ -331,7 +75,7 @@ impl<B: AutodiffBackend> TrainStep for TextVideoModel<B> {
         let loss = self
             .flow_loss(&batch)
             .unwrap_or_else(|e| panic!("train step: {e}"));
-        if self.loss_guard.state.is_some() {
+        if self.loss_guard.is_active() {
             let value: f64 = loss.clone().into_scalar().elem();
             if !self.loss_guard.admit(value) {
                 // No gradients: the optimiser leaves every parameter as it is.
@@ -408,95 +152,6 @@ impl MetricsRendererEvaluation for ProgressRenderer {
 impl MetricsRenderer for ProgressRenderer {
     fn manual_close(&mut self) {}
     fn register_metric(&mut self, _definition: burn_train::metric::MetricDefinition) {}
-}
-
-impl TinyTrainConfig {
-    /// The sampling settings of the examples and the motion check: one video of the dataset's
-    /// size, 16 Euler steps, guidance 4, the training frame rate.
-    pub fn generate_options(&self, seed: u64) -> GenerateOptions {
-        let (frames, size) = (self.data.frames, self.data.size);
-        GenerateOptions {
-            latent_size: [3, frames, size, size],
-            num_steps: 16,
-            guidance_scale: 4.0,
-            fps: self.fps,
-            seed,
-            ..GenerateOptions::default()
-        }
-    }
-}
-
-/// One prompt of [`check_motion`] and how its video moved.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MotionCheck {
-    /// The prompt.
-    pub label: String,
-    /// Its colour.
-    pub colour: Colour,
-    /// Its shape.
-    pub shape: Shape,
-    /// Its direction.
-    pub direction: Direction,
-    /// The measured motion of the colour's pixels.
-    pub motion: Motion,
-    /// Whether [`Motion::follows`] holds for the dataset's travel and at least 3 pixels per frame.
-    pub follows: bool,
-}
-
-/// Generates one video for every label of the dataset (batched, noise from `seed`) and measures
-/// whether each shows its prompted motion ([`measure_motion`]).
-///
-/// # Errors
-/// Those of [`TextToVideo::generate`].
-pub fn check_motion<B: Backend>(
-    pipeline: &TextToVideo<B>,
-    config: &TinyTrainConfig,
-    seed: u64,
-    device: &B::Device,
-) -> Result<Vec<MotionCheck>, ModelError> {
-    check_motion_with(pipeline, config, &config.generate_options(seed), device)
-}
-
-/// [`check_motion`] with explicit sampling settings (`options.latent_size` must be the
-/// dataset's `[3, T, H, W]`).
-///
-/// # Errors
-/// Those of [`TextToVideo::generate`].
-pub fn check_motion_with<B: Backend>(
-    pipeline: &TextToVideo<B>,
-    config: &TinyTrainConfig,
-    options: &GenerateOptions,
-    device: &B::Device,
-) -> Result<Vec<MotionCheck>, ModelError> {
-    let combos: Vec<_> = (0..24).map(MovingShapes::combination).collect();
-    let labels: Vec<String> = combos.iter().map(|&(c, s, d)| label(c, s, d)).collect();
-    let prompts: Vec<&str> = labels.iter().map(String::as_str).collect();
-    let video = pipeline.generate(&prompts, options, device)?;
-    let values: Vec<f32> = video.into_data().iter::<f32>().collect();
-    let [_, t, h, w] = options.latent_size;
-    let per = 3 * t * h * w;
-    let travel = config.data.travel();
-    Ok(combos
-        .into_iter()
-        .zip(labels)
-        .enumerate()
-        .map(|(i, ((colour, shape, direction), label))| {
-            let motion = measure_motion(
-                &values[i * per..(i + 1) * per],
-                [t, h, w],
-                colour,
-                direction,
-            );
-            MotionCheck {
-                follows: motion.follows(travel, 3),
-                label,
-                colour,
-                shape,
-                direction,
-                motion,
-            }
-        })
-        .collect())
 }
 
 /// burn-train's handle for stopping a run from another thread ([`TrainOptions::interrupter`]).
@@ -600,7 +255,10 @@ pub fn train_with<B: AutodiffBackend>(
     };
     let interrupter = options.interrupter.clone().unwrap_or_default();
     if !options.skip_loss_check {
-        model.loss_guard = LossGuard::new(done * config.checkpoint_every, interrupter.clone());
+        let stop = interrupter.clone();
+        model.loss_guard = LossGuard::new(done * config.checkpoint_every, move || {
+            stop.stop(Some("non-finite training loss"))
+        });
     }
     let guard = model.loss_guard.clone();
     let chunks = (0..epochs)
@@ -943,47 +601,9 @@ pub fn write_loss_curve_png(
     writer.write_image_data(&rgb).map_err(|e| io(&e))
 }
 
-/// Loads a [`TinyTrainConfig`] JSON and the checkpoint [`train`]'s caller saved with
-/// [`save_checkpoint`](crate::save_checkpoint), and pairs the parts into a [`TextToVideo`]
-/// pipeline with the labels' [`tokenizer`].
-///
-/// # Errors
-/// [`ModelError::Io`] / [`ModelError::Parse`] for an unreadable config; those of
-/// [`TinyTrainConfig::init`], [`load_checkpoint`](crate::load_checkpoint) and
-/// [`TextToVideo::new`].
-pub fn load_text_to_video<B: Backend>(
-    config_path: impl AsRef<Path>,
-    checkpoint_path: impl AsRef<Path>,
-    device: &B::Device,
-) -> Result<(TextToVideo<B>, TinyTrainConfig), ModelError> {
-    let config_path = config_path.as_ref();
-    let config = TinyTrainConfig::load(config_path).map_err(|e| ModelError::Parse {
-        path: config_path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let mut model = config.init::<B>(device)?;
-    crate::load_checkpoint(&mut model, checkpoint_path)?;
-    let pipeline = TextToVideo::new(model.model, tokenizer(), model.text_embedder)?;
-    Ok((pipeline, config))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn training_flow_carries_the_time_distribution() {
-        let config = TinyTrainConfig::tiny(10)
-            .with_logit_mean(0.25)
-            .with_logit_std(2.0);
-        let flow = config.training_flow();
-        assert_eq!(flow.time_sampling, TimeSampling::LogitNormal);
-        assert_eq!((flow.logit_mean, flow.logit_std), (0.25, 2.0));
-        assert!(!flow.use_timestep_transform);
-        let tiny = TinyTrainConfig::tiny(10);
-        assert!(tiny.model.cross_qk_norm && tiny.model.temporal_pos_embed);
-        assert_eq!(tiny.data.travel(), 10.5);
-    }
 
     #[test]
     fn first_last_means_and_png() {

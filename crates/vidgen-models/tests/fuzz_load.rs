@@ -6,7 +6,7 @@
 //! 2,000 cases per loader by default; `VIDGEN_FUZZ_CASES=100000` for the long run.
 
 use std::path::PathBuf;
-use vidgen_models::train::load_text_to_video;
+use vidgen_models::tiny::load_text_to_video;
 use vidgen_models::{TinyTrainConfig, load_checkpoint, load_text_embeddings};
 use vidgen_testing::{Flex, fuzz};
 
@@ -149,6 +149,7 @@ fn stdit3_config() {
 /// The files a resumed training run reads (`check_resume`, what `train_with` runs before
 /// resuming): the stored `train_config.json` and the model, optimiser and scheduler records of
 /// the newest checkpoint, each mutated in turn.
+#[cfg(feature = "train")]
 #[test]
 fn training_checkpoint_dir() {
     use vidgen_models::data::MovingShapesConfig;
@@ -207,8 +208,10 @@ fn training_checkpoint_dir() {
 }
 
 /// Writes `bytes` to the path when dropped.
+#[cfg(feature = "train")]
 struct Restore<'a>(&'a std::path::Path, &'a [u8]);
 
+#[cfg(feature = "train")]
 impl Drop for Restore<'_> {
     fn drop(&mut self) {
         std::fs::write(self.0, self.1).expect("restore the valid file");
