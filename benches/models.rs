@@ -8,6 +8,7 @@
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
+use vidgen_models::TextConditioning;
 use vidgen_models::flashvideo::{FlashVideo, FlashVideoConfig};
 use vidgen_models::lingen::LinGenConfig;
 use vidgen_models::snap_fit::{SnapFitCond, SnapFitConfig};
@@ -42,17 +43,11 @@ fn bench_diffusion_models(c: &mut Criterion) {
         .init::<B>(&device)
         .unwrap();
     let fps = Tensor::<B, 1>::from_floats([8.0], &device);
+    let prompt = TextConditioning::new(text.clone());
     group.bench_function("stdit", |b| {
         b.iter(|| {
-            let y = stdit.forward(
-                x.clone(),
-                t.clone(),
-                text.clone(),
-                Some(&[TEXT_LEN]),
-                fps.clone(),
-                None,
-            );
-            black_box(y).into_data()
+            let y = stdit.forward(x.clone(), t.clone(), &prompt, fps.clone(), None);
+            black_box(y.unwrap()).into_data()
         })
     });
 
@@ -79,15 +74,16 @@ fn bench_diffusion_models(c: &mut Criterion) {
         .init::<B>(&device)
         .unwrap();
     let cond = SnapFitCond {
-        text: text.clone(),
-        text_padding: None,
+        text: prompt.clone(),
         fps: Tensor::from_floats([8.0], &device),
         resolution: Tensor::from_data(TensorData::new(vec![64.0f32, 64.0], [1, 2]), &device),
     };
     let c_noise = Tensor::<B, 1>::from_floats([0.1], &device);
     group.bench_function("snap_fit", |b| {
         b.iter(|| {
-            let (y, latents) = snap.forward(x.clone(), c_noise.clone(), &cond, None);
+            let (y, latents) = snap
+                .forward(x.clone(), c_noise.clone(), &cond, None)
+                .unwrap();
             black_box(latents).into_data();
             black_box(y).into_data()
         })

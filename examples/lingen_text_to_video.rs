@@ -15,10 +15,11 @@
 
 use burn::tensor::{ElementConversion, Tensor};
 use std::time::Instant;
-use vidgen_attention::key_padding_mask;
-use vidgen_models::lingen::{LinGenConfig, TextCondition, sample};
-use vidgen_models::{TextEmbedderConfig, WordTokenizer, write_gif};
-use vidgen_schedulers::{ClassifierFreeGuidance, FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
+use vidgen_models::lingen::LinGenConfig;
+use vidgen_models::{
+    Conditioning, Guidance, TextConditioning, TextEmbedderConfig, WordTokenizer, sample, write_gif,
+};
+use vidgen_schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -49,9 +50,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokenizer = WordTokenizer::new(&words, 8)?;
     let embedder = TextEmbedderConfig::new(tokenizer.vocab_size(), D_TEXT).init::<B>(&device)?;
     let (ids, lens) = tokenizer.encode_batch::<B>(&[prompt.as_str()], &device);
-    let mask = key_padding_mask::<B>(&lens, tokenizer.max_len(), &device);
-    let cond = TextCondition::with_mask(embedder.forward(ids), mask);
-    let null = TextCondition::new(Tensor::zeros([1, tokenizer.max_len(), D_TEXT], &device));
+    let text = TextConditioning::from_lens(embedder.forward(ids), &lens)?;
+    let null = TextConditioning::new(Tensor::zeros([1, tokenizer.max_len(), D_TEXT], &device));
+    let cond = Conditioning::guided(text, Guidance::new(GUIDANCE, 0.0, null)?);
 
     let config = LinGenConfig::new(LATENT[1], 64, 4, 4, D_TEXT)
         .with_max_grid([8, 8, 8])
@@ -75,20 +76,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     }
     .init(STEPS, None)?;
-    let guidance = ClassifierFreeGuidance::new(GUIDANCE, 0.0)?;
     let mut rng = NoiseGenerator::seed_from_u64(0);
     let noise = rng.normal::<B, 5>(LATENT, &device);
     let start = Instant::now();
-    let latent = sample(
-        &model,
-        &flow,
-        noise,
-        &cond,
-        Some(&null),
-        guidance,
-        &mut rng,
-        FiniteCheck::EveryStep,
-    )?;
+    let check = FiniteCheck::EveryStep;
+    let latent = sample(&flow, &model, &cond, noise, &mut rng, check, |p| {
+        println!("  step {}/{} (t = {:.0})", p.step + 1, p.num_steps, p.time)
+    })?;
     println!(
         "prompt {prompt:?}: sampled {:?} in {STEPS} steps (CFG {GUIDANCE}), {:.2} s",
         latent.dims(),

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
         &args.out,
         args.steps,
         args.guidance,
-        |step, steps| eprint!("\rstep {step}/{steps}"),
+        |p| eprint!("\rstep {}/{}", p.step + 1, p.num_steps),
         &device,
     );
     eprintln!();

@@ -35,7 +35,7 @@ use burn::tensor::{Distribution, Tensor};
 use vidgen::models::ModelError;
 use vidgen::models::opensora::{Stdit3Prompt, load_stdit3_dir, read_captions, sample_stdit3};
 use vidgen::models::stdit::{Stdit, StditConfig};
-use vidgen::schedulers::{FiniteCheck, NoiseGenerator, OpenSoraRflowConfig, PixelExtent};
+use vidgen::schedulers::{FiniteCheck, NoiseGenerator, OpenSoraRflowConfig, PixelExtent, Progress};
 use vidgen::vae::opensora::{OpenSoraVae, OpenSoraVaeConfig, load_open_sora_vae};
 
 #[cfg(feature = "cuda")]
@@ -117,8 +117,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 /// Prints `step/steps` with a bar on one line.
-fn progress(start: Instant) -> impl FnMut(usize, usize) {
-    move |step, steps| {
+fn progress(start: Instant) -> impl FnMut(Progress<'_, B, 5>) {
+    move |p| {
+        let (step, steps) = (p.step + 1, p.num_steps);
         let filled = 30 * step / steps.max(1);
         eprint!(
             "\r[{}{}] step {step}/{steps} {:.1?}",

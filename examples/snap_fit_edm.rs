@@ -18,8 +18,8 @@
 use burn::tensor::{Tensor, TensorData};
 use std::time::Instant;
 use vidgen_models::snap_fit::{EdmSolver, SnapFitCond, SnapFitConfig};
-use vidgen_models::{TextEmbedderConfig, WordTokenizer, write_gif};
-use vidgen_schedulers::edm::{Churn, EdmConfig, snap_video_sigma_in};
+use vidgen_models::{TextConditioning, TextEmbedderConfig, WordTokenizer, write_gif};
+use vidgen_schedulers::edm::{EdmConfig, EdmSampler, snap_video_sigma_in};
 use vidgen_schedulers::{FiniteCheck, NoiseGenerator};
 
 #[cfg(feature = "cuda")]
@@ -50,12 +50,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let d_text = 32;
     let embed = TextEmbedderConfig::new(tokenizer.vocab_size(), d_text).init::<B>(&device)?;
     let (ids, lengths) = tokenizer.encode_batch::<B>(&[PROMPT], &device);
-    let max_len = tokenizer.max_len();
     let cond = SnapFitCond {
-        text: embed.forward(ids),
-        text_padding: Some(vidgen_attention::key_padding_mask(
-            &lengths, max_len, &device,
-        )),
+        text: TextConditioning::from_lens(embed.forward(ids), &lengths)?,
         fps: Tensor::from_data(TensorData::new(vec![FPS], [1]), &device),
         resolution: Tensor::from_data(TensorData::new(vec![16.0f32, 16.0], [1, 2]), &device),
     };
@@ -70,21 +66,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Snap Video's EDM: σ_in = s·√T with s = 1 (no upsampling), σ_data = 1, v-prediction sign.
     let sigma_in = snap_video_sigma_in(1.0, VIDEO[2]);
     let edm = EdmConfig::snap_video(sigma_in).init()?;
-    let sigmas = edm.sigmas(STEPS)?;
+    let sampler = EdmSampler::new(edm, EdmSolver::Heun, STEPS)?;
     let mut rng = NoiseGenerator::seed_from_u64(0);
     let noise = rng.normal::<B, 5>(VIDEO, &device);
 
     let start = Instant::now();
-    let video = model.sample(
-        &edm,
-        EdmSolver::Heun,
-        noise,
-        &cond,
-        &sigmas,
-        Churn::NONE,
-        &mut rng,
-        FiniteCheck::EveryStep,
-    )?;
+    let video = model.sample(&sampler, noise, &cond, &mut rng, FiniteCheck::EveryStep)?;
     let elapsed = start.elapsed();
     println!(
         "prompt {PROMPT:?}: sampled {:?} with {STEPS} Heun steps ({} network calls), σ_in = {sigma_in:.3}, in {elapsed:.2?}",

@@ -56,7 +56,7 @@ fn sample_files_matches_open_sora() {
         &out,
         steps,
         guidance,
-        |_, _| calls += 1,
+        |_| calls += 1,
         &device,
     )
     .unwrap();
@@ -86,7 +86,7 @@ fn malformed_inputs_name_the_file_and_key() {
             scratch("unused.safetensors"),
             2,
             7.0,
-            |_, _| {},
+            |_| {},
             &device,
         )
         .unwrap_err()

@@ -60,14 +60,16 @@ fn short_run_lowers_the_loss_and_checkpoint_round_trips() {
     );
     let run = |m: &vidgen_models::TextVideoModel<Flex>| {
         let ids = Tensor::<Flex, 2, burn::tensor::Int>::from_ints([[2, 5, 7, 9]], &device);
-        m.model.forward(
-            x.clone(),
-            Tensor::from_floats([300.0], &device),
-            m.text_embedder.forward(ids),
-            Some(&[4]),
-            Tensor::from_floats([8.0], &device),
-            None,
-        )
+        let text = vidgen_models::TextConditioning::new(m.text_embedder.forward(ids));
+        m.model
+            .forward(
+                x.clone(),
+                Tensor::from_floats([300.0], &device),
+                &text,
+                Tensor::from_floats([8.0], &device),
+                None,
+            )
+            .unwrap()
     };
     // Same parameters, same ops: the outputs must be bit-identical.
     assert_close(run(&loaded), run(&model), Tolerance::EXACT);

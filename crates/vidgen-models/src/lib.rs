@@ -7,6 +7,7 @@
 //! | [`snap_fit`] | Snap Video's FIT: patch groups, latent tokens, read/write cross-attention, EDM with input scaling |
 //! | [`flashvideo`] | FlashVideo: a RetNet over VQ tokens, recurrent generation, key frames + redundancy-free interpolation |
 //! | [`opensora`] | Open-Sora 1.2's published STDiT3 checkpoints: upstream config and key names, sharded/half-precision files, a forward over safetensors files |
+//! | [`denoise`] | one way to sample: the [`Denoiser`] trait every network implements, [`TextConditioning`], guidance on the model side, [`sample`] over any scheduler loop |
 //! | [`text`] | a small word tokenizer + embedding for synthetic prompts; precomputed text embeddings from safetensors |
 //! | [`tiny`] | the tiny text-to-video model of the moving-shapes data: config, loss, loading for inference, motion check |
 //! | `train` | training it through burn-train: checkpoints, bit-exact resumption, non-finite loss guard (feature `train`) |
@@ -20,6 +21,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod denoise;
 pub mod error;
 pub mod flashvideo;
 pub mod lingen;
@@ -35,16 +37,17 @@ pub mod video_io;
 
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use data::{MovingShapes, MovingShapesBatcher, MovingShapesConfig, VideoBatch};
+pub use denoise::{CfgMode, Conditioning, Denoiser, Guidance, TextConditioning, guided, sample};
 pub use error::ModelError;
 pub use flashvideo::{
     Decoder, FlashVideo, FlashVideoConfig, FlashVideoState, GenerationStats, InterpolationPlan,
     RetNetBlock, Sampling, TokenClass, Video, classify_tokens, decode_video, generate_key_frames,
     generate_video, interpolate,
 };
-pub use lingen::{LinGenConfig, LinGenDit, LinGenFlops, MateBlock, TextCondition};
-pub use snap_fit::{EdmSolver, SnapFit, SnapFitCond, SnapFitConfig, sample_edm_self_conditioned};
+pub use lingen::{LinGenConfig, LinGenDit, LinGenFlops, MateBlock};
+pub use snap_fit::{EdmSolver, SnapFit, SnapFitCond, SnapFitConfig, SnapFitDenoiser};
 pub use stdit::{
-    CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, StditInput, TextToVideo,
+    GenerateOptions, Stdit, StditConditioning, StditConfig, StditDenoiser, StditInput, TextToVideo,
     sample_stdit,
 };
 pub use text::{TextEmbedder, TextEmbedderConfig, WordTokenizer, load_text_embeddings};

@@ -23,7 +23,8 @@
 //! both scan directions, the TESA window (`[8, 4, 4]` tokens) and the cross-attention placement
 //! (PixArt's: after the token mixer, ungated).
 //!
-//! Sampling: [`sample`] (rectified flow with classifier-free guidance, as Open-Sora 1.2).
+//! Sampling: [`LinGenDit`] is a [`Denoiser`](crate::Denoiser); [`crate::sample`] runs it (rectified flow with
+//! classifier-free guidance, as Open-Sora 1.2).
 
 pub mod block;
 pub mod cost;
@@ -31,7 +32,6 @@ pub mod sampling;
 
 pub use block::{BlockContext, MateBlock};
 pub use cost::LinGenFlops;
-pub use sampling::{TextCondition, sample};
 
 use crate::error::{ModelError, divisible, positive, positive_f64, same_size};
 use burn::config::Config;

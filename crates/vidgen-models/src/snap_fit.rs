@@ -16,6 +16,7 @@
 //!
 //! ```
 //! use burn::tensor::{Distribution, Tensor};
+//! use vidgen_models::TextConditioning;
 //! use vidgen_models::snap_fit::{SnapFitCond, SnapFitConfig};
 //! type B = burn::backend::Flex;
 //! let device = Default::default();
@@ -25,20 +26,20 @@
 //!     .init::<B>(&device)
 //!     .unwrap();
 //! let cond = SnapFitCond {
-//!     text: Tensor::random([1, 5, 8], Distribution::Normal(0.0, 1.0), &device),
-//!     text_padding: None,
+//!     text: TextConditioning::new(Tensor::random([1, 5, 8], Distribution::Normal(0.0, 1.0), &device)),
 //!     fps: Tensor::from_floats([8.0], &device),
 //!     resolution: Tensor::from_floats([[16.0, 16.0]], &device),
 //! };
 //! let x = Tensor::<B, 5>::random([1, 3, 4, 8, 8], Distribution::Normal(0.0, 1.0), &device);
 //! let c_noise = Tensor::from_floats([0.25], &device);
-//! let (f, latents) = model.forward(x.clone(), c_noise.clone(), &cond, None);
+//! let (f, latents) = model.forward(x.clone(), c_noise.clone(), &cond, None)?;
 //! assert_eq!(f.dims(), [1, 3, 4, 8, 8]);
 //! // Patch grid 4×4×4 in groups of 2×2 patches → 4 groups × 4 latents.
 //! assert_eq!(latents.dims(), [1, 16, 32]);
 //! // Self-conditioning on the previous latents for the next call.
-//! let (f2, _) = model.forward(x, c_noise, &cond, Some(latents));
+//! let (f2, _) = model.forward(x, c_noise, &cond, Some(latents))?;
 //! assert_eq!(f2.dims(), f.dims());
+//! # Ok::<(), vidgen_models::ModelError>(())
 //! ```
 //!
 //! Divergences from FIT / Snap Video (whose code is not public): the latent tokens are one learned
@@ -55,8 +56,10 @@ mod sample;
 
 pub use block::{FeedForward, FitBlock, LatentLayer};
 pub use groups::{group_ids, group_patches, group_read_mask, ungroup_patches};
-pub use sample::{EdmSolver, sample_edm_self_conditioned};
+pub use sample::SnapFitDenoiser;
+pub use vidgen_schedulers::EdmSolver;
 
+use crate::denoise::TextConditioning;
 use crate::error::{ModelError, divisible, positive, positive_f64, same_size};
 use block::BlockDims;
 use burn::config::Config;
@@ -212,11 +215,9 @@ impl SnapFitConfig {
 /// sample (Sec. 3.4; images are treated as videos with a very high frame rate, Sec. 3.3).
 #[derive(Clone, Debug)]
 pub struct SnapFitCond<B: Backend> {
-    /// Text tokens `[B, L, d_text]` (e.g. [`TextEmbedder`](crate::TextEmbedder) output).
-    pub text: Tensor<B, 3>,
-    /// `[B, L]` key-padding mask of the text, `true` = padding (see
-    /// [`vidgen_attention::key_padding_mask`]).
-    pub text_padding: Option<Tensor<B, 2, Bool>>,
+    /// Text tokens `[B, L, d_text]` (e.g. [`TextEmbedder`](crate::TextEmbedder) output) and
+    /// their key-padding mask.
+    pub text: TextConditioning<B>,
     /// Frame rate `ν` per sample, `[B]`.
     pub fps: Tensor<B, 1>,
     /// Original `(height, width)` per sample, `[B, 2]`.
@@ -340,7 +341,7 @@ impl<B: Backend> SnapFit<B> {
 
     /// Checks the shapes of a batch's conditioning.
     fn check_cond(&self, b: usize, cond: &SnapFitCond<B>) -> Result<(), ModelError> {
-        let [tb, l, dt] = cond.text.dims();
+        let [_, _, dt] = cond.text.tokens.dims();
         same_size("fps length", b, cond.fps.dims()[0])?;
         same_size("resolution rows", b, cond.resolution.dims()[0])?;
         same_size(
@@ -348,13 +349,8 @@ impl<B: Backend> SnapFit<B> {
             2,
             cond.resolution.dims()[1],
         )?;
-        same_size("text batch", b, tb)?;
         same_size("text width (d_text)", self.d_text, dt)?;
-        if let Some(m) = &cond.text_padding {
-            same_size("text_padding batch", b, m.dims()[0])?;
-            same_size("text_padding length", l, m.dims()[1])?;
-        }
-        Ok(())
+        cond.text.check("text batch", b)
     }
 
     /// Conditioning tokens `[B, 4 + L, d_latent]` (σ, fps, height, width, text) and their
@@ -375,11 +371,11 @@ impl<B: Backend> SnapFit<B> {
             .resolution_embed
             .forward(cond.resolution.clone().reshape([2 * b]))
             .reshape([b, 2, dl]);
-        let text = self.text_proj.forward(cond.text.clone());
+        let text = self.text_proj.forward(cond.text.tokens.clone());
         let tokens = self
             .cond_norm
             .forward(Tensor::cat(vec![sigma, fps, res, text], 1));
-        let padding = cond.text_padding.clone().map(|m| {
+        let padding = cond.text.padding.clone().map(|m| {
             let never = TensorData::new(vec![false; b * N_SCALAR_COND], [b, N_SCALAR_COND]);
             let scalars = Tensor::<B, 2, Bool>::from_data(never, &m.device());
             Tensor::cat(vec![scalars, m], 1)
@@ -407,7 +403,7 @@ impl<B: Backend> SnapFit<B> {
     /// # Errors
     /// [`ModelError::NotDivisible`] (see [`grid`](Self::grid)); [`ModelError::ShapeMismatch`] for
     /// channels, batch sizes, text width, padding or `prev_latents` shape.
-    pub fn try_forward(
+    pub fn forward(
         &self,
         x: Tensor<B, 5>,
         c_noise: Tensor<B, 1>,
@@ -426,30 +422,15 @@ impl<B: Backend> SnapFit<B> {
         Ok((self.finish(patches, p.grid), latents))
     }
 
-    /// As [`try_forward`](Self::try_forward).
-    ///
-    /// # Panics
-    /// With the [`ModelError`] message on invalid inputs.
-    pub fn forward(
-        &self,
-        x: Tensor<B, 5>,
-        c_noise: Tensor<B, 1>,
-        cond: &SnapFitCond<B>,
-        prev_latents: Option<Tensor<B, 3>>,
-    ) -> (Tensor<B, 5>, Tensor<B, 3>) {
-        self.try_forward(x, c_noise, cond, prev_latents)
-            .unwrap_or_else(|e| panic!("SnapFit: {e}"))
-    }
-
-    /// Reference twin of [`try_forward`](Self::try_forward): no grouping reshapes; the group-wise
+    /// Reference twin of [`forward`](Self::forward): no grouping reshapes; the group-wise
     /// read and write are full cross-attentions with a block-diagonal group mask
     /// ([`group_read_mask`]) through the naive [`attention_reference`](vidgen_attention::attention_reference).
     ///
     /// # Shapes
-    /// As [`try_forward`](Self::try_forward).
+    /// As [`forward`](Self::forward).
     ///
     /// # Errors
-    /// As [`try_forward`](Self::try_forward).
+    /// As [`forward`](Self::forward).
     pub fn forward_reference(
         &self,
         x: Tensor<B, 5>,

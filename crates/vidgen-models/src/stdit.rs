@@ -50,6 +50,7 @@
 //! ```
 //! use burn::backend::Flex;
 //! use burn::tensor::Tensor;
+//! use vidgen_models::TextConditioning;
 //! use vidgen_models::stdit::{StditConfig, StditInput};
 //!
 //! let device = Default::default();
@@ -58,7 +59,8 @@
 //! let t = Tensor::<Flex, 1>::from_floats([500.0], &device);
 //! let fps = Tensor::<Flex, 1>::from_floats([8.0], &device);
 //! let text = Tensor::<Flex, 3>::ones([1, 3, 8], &device);
-//! let v = model.forward(x.clone(), t.clone(), text.clone(), Some(&[2]), fps.clone(), None);
+//! let prompt = TextConditioning::from_lens(text.clone(), &[2])?; // 2 valid tokens
+//! let v = model.forward(x.clone(), t.clone(), &prompt, fps.clone(), None)?;
 //! assert_eq!(v.dims(), [1, 4, 2, 4, 4]); // the velocity: the first C channels
 //! // Upstream's arguments; pred_sigma = true gives 2·C channels, odd sizes are padded and cropped.
 //! let x = Tensor::<Flex, 5>::zeros([1, 4, 2, 3, 5], &device);
@@ -72,12 +74,14 @@ mod forward;
 mod input;
 mod pipeline;
 
+pub use crate::denoise::CfgMode;
 pub use block::{CaptionEmbedder, FinalLayer, StditBlock, TemporalStditBlock};
 pub use input::StditInput;
 pub use pipeline::{
-    CfgMode, GenerateOptions, StditConditioning, TextToVideo, frame_mask_tensor, sample_stdit,
+    GenerateOptions, StditConditioning, StditDenoiser, TextToVideo, frame_mask_tensor, sample_stdit,
 };
 
+use crate::denoise::TextConditioning;
 use crate::error::{ModelError, divisible, positive, positive_f64, same_size};
 use block::component;
 use burn::config::Config;
@@ -85,7 +89,7 @@ use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Tensor, backend::Backend};
 use forward::Prepared;
-use vidgen_attention::{SpatialTemporalConfig, key_padding_mask};
+use vidgen_attention::SpatialTemporalConfig;
 use vidgen_nn::{
     AdaLnModulation, AdaLnModulationConfig, PatchEmbed3d, PatchEmbed3dConfig, TimestepEmbedder,
     TimestepEmbedderConfig,
@@ -420,88 +424,57 @@ impl<B: Backend> Stdit<B> {
     /// upstream's arguments and returns every channel.
     ///
     /// # Shapes
-    /// `x`: `[B, C, T, H, W]`, `t`: `[B]` (flow time `σ·1000`), `text`: `[B, L, d_text]`,
-    /// `text_lens`: `B` valid lengths (`None`: all `L` valid), `fps`: `[B]`,
-    /// `frame_mask`: `[B, T]`, `true` = conditioning frame (modulated at `t = 0`)
-    /// → `[B, C, T, H, W]`
+    /// `x`: `[B, C, T, H, W]`, `t`: `[B]` (flow time `σ·1000`), `text.tokens`: `[B, L, d_text]`
+    /// (`text.padding`: `[B, L]`, `true` = padding), `fps`: `[B]`, `frame_mask`: `[B, T]`,
+    /// `true` = conditioning frame (modulated at `t = 0`) → `[B, C, T, H, W]`
     ///
     /// # Errors
     /// [`ModelError::ShapeMismatch`] naming the mismatching input; [`ModelError::OutOfDomain`] if
     /// `T / pt` exceeds `max_frames`. A `frame_mask` needs `pt = 1`.
-    pub fn try_forward(
-        &self,
-        x: Tensor<B, 5>,
-        t: Tensor<B, 1>,
-        text: Tensor<B, 3>,
-        text_lens: Option<&[usize]>,
-        fps: Tensor<B, 1>,
-        frame_mask: Option<Tensor<B, 2, Bool>>,
-    ) -> Result<Tensor<B, 5>, ModelError> {
-        self.velocity(x, [t, fps], (text, text_lens), frame_mask, None, false)
-    }
-
-    /// As [`try_forward`](Self::try_forward).
-    ///
-    /// # Panics
-    /// With the [`ModelError`] message on invalid inputs.
     pub fn forward(
         &self,
         x: Tensor<B, 5>,
         t: Tensor<B, 1>,
-        text: Tensor<B, 3>,
-        text_lens: Option<&[usize]>,
+        text: &TextConditioning<B>,
         fps: Tensor<B, 1>,
         frame_mask: Option<Tensor<B, 2, Bool>>,
-    ) -> Tensor<B, 5> {
-        self.try_forward(x, t, text, text_lens, fps, frame_mask)
-            .unwrap_or_else(|e| panic!("Stdit: {e}"))
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        self.velocity(x, [t, fps], text, frame_mask, None, false)
     }
 
-    /// Reference twin of [`try_forward`](Self::try_forward): every attention by the naive
-    /// reference (matmul → softmax → matmul) instead of Burn's fused op.
+    /// Reference twin of [`forward`](Self::forward): every attention by the naive reference
+    /// (matmul → softmax → matmul) instead of Burn's fused op.
     ///
     /// # Errors
-    /// As [`try_forward`](Self::try_forward).
+    /// As [`forward`](Self::forward).
     pub fn forward_reference(
         &self,
         x: Tensor<B, 5>,
         t: Tensor<B, 1>,
-        text: Tensor<B, 3>,
-        text_lens: Option<&[usize]>,
+        text: &TextConditioning<B>,
         fps: Tensor<B, 1>,
         frame_mask: Option<Tensor<B, 2, Bool>>,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        self.velocity(x, [t, fps], (text, text_lens), frame_mask, None, true)
+        self.velocity(x, [t, fps], text, frame_mask, None, true)
     }
 
-    /// The velocity (first `C` channels) with key-padding lengths and a conditioning-frame mask;
-    /// `resolution` (pixels) sets the positional scale as in [`StditInput::resolution`].
+    /// The velocity (first `C` channels) under a text with its key-padding mask and a
+    /// conditioning-frame mask; `resolution` (pixels) sets the positional scale as in
+    /// [`StditInput::resolution`].
     pub(crate) fn velocity(
         &self,
         x: Tensor<B, 5>,
         [t, fps]: [Tensor<B, 1>; 2],
-        (text, text_lens): (Tensor<B, 3>, Option<&[usize]>),
+        text: &TextConditioning<B>,
         frame_mask: Option<Tensor<B, 2, Bool>>,
         resolution: Option<[f64; 2]>,
         reference: bool,
     ) -> Result<Tensor<B, 5>, ModelError> {
         let [b, c, ..] = x.dims();
         same_size("input channels", self.in_channels(), c)?;
-        let len = text.dims()[1];
-        let text_pad = match text_lens {
-            Some(lens) => {
-                same_size("text_lens length", b, lens.len())?;
-                if let Some(&too_long) = lens.iter().find(|&&l| l > len) {
-                    return Err(ModelError::ShapeMismatch {
-                        what: "text_lens entry (at most the text length)",
-                        expected: len,
-                        got: too_long,
-                    });
-                }
-                Some(key_padding_mask::<B>(lens, len, &x.device()))
-            }
-            None => None,
-        };
+        text.check("text batch", b)?;
+        let text_pad = text.padding.clone();
+        let text = text.tokens.clone();
         let prepared = Prepared {
             x,
             t,

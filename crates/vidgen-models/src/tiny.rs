@@ -16,6 +16,7 @@ use crate::data::{
     Colour, Direction, Motion, MovingShapes, MovingShapesConfig, Shape, VideoBatch, label,
     measure_motion, tokenizer,
 };
+use crate::denoise::TextConditioning;
 use crate::error::ModelError;
 use crate::stdit::{GenerateOptions, Stdit, StditConfig, TextToVideo};
 use crate::text::{TextEmbedder, TextEmbedderConfig};
@@ -232,7 +233,7 @@ impl<B: Backend> TextVideoModel<B> {
     /// `batch.videos`: `[N, C, T, H, W]` → `[1]`
     ///
     /// # Errors
-    /// Any error of [`Stdit::try_forward`]; [`ModelError::Component`] from the scheduler.
+    /// Any error of [`Stdit::forward`]; [`ModelError::Component`] from the scheduler.
     pub fn flow_loss(&self, batch: &VideoBatch<B>) -> Result<Tensor<B, 1>, ModelError> {
         let dims = batch.videos.dims();
         let device = batch.videos.device();
@@ -270,11 +271,11 @@ impl<B: Backend> TextVideoModel<B> {
         let null = self.model.y_embedder.null(n, len)?;
         let drop = Tensor::<B, 3, Bool>::from_bool(TensorData::new(drop, [n, 1, 1]), &device);
         let text = text.mask_where(drop.expand([n, len, d]), null);
-        let out = self.model.try_forward(
+        let text = TextConditioning::from_lens(text, &batch.lens)?;
+        let out = self.model.forward(
             tb.model_input.clone(),
             tb.model_time.clone(),
-            text,
-            Some(&batch.lens),
+            &text,
             Tensor::full([n], self.fps, &device),
             None,
         )?;

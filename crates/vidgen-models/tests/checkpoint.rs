@@ -4,10 +4,10 @@
 use burn::module::Module;
 use burn::tensor::{ElementConversion, Tensor, backend::Backend};
 use std::path::PathBuf;
-use vidgen_models::ModelError;
 use vidgen_models::checkpoint::{load_checkpoint, save_checkpoint};
 use vidgen_models::stdit::{Stdit, StditConfig};
 use vidgen_models::text::TextEmbedderConfig;
+use vidgen_models::{ModelError, TextConditioning};
 use vidgen_schedulers::NoiseGenerator;
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
@@ -34,7 +34,15 @@ fn probe<B: Backend>(model: &Stdit<B>, device: &B::Device) -> Tensor<B, 5> {
     let text = rng.normal::<B, 3>([1, 3, 8], device);
     let t = Tensor::full([1], 300.0, device);
     let fps = Tensor::full([1], 8.0, device);
-    model.forward(x, t, text, Some(&[2]), fps, None)
+    model
+        .forward(
+            x,
+            t,
+            &TextConditioning::from_lens(text, &[2]).unwrap(),
+            fps,
+            None,
+        )
+        .unwrap()
 }
 
 fn save_then_load_gives_identical_outputs<B: Backend>(device: &B::Device) {

@@ -4,9 +4,9 @@
 
 use burn::tensor::{Distribution, ElementConversion, Tensor, backend::Backend};
 use vidgen_attention::key_padding_mask;
-use vidgen_models::ModelError;
-use vidgen_models::lingen::{LinGenConfig, LinGenDit, TextCondition, sample};
-use vidgen_schedulers::{ClassifierFreeGuidance, FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
+use vidgen_models::lingen::{LinGenConfig, LinGenDit};
+use vidgen_models::{CfgMode, Conditioning, Guidance, ModelError, TextConditioning, sample};
+use vidgen_schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
 use vidgen_ssm::{BiMerge, RotaryMajorScan, attention_flops};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
@@ -232,29 +232,28 @@ fn sampling_with_cfg<B: Backend>(device: &B::Device) {
     .unwrap();
     let mut rng = NoiseGenerator::seed_from_u64(7);
     let noise = rng.normal::<B, 5>([1, 3, 2, 4, 4], device);
-    let cond = TextCondition::with_mask(
+    let text = TextConditioning::with_padding(
         rng.normal::<B, 3>([1, TEXT_LEN, D_TEXT], device),
         key_padding_mask::<B>(&[3], TEXT_LEN, device),
     );
-    let null = TextCondition::new(Tensor::zeros([1, TEXT_LEN, D_TEXT], device));
-    let w1 = ClassifierFreeGuidance::new(1.0, 0.0).unwrap();
-    let guided = sample(
-        &model,
-        &flow,
-        noise.clone(),
-        &cond,
-        Some(&null),
-        w1,
-        &mut rng,
-        FiniteCheck::EveryStep,
-    )
-    .unwrap();
+    let null = TextConditioning::new(Tensor::zeros([1, TEXT_LEN, D_TEXT], device));
     let on = FiniteCheck::EveryStep;
-    let plain = sample(&model, &flow, noise.clone(), &cond, None, w1, &mut rng, on).unwrap();
+    let mut run = |cond: &Conditioning<B>| {
+        sample(&flow, &model, cond, noise.clone(), &mut rng, on, |_| {}).unwrap()
+    };
+    let w1 = Guidance::new(1.0, 0.0, null.clone()).unwrap();
+    let guided = run(&Conditioning::guided(text.clone(), w1.clone()));
+    let plain = run(&Conditioning::text(text.clone()));
     assert_eq!(guided.dims(), [1, 3, 2, 4, 4]);
-    assert_close(guided, plain.clone(), CFG_IDENTITY);
-    let w5 = ClassifierFreeGuidance::new(5.0, 0.0).unwrap();
-    let strong = sample(&model, &flow, noise, &cond, Some(&null), w5, &mut rng, on).unwrap();
+    assert_close(guided.clone(), plain.clone(), CFG_IDENTITY);
+    // Two passes give the batched result.
+    let two_pass = run(&Conditioning::guided(
+        text.clone(),
+        w1.with_mode(CfgMode::TwoPass),
+    ));
+    assert_close(two_pass, guided, CFG_IDENTITY);
+    let w5 = Guidance::new(5.0, 0.0, null).unwrap();
+    let strong = run(&Conditioning::guided(text, w5));
     let diff = num((strong - plain).abs().max().into_scalar());
     assert!(
         diff.is_finite() && diff > 1e-4,

@@ -5,15 +5,15 @@
 
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use vidgen_models::flashvideo::{FlashVideoConfig, Sampling, generate_video};
-use vidgen_models::lingen::{LinGenConfig, TextCondition, sample};
+use vidgen_models::lingen::LinGenConfig;
 use vidgen_models::opensora::{Stdit3Prompt, sample_stdit3};
 use vidgen_models::snap_fit::{EdmSolver, SnapFitCond, SnapFitConfig};
 use vidgen_models::stdit::{GenerateOptions, StditConfig, TextToVideo};
 use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
-use vidgen_schedulers::edm::{Churn, EdmConfig, snap_video_sigma_in};
+use vidgen_models::{Conditioning, Guidance, TextConditioning, sample};
+use vidgen_schedulers::edm::{Churn, EdmConfig, EdmSampler, snap_video_sigma_in};
 use vidgen_schedulers::{
-    ClassifierFreeGuidance, FiniteCheck, NoiseGenerator, OpenSoraRflowConfig, PixelExtent,
-    RectifiedFlowConfig,
+    FiniteCheck, NoiseGenerator, OpenSoraRflowConfig, PixelExtent, RectifiedFlowConfig,
 };
 use vidgen_testing::backend_tests;
 use vidgen_vae::opensora::OpenSoraVaeConfig;
@@ -93,15 +93,8 @@ fn open_sora_stdit3_and_vae<B: Backend>(device: &B::Device) {
     check_seeds("Open-Sora STDiT3 + VAE", |seed| {
         let z = NoiseGenerator::seed_from_u64(seed)
             .normal::<B, 5>([1, config.in_channels, 1, 2, 2], device);
-        let z = sample_stdit3(
-            &model,
-            &sampler,
-            z,
-            &prompt,
-            |_, _| {},
-            FiniteCheck::EveryStep,
-        )
-        .unwrap();
+        let z =
+            sample_stdit3(&model, &sampler, z, &prompt, |_| {}, FiniteCheck::EveryStep).unwrap();
         vae.decode(z, 1)
     });
 }
@@ -123,25 +116,24 @@ fn lingen<B: Backend>(device: &B::Device) {
     }
     .init(3, None)
     .unwrap();
-    let cond = TextCondition::new(Tensor::random(
+    let text = TextConditioning::new(Tensor::random(
         [1, 4, 8],
         Distribution::Normal(0.0, 1.0),
         device,
     ));
-    let null = TextCondition::new(Tensor::zeros([1, 4, 8], device));
-    let guidance = ClassifierFreeGuidance::new(3.0, 0.0).unwrap();
+    let null = TextConditioning::new(Tensor::zeros([1, 4, 8], device));
+    let cond = Conditioning::guided(text, Guidance::new(3.0, 0.0, null).unwrap());
     check_seeds("LinGen", |seed| {
         let mut rng = NoiseGenerator::seed_from_u64(seed);
         let noise = rng.normal::<B, 5>([1, 3, 2, 4, 4], device);
         sample(
-            &model,
             &flow,
-            noise,
+            &model,
             &cond,
-            Some(&null),
-            guidance,
+            noise,
             &mut rng,
             FiniteCheck::EveryStep,
+            |_| {},
         )
         .unwrap()
     });
@@ -157,34 +149,30 @@ fn snap_fit<B: Backend>(device: &B::Device) {
         .init::<B>(device)
         .unwrap();
     let cond = SnapFitCond {
-        text: Tensor::random([1, 3, 5], Distribution::Normal(0.0, 1.0), device),
-        text_padding: None,
+        text: TextConditioning::new(Tensor::random(
+            [1, 3, 5],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        )),
         fps: Tensor::from_data(TensorData::new(vec![8.0f32], [1]), device),
         resolution: Tensor::from_data(TensorData::new(vec![8.0f32, 8.0], [1, 2]), device),
     };
     let edm = EdmConfig::snap_video(snap_video_sigma_in(1.0, 2))
         .init()
         .unwrap();
-    let sigmas = edm.sigmas(3).unwrap();
     // Churn: every step adds fresh noise from the seeded source.
-    let churn = Churn {
-        s_churn: 1.0,
-        ..Churn::NONE
+    let sampler = EdmSampler {
+        churn: Churn {
+            s_churn: 1.0,
+            ..Churn::NONE
+        },
+        ..EdmSampler::new(edm, EdmSolver::Heun, 3).unwrap()
     };
     check_seeds("Snap Video FIT", |seed| {
         let mut rng = NoiseGenerator::seed_from_u64(seed);
         let noise = rng.normal::<B, 5>([1, 2, 2, 8, 8], device);
         model
-            .sample(
-                &edm,
-                EdmSolver::Heun,
-                noise,
-                &cond,
-                &sigmas,
-                churn,
-                &mut rng,
-                FiniteCheck::EveryStep,
-            )
+            .sample(&sampler, noise, &cond, &mut rng, FiniteCheck::EveryStep)
             .unwrap()
     });
 }

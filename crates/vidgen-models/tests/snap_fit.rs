@@ -4,11 +4,10 @@
 //! errors.
 
 use burn::tensor::{Distribution, ElementConversion, Tensor, TensorData, backend::Backend};
-use vidgen_models::ModelError;
-use vidgen_models::snap_fit::{
-    EdmSolver, SnapFit, SnapFitCond, SnapFitConfig, sample_edm_self_conditioned,
-};
-use vidgen_schedulers::edm::{Churn, EdmConfig, snap_video_sigma_in};
+use std::cell::Cell;
+use vidgen_models::snap_fit::{EdmSolver, SnapFit, SnapFitCond, SnapFitConfig};
+use vidgen_models::{Conditioning, Denoiser, ModelError, TextConditioning, sample};
+use vidgen_schedulers::edm::{Churn, Edm, EdmConfig, EdmSampler, snap_video_sigma_in};
 use vidgen_schedulers::{FiniteCheck, NoiseGenerator};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
@@ -37,10 +36,7 @@ fn cond<B: Backend>(b: usize, device: &B::Device) -> SnapFitCond<B> {
     // The second prompt has one real token; its padding must be masked out.
     let lengths: Vec<usize> = (0..b).map(|i| if i == 1 { 1 } else { TEXT_LEN }).collect();
     SnapFitCond {
-        text,
-        text_padding: Some(vidgen_attention::key_padding_mask(
-            &lengths, TEXT_LEN, device,
-        )),
+        text: TextConditioning::from_lens(text, &lengths).unwrap(),
         fps: Tensor::from_data(
             TensorData::new((0..b).map(|i| 8.0 + 16.0 * i as f32).collect(), [b]),
             device,
@@ -79,7 +75,9 @@ fn forward_shapes_and_reference_twin<B: Backend>(device: &B::Device) {
         cond(b, device),
     );
     let prev = Tensor::random([b, 4 * 3, 16], Distribution::Normal(0.0, 1.0), device);
-    let (out, latents) = m.forward(x.clone(), cn.clone(), &c, Some(prev.clone()));
+    let (out, latents) = m
+        .forward(x.clone(), cn.clone(), &c, Some(prev.clone()))
+        .unwrap();
     assert_eq!(out.dims(), dims);
     assert_eq!(latents.dims(), [b, 4 * 3, 16]);
     let (out_ref, latents_ref) = m.forward_reference(x, cn, &c, Some(prev)).unwrap();
@@ -111,8 +109,10 @@ fn groups_interact_only_through_latents<B: Backend>(device: &B::Device) {
     let (cn, c) = (c_noise::<B>(1, device), cond::<B>(1, device));
     for (layers, interacts) in [(0, false), (1, true)] {
         let m = model::<B>(&config().with_n_latent_layers(layers), device);
-        let (y0, _) = m.forward(x.clone(), cn.clone(), &c, None);
-        let (y1, _) = m.forward(x.clone() + bump.clone(), cn.clone(), &c, None);
+        let (y0, _) = m.forward(x.clone(), cn.clone(), &c, None).unwrap();
+        let (y1, _) = m
+            .forward(x.clone() + bump.clone(), cn.clone(), &c, None)
+            .unwrap();
         let own = max_diff_in_columns(y0.clone(), y1.clone(), 0..4, 0..4);
         let other = max_diff_in_columns(y0, y1, 4..8, 4..8);
         assert!(own > 1e-4, "group 0 must see its own change ({own})");
@@ -136,13 +136,15 @@ fn self_conditioning_semantics<B: Backend>(device: &B::Device) {
         c_noise(b, device),
         cond(b, device),
     );
-    let (none, lat_none) = m.forward(x.clone(), cn.clone(), &c, None);
+    let (none, lat_none) = m.forward(x.clone(), cn.clone(), &c, None).unwrap();
     let zeros = Tensor::zeros([b, 12, 16], device);
-    let (zero, lat_zero) = m.forward(x.clone(), cn.clone(), &c, Some(zeros));
+    let (zero, lat_zero) = m.forward(x.clone(), cn.clone(), &c, Some(zeros)).unwrap();
     // RMSNorm(0) = 0 and a bias-free projection: zero latents add exactly nothing.
     assert_close(zero, none.clone(), Tolerance::EXACT);
     assert_close(lat_zero, lat_none.clone(), Tolerance::EXACT);
-    let (with, _) = m.forward(x.clone(), cn.clone(), &c, Some(lat_none));
+    let (with, _) = m
+        .forward(x.clone(), cn.clone(), &c, Some(lat_none))
+        .unwrap();
     let diff: f32 = (with - none.clone()).abs().max().into_scalar().elem();
     assert!(
         diff > 1e-4,
@@ -151,8 +153,8 @@ fn self_conditioning_semantics<B: Backend>(device: &B::Device) {
     // RIN's zero-initialised projection: a fresh model ignores self-conditioning.
     let fresh = model::<B>(&config().with_self_cond_zero_init(true), device);
     let prev = Tensor::random([b, 12, 16], Distribution::Normal(0.0, 1.0), device);
-    let (a, _) = fresh.forward(x.clone(), cn.clone(), &c, None);
-    let (p, _) = fresh.forward(x, cn, &c, Some(prev));
+    let (a, _) = fresh.forward(x.clone(), cn.clone(), &c, None).unwrap();
+    let (p, _) = fresh.forward(x, cn, &c, Some(prev)).unwrap();
     assert_close(p, a, Tolerance::EXACT);
 }
 
@@ -160,55 +162,90 @@ fn single_frame_and_no_padding<B: Backend>(device: &B::Device) {
     let m = model::<B>(&config(), device);
     let dims = [1, 2, 1, 8, 4];
     let mut c = cond::<B>(1, device);
-    c.text_padding = None;
-    let (out, latents) = m.forward(input(dims, device), c_noise(1, device), &c, None);
+    c.text.padding = None;
+    let (out, latents) = m
+        .forward(input(dims, device), c_noise(1, device), &c, None)
+        .unwrap();
     assert_eq!(out.dims(), dims);
     assert_eq!(latents.dims(), [1, 2 * 3, 16]); // patch grid 4×2 → 2×1 groups
     let finite = out.is_finite().all().into_scalar().elem::<bool>();
     assert!(finite);
 }
 
+/// The ideal network for data `x ≡ target`: `F = (target − c_skip·x_σ)/c_out` with
+/// `x_σ = x_in/c_in`, counting its calls.
+struct Perfect<'a> {
+    edm: &'a Edm,
+    target: f64,
+    calls: Cell<usize>,
+}
+
+impl<B: Backend> Denoiser<B> for Perfect<'_> {
+    fn denoise(
+        &self,
+        x_in: Tensor<B, 5>,
+        c_noise: Tensor<B, 1>,
+        _text: &TextConditioning<B>,
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        let c_noise: f32 = c_noise.slice(0..1).into_scalar().elem();
+        let p = self.edm.precond((4.0 * c_noise as f64).exp());
+        self.calls.set(self.calls.get() + 1);
+        Ok((x_in * (-p.c_skip / p.c_in) + self.target) / p.c_out)
+    }
+}
+
 fn perfect_network_sampling_is_scaled_by_sigma_in<B: Backend>(device: &B::Device) {
-    // Data is the single point x* = 0.3: F = (x* − c_skip·x_σ)/c_out with x_σ = x_in/c_in makes
-    // D = x* exactly, so the sampler returns x* only if it divides D by σ_in inside the ODE and
-    // multiplies the result by σ_in at the end.
+    // Data is the single point x* = 0.3: the ideal network makes D = x* exactly, so the sampler
+    // returns x* only if it divides D by σ_in inside the ODE and multiplies the result by σ_in
+    // at the end.
     let sigma_in = snap_video_sigma_in(2.0, 4);
     let edm = EdmConfig::snap_video(sigma_in).init().unwrap();
-    let sigmas = edm.sigmas(8).unwrap();
     let target = 0.3;
+    let text = Conditioning::text(TextConditioning::new(Tensor::zeros([2, 1, 1], device)));
     for solver in [EdmSolver::Euler, EdmSolver::Heun] {
-        let mut calls = 0usize;
-        let network = |x_in: Tensor<B, 2>, c_noise: f64, prev: Option<Tensor<B, 3>>| {
-            // Self-conditioning chain: None first, then the previous call's latents (= its index).
-            match &prev {
-                None => assert_eq!(calls, 0),
-                Some(p) => {
-                    let v: f32 = p.clone().max().into_scalar().elem();
-                    assert_eq!(v as usize, calls - 1);
-                }
-            }
-            let p = edm.precond((4.0 * c_noise).exp());
-            let latents = Tensor::full([1, 1, 1], calls as f32, &x_in.device());
-            calls += 1;
-            ((x_in * (-p.c_skip / p.c_in) + target) / p.c_out, latents)
+        let sampler = EdmSampler::new(edm.clone(), solver, 8).unwrap();
+        let perfect = Perfect {
+            edm: &edm,
+            target,
+            calls: Cell::new(0),
         };
         let mut rng = NoiseGenerator::seed_from_u64(1);
-        let noise = rng.normal::<B, 2>([2, 3], device);
-        let x = sample_edm_self_conditioned(
-            &edm,
-            solver,
-            network,
+        let noise = rng.normal::<B, 5>([2, 3, 1, 1, 1], device);
+        let mut steps = 0;
+        let x = sample(
+            &sampler,
+            &perfect,
+            &text,
             noise,
-            &sigmas,
-            Churn::NONE,
             &mut rng,
             FiniteCheck::EveryStep,
+            |_| steps += 1,
         )
         .unwrap();
         let expected_calls = if solver == EdmSolver::Heun { 15 } else { 8 };
-        assert_eq!(calls, expected_calls);
-        assert_close(x, Tensor::full([2, 3], target, device), EXACT_ODE);
+        assert_eq!((perfect.calls.get(), steps), (expected_calls, 8));
+        assert_close(x, Tensor::full([2, 3, 1, 1, 1], target, device), EXACT_ODE);
     }
+}
+
+/// The denoiser threads self-conditioning: `None` on its first call, then the latents of the
+/// call before.
+fn denoiser_threads_self_conditioning<B: Backend>(device: &B::Device) {
+    let m = model::<B>(&config(), device);
+    let (b, dims) = (2, [2, 2, 2, 8, 8]);
+    let (x, cn, c) = (
+        input::<B>(dims, device),
+        c_noise(b, device),
+        cond(b, device),
+    );
+    let x2 = input::<B>(dims, device);
+    let denoiser = m.denoiser(c.fps.clone(), c.resolution.clone());
+    let first = denoiser.denoise(x.clone(), cn.clone(), &c.text).unwrap();
+    let second = denoiser.denoise(x2.clone(), cn.clone(), &c.text).unwrap();
+    let (want_first, latents) = m.forward(x, cn.clone(), &c, None).unwrap();
+    let (want_second, _) = m.forward(x2, cn, &c, Some(latents)).unwrap();
+    assert_close(first, want_first, Tolerance::EXACT);
+    assert_close(second, want_second, Tolerance::EXACT);
 }
 
 fn model_sampling_runs<B: Backend>(device: &B::Device) {
@@ -217,55 +254,35 @@ fn model_sampling_runs<B: Backend>(device: &B::Device) {
     let edm = EdmConfig::snap_video(snap_video_sigma_in(1.0, 2))
         .init()
         .unwrap();
-    let sigmas = edm.sigmas(3).unwrap();
+    let sampler = EdmSampler::new(edm, EdmSolver::Heun, 3).unwrap();
     let mut rng = NoiseGenerator::seed_from_u64(7);
     let noise = rng.normal::<B, 5>(dims, device);
     let c = cond::<B>(1, device);
     let x = m
-        .sample(
-            &edm,
-            EdmSolver::Heun,
-            noise,
-            &c,
-            &sigmas,
-            Churn::NONE,
-            &mut rng,
-            FiniteCheck::EveryStep,
-        )
+        .sample(&sampler, noise, &c, &mut rng, FiniteCheck::EveryStep)
         .unwrap();
     assert_eq!(x.dims(), dims);
     assert!(x.is_finite().all().into_scalar().elem::<bool>());
     let err = m
         .sample(
-            &edm,
-            EdmSolver::Euler,
+            &EdmSampler {
+                solver: EdmSolver::Euler,
+                sigmas: sampler.sigmas[..1].to_vec(),
+                churn: Churn::NONE,
+                ..sampler.clone()
+            },
             input(dims, device),
             &c,
-            &sigmas[..1],
-            Churn::NONE,
             &mut rng,
             FiniteCheck::EveryStep,
         )
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ModelError::ShapeMismatch {
-                expected: 2,
-                got: 1,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(err.to_string().contains("sigmas"), "{err}");
     let err = m
         .sample(
-            &edm,
-            EdmSolver::Euler,
+            &sampler,
             input([1, 2, 2, 8, 6], device),
             &c,
-            &sigmas,
-            Churn::NONE,
             &mut rng,
             FiniteCheck::EveryStep,
         )
@@ -277,7 +294,7 @@ fn input_errors_name_the_mismatch<B: Backend>(device: &B::Device) {
     let m = model::<B>(&config(), device);
     let c = cond::<B>(1, device);
     let e = |dims: [usize; 5]| {
-        m.try_forward(input(dims, device), c_noise(1, device), &c, None)
+        m.forward(input(dims, device), c_noise(1, device), &c, None)
             .unwrap_err()
             .to_string()
     };
@@ -285,7 +302,7 @@ fn input_errors_name_the_mismatch<B: Backend>(device: &B::Device) {
     assert!(e([1, 2, 2, 7, 8]).contains("`H` = 7"));
     let prev = Tensor::zeros([1, 5, 16], device);
     let err = m
-        .try_forward(
+        .forward(
             input([1, 2, 2, 8, 8], device),
             c_noise(1, device),
             &c,
@@ -301,6 +318,7 @@ backend_tests!(
     self_conditioning_semantics,
     single_frame_and_no_padding,
     perfect_network_sampling_is_scaled_by_sigma_in,
+    denoiser_threads_self_conditioning,
     model_sampling_runs,
     input_errors_name_the_mismatch,
 );

@@ -2,12 +2,12 @@
 //! clean conditioning frames, the text-to-video pipeline, and config/input errors.
 
 use burn::tensor::{Bool, ElementConversion, Tensor, TensorData, backend::Backend};
-use vidgen_models::ModelError;
 use vidgen_models::stdit::{
     CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, StditInput, TextToVideo,
     sample_stdit,
 };
 use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
+use vidgen_models::{ModelError, TextConditioning};
 use vidgen_schedulers::{
     ClassifierFreeGuidance, FiniteCheck, FrameMask, NoiseGenerator, RectifiedFlowConfig,
 };
@@ -41,6 +41,11 @@ fn mask<B: Backend>(flags: Vec<bool>, shape: [usize; 2], device: &B::Device) -> 
     Tensor::from_bool(TensorData::new(flags, shape), device)
 }
 
+/// `text` with the first `lens[b]` tokens of sample `b` valid.
+fn tc<B: Backend>(text: Tensor<B, 3>, lens: &[usize]) -> TextConditioning<B> {
+    TextConditioning::from_lens(text, lens).unwrap()
+}
+
 /// Runs the model with time `t` and fps 8 for every sample.
 fn run<B: Backend>(
     model: &Stdit<B>,
@@ -53,7 +58,9 @@ fn run<B: Backend>(
     let (b, device) = (x.dims()[0], x.device());
     let tt = Tensor::full([b], t, &device);
     let fps = Tensor::full([b], 8.0, &device);
-    model.forward(x, tt, text, Some(lens), fps, frame_mask)
+    model
+        .forward(x, tt, &tc(text, lens), fps, frame_mask)
+        .unwrap()
 }
 
 fn output_shape_and_reference_twin<B: Backend>(device: &B::Device) {
@@ -68,18 +75,17 @@ fn output_shape_and_reference_twin<B: Backend>(device: &B::Device) {
         let fps = Tensor::full([b], 12.0, device);
         let args = (tt, text, fps, Some(fm));
         let fast = model
-            .try_forward(
+            .forward(
                 x.clone(),
                 args.0.clone(),
-                args.1.clone(),
-                Some(&lens),
+                &tc(args.1.clone(), &lens),
                 args.2.clone(),
                 args.3.clone(),
             )
             .unwrap();
         assert_eq!(fast.dims(), [b, c, t, h, w]);
         let slow = model
-            .forward_reference(x, args.0, args.1, Some(&lens), args.2, args.3)
+            .forward_reference(x, args.0, &tc(args.1, &lens), args.2, args.3)
             .unwrap();
         assert_close(fast, slow, TWIN);
     }
@@ -157,10 +163,13 @@ fn sampling_keeps_conditioning_frames_and_cfg_batch_equals_two_passes<B: Backend
     let model = config(1).init::<B>(device).unwrap();
     let shape = [2, 4, 3, 2, 2];
     let clean = rand::<B, 5>(7, shape, device);
+    let text = tc(rand::<B, 3>(8, [2, 4, D_TEXT], device), &[4, 1]);
     let cond = StditConditioning {
-        text: rand::<B, 3>(8, [2, 4, D_TEXT], device),
-        uncond_text: model.y_embedder.null(2, 4).unwrap(),
-        text_lens: vec![4, 1],
+        uncond: TextConditioning {
+            tokens: model.y_embedder.null(2, 4).unwrap(),
+            padding: text.padding.clone(),
+        },
+        text,
         fps: 8.0,
         frames: Some((FrameMask::first_frames(2, 3, 1), clean.clone())),
         resolution: None,
@@ -276,11 +285,16 @@ fn input_errors_name_the_input<B: Backend>(device: &B::Device) {
     let model = config(1).init::<B>(device).unwrap();
     let t = Tensor::<B, 1>::full([1], 1.0, device);
     let text = Tensor::<B, 3>::zeros([1, 2, D_TEXT], device);
-    let call = |x: Tensor<B, 5>, text: Tensor<B, 3>, lens: &[usize]| {
-        model
-            .try_forward(x, t.clone(), text, Some(lens), t.clone(), None)
-            .unwrap_err()
-    };
+    // Lengths are checked where the text is built, the rest by the forward.
+    let call =
+        |x: Tensor<B, 5>, text: Tensor<B, 3>, lens: &[usize]| match TextConditioning::from_lens(
+            text, lens,
+        ) {
+            Ok(text) => model
+                .forward(x, t.clone(), &text, t.clone(), None)
+                .unwrap_err(),
+            Err(e) => e,
+        };
     let e = call(Tensor::zeros([1, 3, 1, 2, 2], device), text.clone(), &[2]);
     assert!(
         matches!(
@@ -297,18 +311,19 @@ fn input_errors_name_the_input<B: Backend>(device: &B::Device) {
     // no longer an error: the same as padding by hand and cropping.
     let odd = rand::<B, 5>(9, [1, 4, 1, 3, 2], device);
     let y = model
-        .try_forward(
+        .forward(
             odd.clone(),
             t.clone(),
-            text.clone(),
-            Some(&[2]),
+            &tc(text.clone(), &[2]),
             t.clone(),
             None,
         )
         .unwrap();
     assert_eq!(y.dims(), [1, 4, 1, 3, 2]);
     let padded = Tensor::cat(vec![odd, Tensor::zeros([1, 4, 1, 1, 2], device)], 3);
-    let by_hand = model.forward(padded, t.clone(), text.clone(), Some(&[2]), t.clone(), None);
+    let by_hand = model
+        .forward(padded, t.clone(), &tc(text.clone(), &[2]), t.clone(), None)
+        .unwrap();
     assert_close(y, by_hand.narrow(3, 0, 3), Tolerance::SINGLE_OP);
     let e = call(
         Tensor::zeros([1, 4, 1, 2, 2], device),
@@ -415,10 +430,12 @@ fn cross_attention_qk_norm<B: Backend>(device: &B::Device) {
         )
     };
     let (t, fps) = args();
-    let fast = normed.forward(x.clone(), t, text.clone(), Some(&lens), fps, None);
+    let fast = normed
+        .forward(x.clone(), t, &tc(text.clone(), &lens), fps, None)
+        .unwrap();
     let (t, fps) = args();
     let slow = normed
-        .forward_reference(x.clone(), t, text.clone(), Some(&lens), fps, None)
+        .forward_reference(x.clone(), t, &tc(text.clone(), &lens), fps, None)
         .unwrap();
     assert_close(fast.clone(), slow, TWIN);
     let mut stripped = normed.clone();
@@ -450,11 +467,10 @@ fn upstream_input_api<B: Backend>(device: &B::Device) {
     let frames = vec![true, false, false, false, true, false];
     let cond = mask::<B>(frames.clone(), [b, t], device);
     let velocity = model
-        .try_forward(
+        .forward(
             x.clone(),
             tt.clone(),
-            text.clone(),
-            Some(&[5, 3]),
+            &tc(text.clone(), &[5, 3]),
             fps.clone(),
             Some(cond),
         )

@@ -85,8 +85,24 @@ pub trait Sampler {
     ) -> Result<Tensor<B, D>, SchedulerError>;
 }
 
+/// What a sampling loop reports after each step's model evaluation, to the `callback` of
+/// [`try_sample`] and of EDM's samplers (k-diffusion's `callback` dictionary).
+#[derive(Debug)]
+pub struct Progress<'a, B: Backend, const D: usize> {
+    /// Step index `i`.
+    pub step: usize,
+    /// Number of steps of the run.
+    pub num_steps: usize,
+    /// The step's model time ([`Sampler::model_time`]), or EDM's churned `σ̂`.
+    pub time: f64,
+    /// The sample the model was evaluated at (before [`Sampler::scale_model_input`]; EDM's `x̂`).
+    pub sample: &'a Tensor<B, D>,
+    /// The model output (velocity, ε, …), or EDM's denoised estimate `D(x̂, σ̂)`.
+    pub model_output: &'a Tensor<B, D>,
+}
+
 /// Runs a full sampling loop with an infallible model and the non-finite guard on: [`try_sample`]
-/// with [`FiniteCheck::EveryStep`].
+/// with [`FiniteCheck::EveryStep`] and no progress callback.
 ///
 /// # Errors
 /// Any error of [`Sampler::step`]; [`SchedulerError::NonFinite`] naming the step and tensor.
@@ -108,6 +124,7 @@ where
         initial_noise,
         noise,
         FiniteCheck::EveryStep,
+        |_| {},
     )
 }
 
@@ -115,17 +132,19 @@ where
 /// at conditioning value `t`, or an error that ends the loop unchanged; `initial_noise` is
 /// standard normal and is scaled by [`Sampler::init_noise_sigma`]; per-step noise comes from
 /// `noise`. With [`FiniteCheck::EveryStep`] each step's new sample is checked for NaN/±∞
-/// ([`crate::finite`]).
+/// ([`crate::finite`]). `callback` sees every step's [`Progress`] (index, model time, the sample
+/// and the model output) before the step is taken.
 ///
 /// # Errors
 /// The model's errors; any error of [`Sampler::step`] and [`SchedulerError::NonFinite`] (naming
 /// the step, its model time and `"model output"` or `"sample"`), converted into `E`.
-pub fn try_sample<S, B, const D: usize, M, N, E>(
+pub fn try_sample<S, B, const D: usize, M, N, E, C>(
     scheduler: &S,
     mut model: M,
     initial_noise: Tensor<B, D>,
     noise: &mut N,
     check: FiniteCheck,
+    mut callback: C,
 ) -> Result<Tensor<B, D>, E>
 where
     S: Sampler,
@@ -133,11 +152,20 @@ where
     M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
     N: NoiseSource<B, D>,
     E: From<SchedulerError>,
+    C: FnMut(Progress<'_, B, D>),
 {
     let mut x = initial_noise * scheduler.init_noise_sigma();
-    for i in 0..scheduler.num_steps() {
+    let num_steps = scheduler.num_steps();
+    for i in 0..num_steps {
         let time = scheduler.model_time(i);
         let out = model(scheduler.scale_model_input(i, x.clone()), time)?;
+        callback(Progress {
+            step: i,
+            num_steps,
+            time,
+            sample: &x,
+            model_output: &out,
+        });
         let n = scheduler.needs_noise(i).then(|| noise.noise(i, &x));
         let probe = (check == FiniteCheck::EveryStep).then(|| out.clone());
         x = scheduler.step(i, out, x, n)?;
@@ -146,6 +174,62 @@ where
         }
     }
     Ok(x)
+}
+
+/// A whole sampling loop over a fallible model, the one interface the pipelines sample through:
+/// every [`Sampler`] (DDPM, DDIM, Euler, rectified flow: [`try_sample`]) and EDM's Euler/Heun
+/// solvers ([`EdmSampler`](crate::edm::EdmSampler)) run the same way.
+pub trait SamplingLoop {
+    /// Runs the loop from standard-normal `initial_noise`. `model(x, t)` returns the model's raw
+    /// output for the (scaled) input `x` at model time `t` — a flow velocity, ε, or EDM's network
+    /// output `F(c_in·x, c_noise)` — or an error that ends the loop unchanged. Stochastic steps
+    /// draw from `noise`; `check` is the non-finite guard ([`crate::finite`]); `callback` sees
+    /// every step's [`Progress`].
+    ///
+    /// # Errors
+    /// The model's errors; the loop's own [`SchedulerError`]s (a rejected step, a non-finite
+    /// output naming the step), converted into `E`.
+    fn run<B, const D: usize, M, N, E, C>(
+        &self,
+        model: M,
+        initial_noise: Tensor<B, D>,
+        noise: &mut N,
+        check: FiniteCheck,
+        callback: C,
+    ) -> Result<Tensor<B, D>, E>
+    where
+        B: Backend,
+        M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
+        N: NoiseSource<B, D>,
+        E: From<SchedulerError>,
+        C: FnMut(Progress<'_, B, D>);
+
+    /// Number of steps the loop reports through its callback.
+    fn steps(&self) -> usize;
+}
+
+impl<S: Sampler> SamplingLoop for S {
+    fn run<B, const D: usize, M, N, E, C>(
+        &self,
+        model: M,
+        initial_noise: Tensor<B, D>,
+        noise: &mut N,
+        check: FiniteCheck,
+        callback: C,
+    ) -> Result<Tensor<B, D>, E>
+    where
+        B: Backend,
+        M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
+        N: NoiseSource<B, D>,
+        E: From<SchedulerError>,
+        C: FnMut(Progress<'_, B, D>),
+    {
+        try_sample(self, model, initial_noise, noise, check, callback)
+    }
+
+    fn steps(&self) -> usize {
+        self.num_steps()
+    }
 }
 
 /// Everything a training step needs for one batch, built by a scheduler's `training_batch`.

@@ -21,7 +21,7 @@
 //! ```
 //! use burn::tensor::Tensor;
 //! use vidgen_schedulers::edm::{Churn, EdmConfig};
-//! use vidgen_schedulers::{FiniteCheck, NoiseGenerator};
+//! use vidgen_schedulers::{FiniteCheck, NoiseGenerator, SchedulerError};
 //! type B = burn::backend::Flex;
 //!
 //! // Data is a single point x* = 0.3: the ideal network output recovers it exactly.
@@ -31,12 +31,15 @@
 //! let model = |x_in: Tensor<B, 2>, c_noise: f64| {
 //!     let p = edm.precond((4.0 * c_noise).exp());
 //!     // F = (x* − c_skip·x_σ)/c_out with x_σ = x_in / c_in
-//!     (x_in * (-p.c_skip / p.c_in) + target) / p.c_out
+//!     Ok::<_, SchedulerError>((x_in * (-p.c_skip / p.c_in) + target) / p.c_out)
 //! };
 //! let mut rng = NoiseGenerator::seed_from_u64(0);
 //! let noise = rng.normal::<B, 2>([2, 3], &Default::default());
 //! let check = FiniteCheck::EveryStep; // stop with an error naming the step on NaN/±inf
-//! let x = edm.sample_heun(model, noise, &sigmas, Churn::NONE, &mut rng, check).unwrap();
+//! let mut steps = 0;
+//! let progress = |_: vidgen_schedulers::Progress<'_, B, 2>| steps += 1;
+//! let x = edm.sample_heun(model, noise, &sigmas, Churn::NONE, &mut rng, check, progress).unwrap();
+//! assert_eq!(steps, 18);
 //! let err = (x - target).abs().max().into_scalar();
 //! assert!(err < 1e-4, "{err}");
 //! ```
@@ -49,8 +52,9 @@ pub use edm_euler::{EdmEulerConfig, EdmEulerScheduler, FinalSigmas, SigmaSchedul
 pub use euler_discrete::{
     EulerDiscreteConfig, EulerDiscreteScheduler, InterpolationType, TimestepType,
 };
-pub use model::{Edm, EdmConfig, snap_video_sigma_in};
+pub use model::{Edm, EdmConfig, EdmSampler, EdmSolver, snap_video_sigma_in};
 
+use crate::common::Progress;
 use crate::error::{SchedulerError, increasing, positive, positive_f64};
 use crate::finite::FiniteCheck;
 use crate::noise::{NoiseGenerator, NoiseSource};
@@ -253,8 +257,10 @@ fn check_sigmas(sigmas: &[f64]) -> Result<(), SchedulerError> {
 /// Karras et al. Algorithm 2 with Euler steps (k-diffusion's `sample_euler`): for each `i`, churn
 /// to `σ̂` (see [`Churn`]), then `x ← x̂ + (σ_{i+1} − σ̂)·(x̂ − D(x̂, σ̂))/σ̂`.
 ///
-/// `denoiser(x, σ)` returns the denoised estimate `D(x, σ)`; `callback(i, x̂, D)` sees each step's
-/// churned input and denoised estimate (k-diffusion's callback `x` and `denoised`). `x` starts at
+/// `denoiser(x, σ)` returns the denoised estimate `D(x, σ)` or an error that ends the loop;
+/// `callback` sees each step's [`Progress`]: the churned input `x̂` as `sample`, `σ̂` as `time`
+/// and the denoised estimate as `model_output` (k-diffusion's callback `x`, `sigma_hat`,
+/// `denoised`). `x` starts at
 /// noise level `sigmas[0]` (scale standard noise by it). With [`FiniteCheck::EveryStep`] each
 /// step's result is checked for NaN/±∞ (the error's time is the step's `σ̂`).
 ///
@@ -262,9 +268,9 @@ fn check_sigmas(sigmas: &[f64]) -> Result<(), SchedulerError> {
 /// `x`: any rank; the denoiser keeps it.
 ///
 /// # Errors
-/// [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values;
-/// [`SchedulerError::NonFinite`] from the check.
-pub fn sample_euler<B, const D: usize, M, N, C>(
+/// The denoiser's errors; [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values
+/// and [`SchedulerError::NonFinite`] from the check, converted into `E`.
+pub fn sample_euler<B, const D: usize, M, N, C, E>(
     mut denoiser: M,
     mut x: Tensor<B, D>,
     sigmas: &[f64],
@@ -272,18 +278,26 @@ pub fn sample_euler<B, const D: usize, M, N, C>(
     noise: &mut N,
     check: FiniteCheck,
     mut callback: C,
-) -> Result<Tensor<B, D>, SchedulerError>
+) -> Result<Tensor<B, D>, E>
 where
     B: Backend,
-    M: FnMut(Tensor<B, D>, f64) -> Tensor<B, D>,
+    M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
     N: NoiseSource<B, D>,
-    C: FnMut(usize, &Tensor<B, D>, &Tensor<B, D>),
+    C: FnMut(Progress<'_, B, D>),
+    E: From<SchedulerError>,
 {
     check_sigmas(sigmas)?;
-    for i in 0..sigmas.len() - 1 {
+    let num_steps = sigmas.len() - 1;
+    for i in 0..num_steps {
         let (x_hat, sigma_hat) = churn_step(x, sigmas, i, &churn, noise);
-        let denoised = denoiser(x_hat.clone(), sigma_hat);
-        callback(i, &x_hat, &denoised);
+        let denoised = denoiser(x_hat.clone(), sigma_hat)?;
+        callback(Progress {
+            step: i,
+            num_steps,
+            time: sigma_hat,
+            sample: &x_hat,
+            model_output: &denoised,
+        });
         let probe = (check == FiniteCheck::EveryStep).then(|| denoised.clone());
         let d = to_d(x_hat.clone(), sigma_hat, denoised);
         x = x_hat + d * (sigmas[i + 1] - sigma_hat);
@@ -302,9 +316,9 @@ where
 /// last (`2n − 1` calls when the schedule ends at 0).
 ///
 /// # Errors
-/// [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values;
-/// [`SchedulerError::NonFinite`] from the check.
-pub fn sample_heun<B, const D: usize, M, N, C>(
+/// The denoiser's errors; [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values
+/// and [`SchedulerError::NonFinite`] from the check, converted into `E`.
+pub fn sample_heun<B, const D: usize, M, N, C, E>(
     mut denoiser: M,
     mut x: Tensor<B, D>,
     sigmas: &[f64],
@@ -312,18 +326,26 @@ pub fn sample_heun<B, const D: usize, M, N, C>(
     noise: &mut N,
     check: FiniteCheck,
     mut callback: C,
-) -> Result<Tensor<B, D>, SchedulerError>
+) -> Result<Tensor<B, D>, E>
 where
     B: Backend,
-    M: FnMut(Tensor<B, D>, f64) -> Tensor<B, D>,
+    M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
     N: NoiseSource<B, D>,
-    C: FnMut(usize, &Tensor<B, D>, &Tensor<B, D>),
+    C: FnMut(Progress<'_, B, D>),
+    E: From<SchedulerError>,
 {
     check_sigmas(sigmas)?;
-    for i in 0..sigmas.len() - 1 {
+    let num_steps = sigmas.len() - 1;
+    for i in 0..num_steps {
         let (x_hat, sigma_hat) = churn_step(x, sigmas, i, &churn, noise);
-        let denoised = denoiser(x_hat.clone(), sigma_hat);
-        callback(i, &x_hat, &denoised);
+        let denoised = denoiser(x_hat.clone(), sigma_hat)?;
+        callback(Progress {
+            step: i,
+            num_steps,
+            time: sigma_hat,
+            sample: &x_hat,
+            model_output: &denoised,
+        });
         let probe = (check == FiniteCheck::EveryStep).then(|| denoised.clone());
         let d = to_d(x_hat.clone(), sigma_hat, denoised);
         let (next, dt) = (sigmas[i + 1], sigmas[i + 1] - sigma_hat);
@@ -331,7 +353,7 @@ where
             x_hat + d * dt
         } else {
             let x_2 = x_hat.clone() + d.clone() * dt;
-            let d_2 = to_d(x_2.clone(), next, denoiser(x_2, next));
+            let d_2 = to_d(x_2.clone(), next, denoiser(x_2, next)?);
             x_hat + (d + d_2) / 2.0 * dt
         };
         if let Some(denoised) = probe {

@@ -33,13 +33,16 @@ pub mod guidance;
 pub mod noise;
 pub mod rectified_flow;
 
-pub use common::{PredictionType, Sampler, TimestepSpacing, TrainingBatch, sample, try_sample};
+pub use common::{
+    PredictionType, Progress, Sampler, SamplingLoop, TimestepSpacing, TrainingBatch, sample,
+    try_sample,
+};
 pub use config::{ConfigEnum, Loaded, SchedulerConfig};
 pub use ddim::{Ddim, DdimConfig};
 pub use ddpm::{Ddpm, DdpmConfig, DiscreteNoising, VarianceType};
 pub use edm::{
-    Churn, Edm, EdmConfig, EdmEulerConfig, EdmEulerScheduler, EulerDiscreteConfig,
-    EulerDiscreteScheduler,
+    Churn, Edm, EdmConfig, EdmEulerConfig, EdmEulerScheduler, EdmSampler, EdmSolver,
+    EulerDiscreteConfig, EulerDiscreteScheduler,
 };
 pub use error::SchedulerError;
 pub use finite::FiniteCheck;

@@ -7,7 +7,7 @@
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use vidgen_schedulers::edm::*;
 use vidgen_schedulers::{
-    FiniteCheck, FixedNoise, PredictionType, Sampler, SchedulerConfig, SchedulerError,
+    FiniteCheck, FixedNoise, PredictionType, Progress, Sampler, SchedulerConfig, SchedulerError,
 };
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
 
@@ -78,31 +78,16 @@ fn kdiff_trajectories<B: Backend>(device: &B::Device) {
                 per_step: Clone::clone(&per_step),
             };
             let (mut xs, mut dens) = (Vec::new(), Vec::new());
-            let cb = |_: usize, x: &Tensor<B, 3>, d: &Tensor<B, 3>| {
-                xs.push(x.clone());
-                dens.push(d.clone());
+            let cb = |p: Progress<'_, B, 3>| {
+                xs.push(p.sample.clone());
+                dens.push(p.model_output.clone());
             };
+            let fake = |x, sigma| Ok::<_, SchedulerError>(fake_denoiser(x, sigma));
             let x = g.tensor("x_init", device);
             let out = if heun {
-                sample_heun(
-                    fake_denoiser,
-                    x,
-                    &sigmas,
-                    c,
-                    &mut source,
-                    FiniteCheck::EveryStep,
-                    cb,
-                )
+                sample_heun(fake, x, &sigmas, c, &mut source, FiniteCheck::EveryStep, cb)
             } else {
-                sample_euler(
-                    fake_denoiser,
-                    x,
-                    &sigmas,
-                    c,
-                    &mut source,
-                    FiniteCheck::EveryStep,
-                    cb,
-                )
+                sample_euler(fake, x, &sigmas, c, &mut source, FiniteCheck::EveryStep, cb)
             }
             .unwrap();
             let key = format!("{name}_{tag}");
@@ -395,13 +380,13 @@ fn invalid_values_are_typed_errors() {
         "{e}"
     );
     let e = sample_euler(
-        |x: Tensor<vidgen_testing::Flex, 1>, _| x,
+        |x: Tensor<vidgen_testing::Flex, 1>, _| Ok::<_, SchedulerError>(x),
         Tensor::zeros([2], &Default::default()),
         &[1.0],
         Churn::NONE,
         &mut FixedNoise { per_step: vec![] },
         FiniteCheck::EveryStep,
-        |_, _, _| {},
+        |_| {},
     );
     assert!(matches!(
         e,

@@ -4,7 +4,7 @@
 //! `tests/opensora_sample.rs`.
 
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_schedulers::{FiniteCheck, OpenSoraRflowConfig, PixelExtent, SchedulerError};
+use vidgen_schedulers::{FiniteCheck, OpenSoraRflowConfig, PixelExtent, Progress, SchedulerError};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 
 /// Euler steps on a field that is exactly linear in `z` along each path: exact up to f32 rounding
@@ -59,11 +59,11 @@ fn guided_point_masses<B: Backend>(device: &B::Device) {
                     // `pred_sigma`: a second half of channels the sampler must ignore.
                     Ok(Tensor::cat(vec![v.clone(), v * f32::NAN], 1))
                 },
-                |i, n| calls.push((i, n)),
+                |p: Progress<'_, B, 5>| calls.push((p.step, p.num_steps)),
                 FiniteCheck::EveryStep,
             )
             .unwrap();
-        assert_eq!(calls, (1..=steps).map(|i| (i, steps)).collect::<Vec<_>>());
+        assert_eq!(calls, (0..steps).map(|i| (i, steps)).collect::<Vec<_>>());
         let expected = x_u.clone() + (x_c.clone() - x_u.clone()) * g;
         assert_close(out, expected, EXACT_PATH);
     }
@@ -146,7 +146,7 @@ fn errors_name_the_problem() {
             z.clone(),
             &PixelExtent::uniform(3, 256, 256, 17),
             |z, _| Ok(z),
-            |_, _| {},
+            |_| {},
             FiniteCheck::EveryStep,
         )
         .unwrap_err();
@@ -156,7 +156,7 @@ fn errors_name_the_problem() {
             z,
             &PixelExtent::uniform(2, 256, 256, 17),
             |z, _| Ok(z.narrow(1, 0, 2)),
-            |_, _| {},
+            |_| {},
             FiniteCheck::EveryStep,
         )
         .unwrap_err();
@@ -172,7 +172,7 @@ fn errors_name_the_problem() {
                     field: "model says no",
                 })
             },
-            |_, _| {},
+            |_| {},
             FiniteCheck::EveryStep,
         )
         .unwrap_err();

@@ -15,7 +15,7 @@ use crate::error::ModelError;
 use crate::stdit::{Stdit, StditConfig, StditInput};
 use burn::tensor::{Bool, Tensor, backend::Backend};
 use std::path::{Path, PathBuf};
-use vidgen_schedulers::{FiniteCheck, OpenSoraRflow, OpenSoraRflowConfig, PixelExtent};
+use vidgen_schedulers::{FiniteCheck, OpenSoraRflow, OpenSoraRflowConfig, PixelExtent, Progress};
 
 /// The prompt side of [`sample_stdit3`].
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct Stdit3Prompt<B: Backend> {
 
 /// Samples a latent video from the initial noise `z: [B, C, T, H, W]` with Open-Sora's
 /// rectified-flow sampler and classifier-free guidance against the model's null caption.
-/// `progress(step, steps)` is called after each step.
+/// `progress` sees each step ([`Progress`]) before its update.
 ///
 /// # Errors
 /// [`ModelError::Component`] (part `"scheduler"`) for a schedule the sampler rejects (see
@@ -45,7 +45,7 @@ pub fn sample_stdit3<B: Backend>(
     sampler: &OpenSoraRflow,
     z: Tensor<B, 5>,
     prompt: &Stdit3Prompt<B>,
-    progress: impl FnMut(usize, usize),
+    progress: impl FnMut(Progress<'_, B, 5>),
     check: FiniteCheck,
 ) -> Result<Tensor<B, 5>, ModelError> {
     let [batch, len, _] = prompt.y.dims();
@@ -107,7 +107,7 @@ pub fn sample_files<B: Backend>(
     out: impl AsRef<Path>,
     steps: usize,
     guidance: f64,
-    progress: impl FnMut(usize, usize),
+    progress: impl FnMut(Progress<'_, B, 5>),
     device: &B::Device,
 ) -> Result<SampleSummary, ModelError> {
     let sampler = OpenSoraRflowConfig {

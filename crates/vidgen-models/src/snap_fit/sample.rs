@@ -1,118 +1,91 @@
-//! EDM sampling with Snap Video's input scaling (Sec. 3.2) and latent self-conditioning across
-//! network calls (Sec. 3.4), on top of [`Edm::sample_euler`] / [`Edm::sample_heun`].
+//! [`SnapFit`] as a [`Denoiser`] with latent self-conditioning across network calls (Snap Video
+//! Sec. 3.4), sampled by EDM with Snap Video's input scaling (Sec. 3.2) through the generic
+//! [`crate::denoise::sample`] loop and an [`EdmSampler`].
 
 use super::{SnapFit, SnapFitCond};
+use crate::denoise::{Conditioning, Denoiser, TextConditioning, sample};
 use crate::error::{ModelError, same_size};
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_schedulers::edm::{Churn, Edm};
-use vidgen_schedulers::{FiniteCheck, NoiseSource, SchedulerError};
+use std::cell::RefCell;
+use vidgen_schedulers::{EdmSampler, FiniteCheck, NoiseSource};
 
-/// The ODE solver of Karras et al. Algorithm 2.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum EdmSolver {
-    /// One network call per step.
-    Euler,
-    /// Heun's 2nd-order correction: two calls per step except the last (Karras et al.'s choice).
-    #[default]
-    Heun,
-}
-
-/// Samples with [`Edm`] while threading self-conditioning latents through the network calls.
-///
-/// `network(x_in, c_noise, prev_latents)` returns `(F, latents)`; it receives `None` on its
-/// first call and, on every later call, the latents it returned on the call before (detached
-/// from any autodiff graph) — with Heun this includes the correction call of the same step.
-/// The [`Edm`] object does the rest: `x_in = c_in·x_σ`, `D = c_skip·x_σ + c_out·F`, the ODE
-/// `dx_σ/dσ = (x_σ − D/σ_in)/σ` from `x = σ_0·noise`, and the final sample multiplied by `σ_in`
-/// (Snap Video Sec. 3.2).
-///
-/// # Shapes
-/// `noise`: any shape the network takes (standard normal); the result has the same shape.
-///
-/// # Errors
-/// [`ModelError::ShapeMismatch`] if `sigmas` has fewer than 2 values; any other rejection by the
-/// sampler as [`ModelError::Component`].
-#[allow(clippy::too_many_arguments)]
-pub fn sample_edm_self_conditioned<B, const D: usize, M, N>(
-    edm: &Edm,
-    solver: EdmSolver,
-    mut network: M,
-    noise: Tensor<B, D>,
-    sigmas: &[f64],
-    churn: Churn,
-    noise_source: &mut N,
-    check: FiniteCheck,
-) -> Result<Tensor<B, D>, ModelError>
-where
-    B: Backend,
-    M: FnMut(Tensor<B, D>, f64, Option<Tensor<B, 3>>) -> (Tensor<B, D>, Tensor<B, 3>),
-    N: NoiseSource<B, D>,
-{
-    if sigmas.len() < 2 {
-        return Err(ModelError::ShapeMismatch {
-            what: "number of sigmas (at least)",
-            expected: 2,
-            got: sigmas.len(),
-        });
-    }
-    let mut prev: Option<Tensor<B, 3>> = None;
-    let model = |x_in: Tensor<B, D>, c_noise: f64| {
-        let (out, latents) = network(x_in, c_noise, prev.take());
-        prev = Some(latents.detach());
-        out
-    };
-    let result = match solver {
-        EdmSolver::Euler => edm.sample_euler(model, noise, sigmas, churn, noise_source, check),
-        EdmSolver::Heun => edm.sample_heun(model, noise, sigmas, churn, noise_source, check),
-    };
-    result.map_err(|e| match e {
-        e @ SchedulerError::NonFinite { .. } => e.into(),
-        e => ModelError::Component {
-            part: "EDM sampler",
-            message: e.to_string(),
-        },
-    })
+/// [`SnapFit`] as a [`Denoiser`]: the network output `F(c_in·x_σ, c_noise)` at per-sample frame
+/// rates and resolutions, threading self-conditioning latents through its calls — `None` on the
+/// first call, then the latents the call before returned (detached from any autodiff graph;
+/// with Heun this includes the correction call of the same step). Built by
+/// [`SnapFit::denoiser`]; one denoiser per sampling run.
+#[derive(Debug)]
+pub struct SnapFitDenoiser<'a, B: Backend> {
+    model: &'a SnapFit<B>,
+    fps: Tensor<B, 1>,
+    resolution: Tensor<B, 2>,
+    previous: RefCell<Option<Tensor<B, 3>>>,
 }
 
 impl<B: Backend> SnapFit<B> {
-    /// Generates a batch: [`sample_edm_self_conditioned`] with this network, every sample at the
-    /// same `c_noise`.
+    /// This network as a [`Denoiser`] at frame rates `fps` (`[B]`) and original resolutions
+    /// `resolution` (`[B, 2]`, height and width), with fresh self-conditioning.
+    pub fn denoiser(&self, fps: Tensor<B, 1>, resolution: Tensor<B, 2>) -> SnapFitDenoiser<'_, B> {
+        SnapFitDenoiser {
+            model: self,
+            fps,
+            resolution,
+            previous: RefCell::new(None),
+        }
+    }
+
+    /// Generates a batch: the generic [`sample`] loop of `sampler` (EDM Euler or Heun with this
+    /// model's `σ_in`) over [`SnapFit::denoiser`], every sample at the same `c_noise`.
     ///
     /// # Shapes
     /// `noise`: `[B, C, T, H, W]` standard normal → sample `[B, C, T, H, W]` (data scale)
     ///
     /// # Errors
-    /// The input errors of [`SnapFit::try_forward`], checked before the first step; the errors
-    /// of [`sample_edm_self_conditioned`].
-    #[allow(clippy::too_many_arguments)]
+    /// The input errors of [`SnapFit::forward`], checked before the first step; those of the
+    /// sampler ([`ModelError::NonFinite`] naming the step from `check`).
     pub fn sample<N: NoiseSource<B, 5>>(
         &self,
-        edm: &Edm,
-        solver: EdmSolver,
+        sampler: &EdmSampler,
         noise: Tensor<B, 5>,
         cond: &SnapFitCond<B>,
-        sigmas: &[f64],
-        churn: Churn,
-        noise_source: &mut N,
+        rng: &mut N,
         check: FiniteCheck,
     ) -> Result<Tensor<B, 5>, ModelError> {
         let [b, c, t, h, w] = noise.dims();
-        let device = noise.device();
         same_size("input channels", self.in_channels, c)?;
         self.grid([t, h, w])?;
         self.check_cond(b, cond)?;
-        let network = |x: Tensor<B, 5>, c_noise: f64, prev: Option<Tensor<B, 3>>| {
-            self.forward(x, Tensor::full([b], c_noise, &device), cond, prev)
+        let denoiser = self.denoiser(cond.fps.clone(), cond.resolution.clone());
+        let conditioning = Conditioning::text(cond.text.clone());
+        sample(sampler, &denoiser, &conditioning, noise, rng, check, |_| {})
+    }
+}
+
+impl<B: Backend> Denoiser<B> for SnapFitDenoiser<'_, B> {
+    fn denoise(
+        &self,
+        x: Tensor<B, 5>,
+        c_noise: Tensor<B, 1>,
+        text: &TextConditioning<B>,
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        let n = x.dims()[0];
+        let b = self.fps.dims()[0];
+        if b == 0 || !n.is_multiple_of(b) {
+            return Err(ModelError::ShapeMismatch {
+                what: "batch (a multiple of the fps length)",
+                expected: b,
+                got: n,
+            });
+        }
+        let k = n / b;
+        let cond = SnapFitCond {
+            text: text.clone(),
+            fps: Tensor::cat(vec![self.fps.clone(); k], 0),
+            resolution: Tensor::cat(vec![self.resolution.clone(); k], 0),
         };
-        sample_edm_self_conditioned(
-            edm,
-            solver,
-            network,
-            noise,
-            sigmas,
-            churn,
-            noise_source,
-            check,
-        )
+        let previous = self.previous.borrow_mut().take();
+        let (out, latents) = self.model.forward(x, c_noise, &cond, previous)?;
+        *self.previous.borrow_mut() = Some(latents.detach());
+        Ok(out)
     }
 }

@@ -11,34 +11,23 @@
 
 use super::Stdit;
 use super::block::component;
+use crate::denoise::{CfgMode, Conditioning, Denoiser, Guidance, TextConditioning, sample};
 use crate::error::{ModelError, same_size};
 use crate::text::{TextEmbedder, WordTokenizer};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_schedulers::{
     ClassifierFreeGuidance, FiniteCheck, FrameMask, NoiseGenerator, RectifiedFlow,
-    RectifiedFlowConfig, try_sample,
+    RectifiedFlowConfig,
 };
-
-/// How classifier-free guidance evaluates the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CfgMode {
-    /// One forward pass over `2B` samples ([`ClassifierFreeGuidance::guide`]).
-    #[default]
-    Batched,
-    /// Two forward passes of `B` samples, then [`ClassifierFreeGuidance::combine`].
-    TwoPass,
-}
 
 /// What a sampling run is conditioned on.
 #[derive(Debug, Clone)]
 pub struct StditConditioning<B: Backend> {
-    /// Prompt features `[B, L, d_text]`.
-    pub text: Tensor<B, 3>,
-    /// Unconditional features `[B, L, d_text]` (e.g. the model's null caption,
-    /// [`CaptionEmbedder::null`](super::CaptionEmbedder::null)).
-    pub uncond_text: Tensor<B, 3>,
-    /// Valid lengths of the `B` prompts (used for both branches).
-    pub text_lens: Vec<usize>,
+    /// The prompt `[B, L, d_text]` and its padding.
+    pub text: TextConditioning<B>,
+    /// The unconditional text `[B, L, d_text]` (upstream: the model's null caption,
+    /// [`CaptionEmbedder::null`](super::CaptionEmbedder::null), with the prompt's padding).
+    pub uncond: TextConditioning<B>,
     /// Frame rate the model is conditioned on.
     pub fps: f64,
     /// Conditioning frames: which frames, and a clean latent `[B, C, T, H, W]` holding them.
@@ -69,70 +58,120 @@ pub fn frame_mask_tensor<B: Backend>(
     ))
 }
 
-/// Everything one guided model evaluation needs, precomputed once per run.
-struct Guided<'a, B: Backend> {
+/// [`Stdit`] as a [`Denoiser`]: the velocity at a frame rate, with optional clean conditioning
+/// frames (put back into `x` before every evaluation and flagged for timestep 0) and a pixel
+/// resolution for the positional scale. Built by [`Stdit::denoiser`].
+#[derive(Debug, Clone)]
+pub struct StditDenoiser<'a, B: Backend> {
     model: &'a Stdit<B>,
-    guidance: &'a ClassifierFreeGuidance,
-    cond: &'a StditConditioning<B>,
-    mask: Option<Tensor<B, 2, Bool>>,
-    mode: CfgMode,
+    fps: f64,
+    frames: Option<(Tensor<B, 2, Bool>, Tensor<B, 5>)>,
+    resolution: Option<[f64; 2]>,
 }
 
-impl<B: Backend> Guided<'_, B> {
-    /// The guided velocity at model time `t` (`σ·N`).
-    fn velocity(&self, x: Tensor<B, 5>, t: f64) -> Result<Tensor<B, 5>, ModelError> {
-        let batch = x.dims()[0];
-        let device = x.device();
-        let run = |x: Tensor<B, 5>, text: Tensor<B, 3>, reps: usize| {
-            let n = batch * reps;
-            let lens: Vec<usize> = (0..reps)
-                .flat_map(|_| self.cond.text_lens.clone())
-                .collect();
-            let mask = self.mask.clone().map(|m| Tensor::cat(vec![m; reps], 0));
-            let times = [
-                Tensor::full([n], t, &device),
-                Tensor::full([n], self.cond.fps, &device),
-            ];
-            let resolution = self.cond.resolution;
-            self.model
-                .velocity(x, times, (text, Some(&lens)), mask, resolution, false)
-        };
-        let (text, uncond) = (self.cond.text.clone(), self.cond.uncond_text.clone());
-        match self.mode {
-            CfgMode::TwoPass => {
-                let c = run(x.clone(), text, 1)?;
-                let u = run(x, uncond, 1)?;
-                Ok(self.guidance.combine(c, u))
-            }
-            CfgMode::Batched => {
-                let mut error = None;
-                let v = self.guidance.guide(x, text, uncond, |x2, text2| {
-                    let zeros = x2.zeros_like();
-                    run(x2, text2, 2).unwrap_or_else(|e| {
-                        error = Some(e);
-                        zeros
-                    })
-                });
-                error.map_or(Ok(v), Err)
-            }
+impl<B: Backend> Stdit<B> {
+    /// This model as a [`Denoiser`] conditioned on frame rate `fps`.
+    pub fn denoiser(&self, fps: f64) -> StditDenoiser<'_, B> {
+        StditDenoiser {
+            model: self,
+            fps,
+            frames: None,
+            resolution: None,
         }
     }
 }
 
+impl<B: Backend> StditDenoiser<'_, B> {
+    /// Keeps the frames flagged in `mask` (`[B, T]`, `true` = conditioning frame) equal to those
+    /// of the clean latent `clean` (`[B, C, T, H, W]`).
+    ///
+    /// # Errors
+    /// [`ModelError::ShapeMismatch`] if the mask is not `[B, T]` of `clean`.
+    pub fn with_frames(
+        mut self,
+        mask: Tensor<B, 2, Bool>,
+        clean: Tensor<B, 5>,
+    ) -> Result<Self, ModelError> {
+        let [b, _, t, _, _] = clean.dims();
+        let [mb, mt] = mask.dims();
+        same_size("frame mask batch", b, mb)?;
+        same_size("frame mask frames", t, mt)?;
+        self.frames = Some((mask, clean));
+        Ok(self)
+    }
+
+    /// Scales the spatial positions for a video of `[height, width]` pixels.
+    pub fn with_resolution(mut self, resolution: Option<[f64; 2]>) -> Self {
+        self.resolution = resolution;
+        self
+    }
+
+    /// Puts the clean frames back into `x` (any multiple of the clean batch); also returns the
+    /// frame mask repeated to `x`'s batch.
+    #[allow(clippy::type_complexity)]
+    fn reinsert(
+        &self,
+        x: Tensor<B, 5>,
+    ) -> Result<(Tensor<B, 5>, Option<Tensor<B, 2, Bool>>), ModelError> {
+        let Some((mask, clean)) = &self.frames else {
+            return Ok((x, None));
+        };
+        let dims = x.dims();
+        let b = clean.dims()[0];
+        if b == 0 || !dims[0].is_multiple_of(b) {
+            return Err(ModelError::ShapeMismatch {
+                what: "batch (a multiple of the clean latent's)",
+                expected: b,
+                got: dims[0],
+            });
+        }
+        for (axis, (e, g)) in clean.dims().iter().zip(dims).enumerate().skip(1) {
+            if *e != g {
+                return Err(ModelError::ShapeMismatch {
+                    what: ["clean B", "clean C", "clean T", "clean H", "clean W"][axis],
+                    expected: *e,
+                    got: g,
+                });
+            }
+        }
+        let k = dims[0] / b;
+        let mask = Tensor::cat(vec![mask.clone(); k], 0);
+        let clean = Tensor::cat(vec![clean.clone(); k], 0);
+        let [n, t] = mask.dims();
+        let select = mask.clone().reshape([n, 1, t, 1, 1]).expand(dims);
+        Ok((x.mask_where(select, clean), Some(mask)))
+    }
+}
+
+impl<B: Backend> Denoiser<B> for StditDenoiser<'_, B> {
+    fn denoise(
+        &self,
+        x: Tensor<B, 5>,
+        time: Tensor<B, 1>,
+        text: &TextConditioning<B>,
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        let (x, frame_mask) = self.reinsert(x)?;
+        let n = x.dims()[0];
+        let fps = Tensor::full([n], self.fps, &x.device());
+        self.model
+            .velocity(x, [time, fps], text, frame_mask, self.resolution, false)
+    }
+}
+
 /// Samples a latent video: rectified-flow Euler steps of `flow` with classifier-free guidance,
-/// from initial noise drawn from `noise` (then per-step noise if `flow` is stochastic). Frames of
-/// `cond.frames` are kept equal to their clean values throughout and conditioned at timestep 0.
-/// With [`FiniteCheck::EveryStep`] a NaN/±∞ velocity or sample stops the loop at that step.
+/// from initial noise drawn from `noise` (then per-step noise if `flow` is stochastic) — the
+/// generic [`sample`] loop over [`Stdit::denoiser`]. Frames of `cond.frames` are kept equal to
+/// their clean values throughout and conditioned at timestep 0. With [`FiniteCheck::EveryStep`]
+/// a NaN/±∞ velocity or sample stops the loop at that step.
 ///
 /// # Shapes
-/// `latent_shape = [B, C, T, H, W]`; `cond.text`, `cond.uncond_text`: `[B, L, d_text]` →
+/// `latent_shape = [B, C, T, H, W]`; `cond.text`, `cond.uncond`: `[B, L, d_text]` →
 /// `[B, C, T, H, W]`
 ///
 /// # Errors
-/// [`ModelError::ShapeMismatch`] if the text batch, lengths or the clean latent disagree with
-/// `latent_shape`; [`ModelError::Component`] for a frame mask of the wrong size or a scheduler
-/// error; [`ModelError::NonFinite`] naming the step from the check; any error of
-/// [`Stdit::try_forward`].
+/// [`ModelError::ShapeMismatch`] if the texts or the clean latent disagree with `latent_shape`;
+/// [`ModelError::Component`] for a frame mask of the wrong size; [`ModelError::NonFinite`] naming
+/// the step from the check; any error of [`Stdit::forward`].
 #[allow(clippy::too_many_arguments)]
 pub fn sample_stdit<B: Backend>(
     model: &Stdit<B>,
@@ -144,45 +183,41 @@ pub fn sample_stdit<B: Backend>(
     mode: CfgMode,
     check: FiniteCheck,
 ) -> Result<Tensor<B, 5>, ModelError> {
-    let device = cond.text.device();
+    let device = cond.text.tokens.device();
     let [b, _, t, _, _] = latent_shape;
-    same_size("text batch", b, cond.text.dims()[0])?;
-    same_size("uncond_text batch", b, cond.uncond_text.dims()[0])?;
-    same_size("text_lens length", b, cond.text_lens.len())?;
-    let mask = match &cond.frames {
-        Some((m, clean)) => {
-            for (axis, (e, g)) in latent_shape.iter().zip(clean.dims()).enumerate() {
-                if *e != g {
-                    return Err(ModelError::ShapeMismatch {
-                        what: ["clean B", "clean C", "clean T", "clean H", "clean W"][axis],
-                        expected: *e,
-                        got: g,
-                    });
-                }
+    let mut denoiser = model.denoiser(cond.fps).with_resolution(cond.resolution);
+    if let Some((m, clean)) = &cond.frames {
+        for (axis, (e, g)) in latent_shape.iter().zip(clean.dims()).enumerate() {
+            if *e != g {
+                return Err(ModelError::ShapeMismatch {
+                    what: ["clean B", "clean C", "clean T", "clean H", "clean W"][axis],
+                    expected: *e,
+                    got: g,
+                });
             }
-            Some(frame_mask_tensor::<B>(m, [b, t], &device)?)
         }
-        None => None,
-    };
-    let reinsert = |x: Tensor<B, 5>| match &cond.frames {
-        Some((m, clean)) => m
-            .reinsert(x, clean.clone())
-            .expect("frame mask checked against the latent shape"),
-        None => x,
-    };
-    let guided = Guided {
-        model,
-        guidance,
-        cond,
-        mask,
+        let mask = frame_mask_tensor::<B>(m, [b, t], &device)?;
+        denoiser = denoiser.with_frames(mask, clean.clone())?;
+    }
+    let guidance = Guidance {
+        cfg: *guidance,
+        uncond: cond.uncond.clone(),
         mode,
     };
-    let initial = reinsert(noise.normal::<B, 5>(latent_shape, &device));
-    // Putting the clean frames back before each evaluation and once at the end gives the same
-    // result as after every step: the generated frames never read the drifted ones.
-    let model_fn = |x: Tensor<B, 5>, t: f64| guided.velocity(reinsert(x), t);
-    let out = try_sample(flow, model_fn, initial, noise, check)?;
-    Ok(reinsert(out))
+    let conditioning = Conditioning::guided(cond.text.clone(), guidance);
+    conditioning.check(b)?;
+    let initial = noise.normal::<B, 5>(latent_shape, &device);
+    let (initial, _) = denoiser.reinsert(initial)?;
+    let out = sample(
+        flow,
+        &denoiser,
+        &conditioning,
+        initial,
+        noise,
+        check,
+        |_| {},
+    )?;
+    Ok(denoiser.reinsert(out)?.0)
 }
 
 /// Settings of [`TextToVideo::generate`].
@@ -310,10 +345,14 @@ impl<B: Backend> TextToVideo<B> {
         let guidance =
             ClassifierFreeGuidance::new(options.guidance_scale, options.guidance_rescale)
                 .map_err(component("guidance"))?;
+        let text = TextConditioning::from_lens(text, &text_lens)?;
+        let uncond = TextConditioning {
+            tokens: self.model.y_embedder.null(n, len)?,
+            padding: text.padding.clone(),
+        };
         let cond = StditConditioning {
-            uncond_text: self.model.y_embedder.null(n, len)?,
             text,
-            text_lens,
+            uncond,
             fps: options.fps,
             frames: None,
             resolution: None,

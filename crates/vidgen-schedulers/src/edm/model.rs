@@ -3,7 +3,7 @@
 use super::{
     Churn, Preconditioning, karras_sigmas, loss_weight, sample_euler, sample_heun, training_sigmas,
 };
-use crate::common::{PredictionType, TrainingBatch, per_sample, vector};
+use crate::common::{PredictionType, Progress, SamplingLoop, TrainingBatch, per_sample, vector};
 use crate::config::{ConfigEnum, SchedulerConfig};
 use crate::error::{SchedulerError, increasing, positive_f64};
 use crate::finite::FiniteCheck;
@@ -290,12 +290,14 @@ impl Edm {
     }
 
     /// Samples with Euler steps ([`sample_euler`]) from standard `noise` (scaled by `sigmas[0]`):
-    /// the ODE uses `D/σ_in` as denoised estimate, the result is multiplied by `σ_in`; `check` as
-    /// in [`sample_euler`].
+    /// `model(c_in·x, c_noise)` returns the network output `F` or an error that ends the loop;
+    /// the ODE uses `D/σ_in` as denoised estimate, the result is multiplied by `σ_in`; `check` and
+    /// `callback` (which sees `D/σ_in`) as in [`sample_euler`].
     ///
     /// # Errors
     /// As [`sample_euler`].
-    pub fn sample_euler<B: Backend, const D: usize, M, N>(
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_euler<B: Backend, const D: usize, M, N, C, E>(
         &self,
         mut model: M,
         noise: Tensor<B, D>,
@@ -303,15 +305,22 @@ impl Edm {
         churn: Churn,
         noise_source: &mut N,
         check: FiniteCheck,
-    ) -> Result<Tensor<B, D>, SchedulerError>
+        callback: C,
+    ) -> Result<Tensor<B, D>, E>
     where
-        M: FnMut(Tensor<B, D>, f64) -> Tensor<B, D>,
+        M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
         N: NoiseSource<B, D>,
+        C: FnMut(Progress<'_, B, D>),
+        E: From<SchedulerError>,
     {
         let s_in = self.config.sigma_in;
-        let den = |x, s| self.denoise(&mut model, x, s) / s_in;
+        let den = |x: Tensor<B, D>, s| -> Result<Tensor<B, D>, E> {
+            let p = self.precond(s);
+            let out = model(x.clone() * p.c_in, p.c_noise)?;
+            Ok(self.denoised_from_output(x, out, s) / s_in)
+        };
         let x = noise * first(sigmas);
-        Ok(sample_euler(den, x, sigmas, churn, noise_source, check, |_, _, _| {})? * s_in)
+        Ok(sample_euler(den, x, sigmas, churn, noise_source, check, callback)? * s_in)
     }
 
     /// Samples with Heun steps ([`sample_heun`], Karras et al. Algorithm 2); otherwise as
@@ -319,7 +328,8 @@ impl Edm {
     ///
     /// # Errors
     /// As [`sample_heun`].
-    pub fn sample_heun<B: Backend, const D: usize, M, N>(
+    #[allow(clippy::too_many_arguments)]
+    pub fn sample_heun<B: Backend, const D: usize, M, N, C, E>(
         &self,
         mut model: M,
         noise: Tensor<B, D>,
@@ -327,15 +337,22 @@ impl Edm {
         churn: Churn,
         noise_source: &mut N,
         check: FiniteCheck,
-    ) -> Result<Tensor<B, D>, SchedulerError>
+        callback: C,
+    ) -> Result<Tensor<B, D>, E>
     where
-        M: FnMut(Tensor<B, D>, f64) -> Tensor<B, D>,
+        M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
         N: NoiseSource<B, D>,
+        C: FnMut(Progress<'_, B, D>),
+        E: From<SchedulerError>,
     {
         let s_in = self.config.sigma_in;
-        let den = |x, s| self.denoise(&mut model, x, s) / s_in;
+        let den = |x: Tensor<B, D>, s| -> Result<Tensor<B, D>, E> {
+            let p = self.precond(s);
+            let out = model(x.clone() * p.c_in, p.c_noise)?;
+            Ok(self.denoised_from_output(x, out, s) / s_in)
+        };
         let x = noise * first(sigmas);
-        Ok(sample_heun(den, x, sigmas, churn, noise_source, check, |_, _, _| {})? * s_in)
+        Ok(sample_heun(den, x, sigmas, churn, noise_source, check, callback)? * s_in)
     }
 }
 
@@ -409,5 +426,77 @@ mod tests {
         }
         .init();
         assert!(matches!(e, Err(SchedulerError::UnknownVariant { .. })));
+    }
+}
+
+/// The ODE solver of Karras et al. Algorithm 2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EdmSolver {
+    /// One network call per step.
+    Euler,
+    /// Heun's 2nd-order correction: two calls per step except the last (Karras et al.'s choice).
+    #[default]
+    Heun,
+}
+
+/// [`Edm`] with a solver, its σ schedule and churn: EDM sampling as a [`SamplingLoop`], so that
+/// it runs through the same interface as every [`Sampler`](crate::Sampler).
+#[derive(Clone, Debug, PartialEq)]
+pub struct EdmSampler {
+    /// Preconditioning and σ range.
+    pub edm: Edm,
+    /// Euler or Heun.
+    pub solver: EdmSolver,
+    /// The σ schedule, decreasing, ending at 0 ([`Edm::sigmas`]).
+    pub sigmas: Vec<f64>,
+    /// Stochastic churn ([`Churn::NONE`]: the deterministic ODE).
+    pub churn: Churn,
+}
+
+impl EdmSampler {
+    /// `num_steps` Karras steps of `edm` with `solver`, no churn.
+    ///
+    /// # Errors
+    /// Those of [`Edm::sigmas`].
+    pub fn new(edm: Edm, solver: EdmSolver, num_steps: usize) -> Result<Self, SchedulerError> {
+        let sigmas = edm.sigmas(num_steps)?;
+        Ok(Self {
+            edm,
+            solver,
+            sigmas,
+            churn: Churn::NONE,
+        })
+    }
+}
+
+impl SamplingLoop for EdmSampler {
+    fn run<B, const D: usize, M, N, E, C>(
+        &self,
+        model: M,
+        initial_noise: Tensor<B, D>,
+        noise: &mut N,
+        check: FiniteCheck,
+        callback: C,
+    ) -> Result<Tensor<B, D>, E>
+    where
+        B: Backend,
+        M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
+        N: NoiseSource<B, D>,
+        E: From<SchedulerError>,
+        C: FnMut(Progress<'_, B, D>),
+    {
+        let (sigmas, churn) = (&self.sigmas, self.churn);
+        match self.solver {
+            EdmSolver::Euler => {
+                (self.edm).sample_euler(model, initial_noise, sigmas, churn, noise, check, callback)
+            }
+            EdmSolver::Heun => {
+                (self.edm).sample_heun(model, initial_noise, sigmas, churn, noise, check, callback)
+            }
+        }
+    }
+
+    fn steps(&self) -> usize {
+        self.sigmas.len().saturating_sub(1)
     }
 }

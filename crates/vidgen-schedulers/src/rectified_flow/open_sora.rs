@@ -22,6 +22,7 @@
 //! frames) makes every time 0 and returns the noise unchanged upstream; here it is a typed error.
 
 use super::FlowTrainingConfig;
+use crate::common::Progress;
 use crate::error::{SchedulerError, positive};
 use crate::finite::FiniteCheck;
 use burn::tensor::{Tensor, TensorData, backend::Backend};
@@ -198,7 +199,8 @@ impl OpenSoraRflow {
     /// `model(z_in, t)` gets the guidance batch `z_in = [z; z]` (`[2B, C, T, H, W]`) and its times
     /// `t = [t; t]` (`[2B]`, in `[0, N]`), and returns the velocity for the prompt's text on the
     /// first `B` rows and for the null caption on the last `B` (`[2B, C_out, T, H, W]`, `C_out ≥ C`:
-    /// the first `C` channels are used). `progress(step, steps)` is called after each step. With
+    /// the first `C` channels are used). `progress` sees each step's [`Progress`] (the guided
+    /// velocity as `model_output`, the first sample's timestep as `time`) before the update. With
     /// [`FiniteCheck::EveryStep`] each step's guided velocity and new sample are checked for
     /// NaN/±∞ (the error's time is the first sample's timestep).
     ///
@@ -218,7 +220,7 @@ impl OpenSoraRflow {
         B: Backend,
         E: From<SchedulerError>,
         M: FnMut(Tensor<B, 5>, Tensor<B, 1>) -> Result<Tensor<B, 5>, E>,
-        P: FnMut(usize, usize),
+        P: FnMut(Progress<'_, B, 5>),
     {
         let [batch, channels, frames, height, width] = z.dims();
         let timesteps = self.timesteps(extent)?;
@@ -257,12 +259,19 @@ impl OpenSoraRflow {
                 None => t.iter().map(|a| a / n_t).collect(),
             };
             let dt = Tensor::<B, 5>::from_data(TensorData::new(dt, [batch, 1, 1, 1, 1]), &device);
+            let time = t.first().copied().unwrap_or(0.0);
+            progress(Progress {
+                step: i,
+                num_steps: steps,
+                time,
+                sample: &z,
+                model_output: &v,
+            });
             let probe = (check == FiniteCheck::EveryStep).then(|| v.clone());
             z = z + v * dt;
             if let Some(v) = probe {
-                check.check_step(i, t.first().copied().unwrap_or(0.0), &v, &z)?;
+                check.check_step(i, time, &v, &z)?;
             }
-            progress(i + 1, steps);
         }
         Ok(z)
     }
