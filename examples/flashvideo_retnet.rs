@@ -18,13 +18,15 @@
 
 use burn::module::Param;
 use burn::tensor::{Distribution, Tensor};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
-use vidgen_models::flashvideo::{
+use vidgen::models::flashvideo::{
     Decoder, FlashVideoConfig, Sampling, TokenClass, Video, classify_tokens, decode_video,
     generate_video, interpolate,
 };
-use vidgen_models::{WordTokenizer, write_gif};
-use vidgen_vae::VectorQuantizerConfig;
+use vidgen::models::{WordTokenizer, write_gif};
+use vidgen::vae::VectorQuantizerConfig;
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -42,7 +44,11 @@ const PATCH: usize = 4;
 const N_FRAMES: usize = 9;
 const STRIDE: usize = 4;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    vidgen::cli::report(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let words = [
         "a", "red", "green", "blue", "square", "circle", "moving", "left", "right",
@@ -76,13 +82,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let video = generate_video(&key_model, &interp_model, text, sampling, 7, &device)?;
     let elapsed = start.elapsed();
-    report(&video, elapsed.as_secs_f64());
+    print_stats(&video, elapsed.as_secs_f64());
 
     let rgb = decode_video(&vq, &video.frames, GRID, PATCH, &device)?;
     println!("video [C, T, H, W] = {:?}", rgb.dims());
     let path = std::env::args()
         .nth(1)
-        .map(Into::into)
+        .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("flashvideo_retnet.gif"));
     write_gif::<B>(rgb, &path, 12)?;
     println!("wrote {}", path.display());
@@ -110,7 +116,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn report(video: &Video, seconds: f64) {
+/// Prints the generated video's frame count, timing, model calls and token classes per pair.
+fn print_stats(video: &Video, seconds: f64) {
     let tpf = GRID[0] * GRID[1];
     let k = video.key_frame_stats;
     let s = video.interpolation_stats;

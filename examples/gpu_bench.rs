@@ -23,19 +23,21 @@
 //!   once against one latent frame at a time through its causal cache.
 //!
 //! Output lines `RESULT<TAB>vidgen<TAB>case<TAB>size<TAB>median_ms<TAB>min_ms<TAB>iters` are what
-//! `bench/run_gpu.sh` joins with the PyTorch script's lines of the same case and size.
+//! `bench/run_gpu.sh` joins with the PyTorch script's lines of the same case and size. `--help`
+//! prints the options and cases; bad options print the usage (exit code 2).
 
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor};
+use std::process::ExitCode;
 use std::time::Instant;
-use vidgen_attention::full::scaled_dot_product_attention;
-use vidgen_attention::retention::MultiScaleRetentionConfig;
-use vidgen_attention::spatial_temporal::SpatialTemporalConfig;
-use vidgen_attention::window::{TesaConfig, WindowPlanCache};
-use vidgen_ssm::ssd::ssd_chunked;
-use vidgen_vae::causal3d::{
+use vidgen::attention::full::scaled_dot_product_attention;
+use vidgen::attention::retention::MultiScaleRetentionConfig;
+use vidgen::attention::spatial_temporal::SpatialTemporalConfig;
+use vidgen::attention::window::{TesaConfig, WindowPlanCache};
+use vidgen::ssm::ssd::ssd_chunked;
+use vidgen::vae::causal3d::{
     PixelShuffleAutoencoderConfig, TemporalAutoencoderConfig, TemporalNorm, VideoAutoencoderConfig,
 };
 
@@ -122,17 +124,17 @@ impl Args {
         }
     }
 
-    const HELP: &'static str = "gpu_bench [--warmup N] [--iters N] [--batch N] [--heads N] \
+    const USAGE: &'static str = "usage: gpu_bench [--warmup N] [--iters N] [--batch N] [--heads N] \
 [--head-dim N] [--d-state N] [--chunk N] [--lens L,L,..] [--retention-lens L,..] \
 [--positions P,..] [--d-model N] [--grid T,H,W] [--vae-latent T,H,W] [--vae-filters N] \
 [--only CASE,..]";
 
-    /// Parses `--name value` pairs over the defaults.
-    fn parse(mut argv: impl Iterator<Item = String>) -> Result<Self, String> {
+    /// Parses `--name value` pairs over the defaults; `None` for `-h` / `--help`.
+    fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Self>, String> {
         let mut a = Self::defaults();
         while let Some(flag) = argv.next() {
             if flag == "--help" || flag == "-h" {
-                return Err(format!("{}\ncases: {}", Self::HELP, ALL_CASES.join(", ")));
+                return Ok(None);
             }
             let value = argv.next().ok_or(format!("{flag} needs a value"))?;
             let one = || {
@@ -162,11 +164,11 @@ impl Args {
                 "--vae-latent" => a.vae_latent = list()?,
                 "--vae-filters" => a.vae_filters = one()?,
                 "--only" => a.only = value.split(',').map(|s| s.trim().to_string()).collect(),
-                _ => return Err(format!("unknown option {flag}\n{}", Self::HELP)),
+                _ => return Err(format!("unknown option {flag}")),
             }
         }
         a.check()?;
-        Ok(a)
+        Ok(Some(a))
     }
 
     fn check(&self) -> Result<(), String> {
@@ -417,29 +419,34 @@ fn bench_vae(args: &Args, device: &Device<B>) {
     }
 }
 
-fn main() {
-    let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
+fn main() -> ExitCode {
+    match Args::parse(std::env::args().skip(1)) {
+        Ok(Some(args)) => vidgen::cli::report(run(&args)),
+        Ok(None) => {
+            println!("{}\ncases: {}", Args::USAGE, ALL_CASES.join(", "));
+            ExitCode::SUCCESS
         }
-    };
+        Err(message) => vidgen::cli::usage_error(Args::USAGE, message),
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     println!("backend: {}", std::any::type_name::<B>());
     println!("options: {args:?}");
-    let attn = bench_attention(&args, &device);
+    let attn = bench_attention(args, &device);
     let ssd = if args.wants("ssd_chunked") {
-        bench_ssd(&args, &device)
+        bench_ssd(args, &device)
     } else {
         Vec::new()
     };
-    bench_video_attention(&args, &device);
-    bench_retention(&args, &device);
+    bench_video_attention(args, &device);
+    bench_retention(args, &device);
     if args.wants("vae_decode_full") || args.wants("vae_decode_streamed") {
-        bench_vae(&args, &device);
+        bench_vae(args, &device);
     }
     if !ssd.is_empty() {
         summarize_scaling(&attn, &ssd);
     }
+    Ok(())
 }

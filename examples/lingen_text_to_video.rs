@@ -1,5 +1,5 @@
 //! LinGen-style text-to-video: a tiny weight-random linear DiT (bidirectional Mamba2 with
-//! Rotary-Major Scan + TESA, see `vidgen_models::lingen`) sampled with rectified flow and
+//! Rotary-Major Scan + TESA, see `vidgen::models::lingen`) sampled with rectified flow and
 //! classifier-free guidance from a prompt, written as a GIF.
 //!
 //! ```text
@@ -14,12 +14,13 @@
 //! demonstrates the pipeline and shapes, not quality.
 
 use burn::tensor::{ElementConversion, Tensor};
+use std::process::ExitCode;
 use std::time::Instant;
-use vidgen_models::lingen::LinGenConfig;
-use vidgen_models::{
+use vidgen::models::lingen::LinGenConfig;
+use vidgen::models::{
     Conditioning, Guidance, TextConditioning, TextEmbedderConfig, WordTokenizer, sample, write_gif,
 };
-use vidgen_schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
+use vidgen::schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -33,7 +34,11 @@ const D_TEXT: usize = 32;
 const STEPS: usize = 8;
 const GUIDANCE: f64 = 4.0;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    vidgen::cli::report(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()

@@ -66,40 +66,32 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("error: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    match parse_args(std::env::args().skip(1)) {
+        Ok(args) => vidgen::cli::report(run(&args)),
+        Err(message) => vidgen::cli::usage_error(USAGE, message),
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let start = Instant::now();
-    let result = vidgen::models::opensora::forward_files::<B>(
+    let summary = vidgen::models::opensora::forward_files::<B>(
         &args.config,
         &args.checkpoint,
         &args.inputs,
         &args.out,
         &device,
-    );
-    match result {
-        Ok(summary) => {
-            let unknown = &summary.config_report.unknown_keys;
-            if !unknown.is_empty() {
-                eprintln!("note: config keys not understood: {}", unknown.join(", "));
-            }
-            println!(
-                "out {:?} → {} ({} checkpoint file(s), {:.2?})",
-                summary.out_shape,
-                args.out.display(),
-                summary.checkpoint_files.len(),
-                start.elapsed()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    )?;
+    let unknown = &summary.config_report.unknown_keys;
+    if !unknown.is_empty() {
+        eprintln!("note: config keys not understood: {}", unknown.join(", "));
     }
+    println!(
+        "out {:?} → {} ({} checkpoint file(s), {:.2?})",
+        summary.out_shape,
+        args.out.display(),
+        summary.checkpoint_files.len(),
+        start.elapsed()
+    );
+    Ok(())
 }

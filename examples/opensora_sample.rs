@@ -85,13 +85,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("error: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    match parse_args(std::env::args().skip(1)) {
+        Ok(args) => vidgen::cli::report(run(&args)),
+        Err(message) => vidgen::cli::usage_error(USAGE, message),
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let start = Instant::now();
     let result = vidgen::models::opensora::sample_files::<B>(
@@ -105,24 +105,17 @@ fn main() -> ExitCode {
         &device,
     );
     eprintln!();
-    match result {
-        Ok(summary) => {
-            let unknown = &summary.config_report.unknown_keys;
-            if !unknown.is_empty() {
-                eprintln!("note: config keys not understood: {}", unknown.join(", "));
-            }
-            println!(
-                "z → {} ({} steps, {} checkpoint file(s), {:.2?})",
-                args.out.display(),
-                summary.timesteps.len(),
-                summary.checkpoint_files.len(),
-                start.elapsed()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
+    let summary = result?;
+    let unknown = &summary.config_report.unknown_keys;
+    if !unknown.is_empty() {
+        eprintln!("note: config keys not understood: {}", unknown.join(", "));
     }
+    println!(
+        "z → {} ({} steps, {} checkpoint file(s), {:.2?})",
+        args.out.display(),
+        summary.timesteps.len(),
+        summary.checkpoint_files.len(),
+        start.elapsed()
+    );
+    Ok(())
 }

@@ -27,12 +27,12 @@
 //!
 //! Errors name the file and key (exit code 1); bad arguments print the usage (exit code 2).
 
+use std::error::Error;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};
-use vidgen::models::ModelError;
 use vidgen::models::opensora::{Stdit3Prompt, load_stdit3_dir, read_captions, sample_stdit3};
 use vidgen::models::stdit::{Stdit, StditConfig};
 use vidgen::schedulers::{FiniteCheck, NoiseGenerator, OpenSoraRflowConfig, PixelExtent, Progress};
@@ -140,14 +140,12 @@ type Models = (
     Option<Tensor<B, 2, burn::tensor::Bool>>,
 );
 
-fn load(args: &Args, device: &burn::tensor::Device<B>) -> Result<Models, String> {
-    let e = |e: ModelError| e.to_string();
+fn load(args: &Args, device: &burn::tensor::Device<B>) -> Result<Models, Box<dyn Error>> {
     if args.tiny_random {
-        let (config, _) = StditConfig::from_upstream_config(TINY_STDIT3).map_err(e)?;
-        let model = config.init::<B>(device).map_err(e)?;
+        let (config, _) = StditConfig::from_upstream_config(TINY_STDIT3)?;
+        let model = config.init::<B>(device)?;
         let vae = OpenSoraVaeConfig::from_json_str(TINY_VAE, "the tiny VAE config")
-            .and_then(|c| c.init::<B>(device))
-            .map_err(|e| e.to_string())?;
+            .and_then(|c| c.init::<B>(device))?;
         let y = Tensor::random(
             [1, config.text_max_len, config.d_text],
             Distribution::Normal(0.0, 1.0),
@@ -155,8 +153,7 @@ fn load(args: &Args, device: &burn::tensor::Device<B>) -> Result<Models, String>
         );
         return Ok((model, vae, y, None));
     }
-    let (model, report) =
-        load_stdit3_dir::<B>(args.model.as_ref().expect("checked"), device).map_err(e)?;
+    let (model, report) = load_stdit3_dir::<B>(args.model.as_ref().expect("checked"), device)?;
     if !report.unknown_keys.is_empty() {
         eprintln!(
             "note: config keys not understood: {}",
@@ -164,15 +161,13 @@ fn load(args: &Args, device: &burn::tensor::Device<B>) -> Result<Models, String>
         );
     }
     let mut vae = OpenSoraVaeConfig::from_json_file(args.vae_config.as_ref().expect("checked"))
-        .and_then(|c| c.init::<B>(device))
-        .map_err(|e| e.to_string())?;
-    load_open_sora_vae(&mut vae, args.vae.as_ref().expect("checked")).map_err(|e| e.to_string())?;
-    let (y, mask) =
-        read_captions::<B>(args.captions.as_ref().expect("checked"), device).map_err(e)?;
+        .and_then(|c| c.init::<B>(device))?;
+    load_open_sora_vae(&mut vae, args.vae.as_ref().expect("checked"))?;
+    let (y, mask) = read_captions::<B>(args.captions.as_ref().expect("checked"), device)?;
     Ok((model, vae, y, mask))
 }
 
-fn run(args: &Args) -> Result<(), String> {
+fn run(args: &Args) -> Result<(), Box<dyn Error>> {
     let device = Default::default();
     let start = Instant::now();
     let (model, vae, y, mask) = load(args, &device)?;
@@ -194,7 +189,8 @@ fn run(args: &Args) -> Result<(), String> {
         return Err(format!(
             "--height {height} and --width {width} must be positive multiples of the VAE's \
              spatial factor {factor}, and --frames positive"
-        ));
+        )
+        .into());
     }
     eprintln!("loaded in {:.2?}", start.elapsed());
     let batch = y.dims()[0];
@@ -211,8 +207,7 @@ fn run(args: &Args) -> Result<(), String> {
         cfg_scale: args.guidance,
         ..Default::default()
     }
-    .init()
-    .map_err(|e| e.to_string())?;
+    .init()?;
     let prompt = Stdit3Prompt {
         y,
         mask,
@@ -226,15 +221,13 @@ fn run(args: &Args) -> Result<(), String> {
         &prompt,
         progress(Instant::now()),
         FiniteCheck::EveryStep,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let video = vae.decode(z, frames);
     let out = args.out.as_ref().expect("checked");
     let [_, c, t, h, w] = video.dims();
     let first = video.narrow(0, 0, 1).reshape([c, t, h, w]).clamp(-1.0, 1.0);
     let delay = (100.0 / args.fps).round().clamp(1.0, 100.0) as u16;
-    vidgen::models::write_gif(first, out, delay)
-        .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    vidgen::models::write_gif(first, out, delay)?;
     println!(
         "{} ({t} frames of {h}×{w}, {:.2?})",
         out.display(),
@@ -244,18 +237,8 @@ fn run(args: &Args) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("error: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
+    match parse_args(std::env::args().skip(1)) {
+        Ok(args) => vidgen::cli::report(run(&args)),
+        Err(message) => vidgen::cli::usage_error(USAGE, message),
     }
 }

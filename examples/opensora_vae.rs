@@ -20,7 +20,8 @@
 //!
 //! Data flow: `x` → 2D VAE per frame → temporal VAE per 17-frame piece → `(z − shift)/scale` = `z`
 //! → `z·scale + shift` → temporal decode per 5-latent-frame piece → 2D decode per frame = `x_rec`.
-//! A malformed file stops the program with an error naming the file and key (exit code 1).
+//! A malformed file stops the program with an error naming the file and key (exit code 1); bad
+//! arguments print the usage (exit code 2).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,37 +75,29 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("error: {message}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+    match parse_args(std::env::args().skip(1)) {
+        Ok(args) => vidgen::cli::report(run(&args)),
+        Err(message) => vidgen::cli::usage_error(USAGE, message),
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let start = Instant::now();
-    let result = vidgen::vae::opensora::run_files::<B>(
+    let output = vidgen::vae::opensora::run_files::<B>(
         &args.config,
         &args.checkpoint,
         &args.inputs,
         &args.out,
         args.sample,
         &device,
+    )?;
+    println!(
+        "z {:?}, x_rec {:?} → {} ({:.2?})",
+        output.z.dims(),
+        output.x_rec.dims(),
+        args.out.display(),
+        start.elapsed()
     );
-    match result {
-        Ok(output) => {
-            println!(
-                "z {:?}, x_rec {:?} → {} ({:.2?})",
-                output.z.dims(),
-                output.x_rec.dims(),
-                args.out.display(),
-                start.elapsed()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    Ok(())
 }

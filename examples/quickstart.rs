@@ -22,8 +22,8 @@ use burn::tensor::{Tensor, backend::Backend};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
-use vidgen_models::tiny::load_text_to_video;
-use vidgen_models::write_gif;
+use vidgen::models::tiny::load_text_to_video;
+use vidgen::models::write_gif;
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -45,13 +45,7 @@ fn upscale<B2: Backend>(video: Tensor<B2, 4>) -> Tensor<B2, 4> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    vidgen::cli::report(run())
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {

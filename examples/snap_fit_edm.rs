@@ -16,11 +16,12 @@
 //! shape, not what a trained model would draw.
 
 use burn::tensor::{Tensor, TensorData};
+use std::process::ExitCode;
 use std::time::Instant;
-use vidgen_models::snap_fit::{EdmSolver, SnapFitCond, SnapFitConfig};
-use vidgen_models::{TextConditioning, TextEmbedderConfig, WordTokenizer, write_gif};
-use vidgen_schedulers::edm::{EdmConfig, EdmSampler, snap_video_sigma_in};
-use vidgen_schedulers::{FiniteCheck, NoiseGenerator};
+use vidgen::models::snap_fit::{EdmSolver, SnapFitCond, SnapFitConfig};
+use vidgen::models::{TextConditioning, TextEmbedderConfig, WordTokenizer, write_gif};
+use vidgen::schedulers::edm::{EdmConfig, EdmSampler, snap_video_sigma_in};
+use vidgen::schedulers::{FiniteCheck, NoiseGenerator};
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -35,7 +36,11 @@ const STEPS: usize = 6;
 const FPS: f32 = 8.0;
 const PROMPT: &str = "a red square moving right";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    vidgen::cli::report(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let path = std::env::args()
         .nth(1)

@@ -15,10 +15,11 @@
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use std::process::ExitCode;
 use std::time::Instant;
-use vidgen_models::stdit::{GenerateOptions, StditConfig, TextToVideo};
-use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
-use vidgen_models::write_gif;
+use vidgen::models::stdit::{GenerateOptions, StditConfig, TextToVideo};
+use vidgen::models::text::{TextEmbedderConfig, WordTokenizer};
+use vidgen::models::write_gif;
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -47,7 +48,11 @@ fn latent_to_rgb<B2: Backend>(latent: Tensor<B2, 4>) -> Tensor<B2, 4> {
         .reshape([3, t, h * UPSCALE, w * UPSCALE])
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> ExitCode {
+    vidgen::cli::report(run())
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let prompt = args
         .first()

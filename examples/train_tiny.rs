@@ -17,18 +17,20 @@
 //! moving right", 16 Euler steps, CFG 4) into the output directory, plus burn-train's logs, then
 //! checks every label's motion: one video per label, the centroid of the prompted colour must
 //! travel the prompted way.
+//!
+//! Bad arguments print the usage (exit code 2); a failed run prints its error (exit code 1).
 
 use burn::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use vidgen_models::data::tokenizer;
-use vidgen_models::stdit::TextToVideo;
-use vidgen_models::tiny::{TinyTrainConfig, check_motion};
-use vidgen_models::train::{
+use vidgen::models::data::tokenizer;
+use vidgen::models::stdit::TextToVideo;
+use vidgen::models::tiny::{TinyTrainConfig, check_motion};
+use vidgen::models::train::{
     TrainOptions, first_last_means, stored_config, train_with, write_loss_curve_png,
 };
-use vidgen_models::{save_checkpoint, write_gif};
+use vidgen::models::{save_checkpoint, write_gif};
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -40,40 +42,68 @@ type B = burn::backend::Flex;
 const USAGE: &str =
     "usage: train_tiny [STEPS [OUT_DIR [CONFIG.json]]] | train_tiny --resume OUT_DIR";
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+/// What the command line asks for.
+enum Command {
+    /// Continue the stopped run in this output directory.
+    Resume(PathBuf),
+    /// Train `steps` steps into `out`, with the `TinyTrainConfig` JSON at `config_json` if given.
+    Train {
+        steps: usize,
+        out: PathBuf,
+        config_json: Option<String>,
+    },
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (config, out, resume) = match args.first().map(String::as_str) {
+/// Parses the arguments; `None` for `-h` / `--help`.
+fn parse_args(args: &[String]) -> Result<Option<Command>, String> {
+    match args.first().map(String::as_str) {
+        Some("-h" | "--help") => Ok(None),
         Some("--resume") => {
-            let dir: PathBuf = args.get(1).ok_or(USAGE)?.into();
-            (stored_config(&dir)?, dir, true)
-        }
-        Some("-h" | "--help") => {
-            println!("{USAGE}");
-            return Ok(());
+            let dir = args.get(1).ok_or("--resume needs the output directory")?;
+            Ok(Some(Command::Resume(dir.into())))
         }
         _ => {
             let steps: usize = match args.first() {
                 Some(s) => s
                     .parse()
-                    .map_err(|e| format!("STEPS = {s:?} is not a count: {e}\n{USAGE}"))?,
+                    .map_err(|e| format!("STEPS = {s:?} is not a count: {e}"))?,
                 None => 6000,
             };
             let out: PathBuf = args
                 .get(1)
                 .map(Into::into)
                 .unwrap_or_else(|| std::env::temp_dir().join("train_tiny"));
-            let config = match args.get(2) {
-                Some(path) => TinyTrainConfig::load(path)
+            Ok(Some(Command::Train {
+                steps,
+                out,
+                config_json: args.get(2).cloned(),
+            }))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match parse_args(&args) {
+        Ok(Some(command)) => vidgen::cli::report(run(command)),
+        Ok(None) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => vidgen::cli::usage_error(USAGE, message),
+    }
+}
+
+fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    let (config, out, resume) = match command {
+        Command::Resume(dir) => (stored_config(&dir)?, dir, true),
+        Command::Train {
+            steps,
+            out,
+            config_json,
+        } => {
+            let config = match config_json {
+                Some(path) => TinyTrainConfig::load(&path)
                     .map_err(|e| format!("cannot read {path}: {e}"))?
                     .with_steps(steps),
                 None => TinyTrainConfig::tiny(steps),
@@ -113,13 +143,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         write_loss_curve_png(&losses, out.join("loss.png"), [480, 240])?;
     }
     save_checkpoint(&model, out.join("tiny_stdit.safetensors"))?;
-    config.save(out.join("tiny_stdit.json"))?;
+    let config_path = out.join("tiny_stdit.json");
+    config
+        .save(&config_path)
+        .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
 
     let pipeline = TextToVideo::new(model.model, tokenizer(), model.text_embedder)?;
     let options = config.generate_options(0);
     let video = pipeline.generate(&["red square moving right"], &options, &device)?;
     let [_, c, t, h, w] = video.dims();
-    write_gif(video.reshape([c, t, h, w]), out.join("sample.gif"), 12)?;
+    let gif_path = out.join("sample.gif");
+    write_gif(video.reshape([c, t, h, w]), &gif_path, 12)?;
     println!("wrote {}", out.display());
 
     let checks = check_motion(&pipeline, &config, 7, &device)?;

@@ -14,6 +14,9 @@
 //! | [`quant`] | `vidgen-quant` | uniform quantization, fake-quant, post-training int8/int4, distillation losses |
 //! | [`models`] | `vidgen-models` | STDiT, LinGen-style DiT, Snap Video FIT, FlashVideo RetNet; GIF output, checkpoints |
 //!
+//! [`cli`] holds what the runnable examples share: ending `main` with an exit code and printing
+//! errors with their `Display` text.
+//!
 //! Pick a backend with a cargo feature: `flex` (default CPU), `ndarray`, `cuda`, `wgpu`, and
 //! `autodiff` for training.
 //!
@@ -40,3 +43,73 @@ pub use vidgen_quant as quant;
 pub use vidgen_schedulers as schedulers;
 pub use vidgen_ssm as ssm;
 pub use vidgen_vae as vae;
+
+pub mod cli {
+    //! What the runnable examples share at the command line.
+    //!
+    //! Each example's `main` returns [`ExitCode`] and hands its fallible body to [`report`], which
+    //! prints an error with its `Display` text (and the chain of its sources), never `Debug`. An
+    //! example that parses arguments answers bad ones with [`usage_error`]: the message, the usage
+    //! line and exit status 2.
+    //!
+    //! ```no_run
+    //! use std::process::ExitCode;
+    //!
+    //! fn run() -> Result<(), Box<dyn std::error::Error>> {
+    //!     let out = std::env::args().nth(1).unwrap_or_else(|| "out.txt".into());
+    //!     std::fs::write(&out, "hello").map_err(|e| format!("cannot write {out}: {e}"))?;
+    //!     Ok(())
+    //! }
+    //!
+    //! fn main() -> ExitCode {
+    //!     vidgen::cli::report(run())
+    //! }
+    //! ```
+
+    use std::error::Error;
+    use std::fmt::Display;
+    use std::process::ExitCode;
+
+    /// Turns the result of an example's body into its exit code.
+    ///
+    /// `Ok` gives [`ExitCode::SUCCESS`]. An error is printed to stderr as `error: {e}` with its
+    /// `Display` text, followed by one `  caused by: {s}` line for each error in its
+    /// [`Error::source`] chain, and gives [`ExitCode::FAILURE`].
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    /// use vidgen::cli::report;
+    ///
+    /// assert_eq!(report(Ok(())), ExitCode::SUCCESS);
+    /// assert_eq!(report(Err("no such file".into())), ExitCode::FAILURE);
+    /// ```
+    pub fn report(result: Result<(), Box<dyn Error>>) -> ExitCode {
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                let mut source = e.source();
+                while let Some(s) = source {
+                    eprintln!("  caused by: {s}");
+                    source = s.source();
+                }
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    /// Reports bad command-line arguments: prints `error: {message}` and then `usage` to stderr,
+    /// and gives exit status 2.
+    ///
+    /// ```
+    /// use std::process::ExitCode;
+    /// use vidgen::cli::usage_error;
+    ///
+    /// let code = usage_error("usage: demo FILE", "FILE is required");
+    /// assert_eq!(code, ExitCode::from(2));
+    /// ```
+    pub fn usage_error(usage: &str, message: impl Display) -> ExitCode {
+        eprintln!("error: {message}\n{usage}");
+        ExitCode::from(2)
+    }
+}

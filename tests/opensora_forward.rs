@@ -7,6 +7,7 @@ use burn::tensor::{DType, TensorData};
 use std::path::{Path, PathBuf};
 use vidgen::models::ModelError;
 use vidgen::models::opensora::{forward_files, write_safetensors};
+use vidgen::nn::ConfigError;
 use vidgen_testing::{Flex, Golden, Tolerance, assert_close, fixture_path};
 
 /// As `crates/vidgen-models/tests/opensora_stdit3.rs`: f32 round-off against upstream's float64
@@ -166,10 +167,10 @@ fn malformed_files_name_the_file_and_key() {
     assert!(
         matches!(
             e,
-            ModelError::ShapeMismatch {
+            ModelError::Config(ConfigError::ShapeMismatch {
                 what: "text width (d_text)",
                 ..
-            }
+            })
         ),
         "{e}"
     );
@@ -193,7 +194,7 @@ fn malformed_files_name_the_file_and_key() {
     std::fs::write(&bad_config, text.replace("\"depth\": 2", "\"depth\": 2.5")).unwrap();
     let e = forward_files::<Flex>(&bad_config, &checkpoint, &input, &out, &device).unwrap_err();
     assert!(
-        matches!(&e, ModelError::Unsupported { field: "depth", value, .. } if value == "2.5"),
+        matches!(&e, ModelError::Config(ConfigError::Unsupported { field: "depth", value, .. }) if value == "2.5"),
         "{e}"
     );
     std::fs::remove_dir_all(dir).unwrap();

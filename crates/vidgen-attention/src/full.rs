@@ -113,7 +113,7 @@ impl MultiHeadAttentionConfig {
         if let Some(d_context) = self.d_context {
             positive("d_context", d_context)?;
         }
-        positive_f64("qk_norm_eps", self.qk_norm_eps)
+        Ok(positive_f64("qk_norm_eps", self.qk_norm_eps)?)
     }
 
     /// Builds the layer (PyTorch-style uniform init for the input projections).

@@ -23,7 +23,7 @@ pub use blocked::{
     AttentionMask, AttentionPath, BlockPlan, MaskKind, MemoryBudget, blocked_attention,
     choose_path, memory_safe_attention, memory_safe_path, plan_blocks, score_bytes,
 };
-pub use error::AttentionError;
+pub use error::{AttentionError, ConfigError};
 pub use full::{
     AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, RopeRef, attention_reference,
     attention_weights_reference, causal_mask, expand_key_padding, key_padding_mask,

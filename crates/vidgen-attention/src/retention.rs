@@ -33,6 +33,7 @@ pub use forms::{
 };
 pub use rel_pos::{ChunkTables, RetentionRelPos, theta_shift};
 
+use crate::error::ConfigError;
 use crate::error::{AttentionError, divisible, positive};
 use burn::config::Config;
 use burn::module::Module;
@@ -89,21 +90,21 @@ impl MultiScaleRetentionConfig {
         divisible("d_model", self.d_model, self.n_heads, Some("n_heads"))?;
         let key_dim = self.d_model / self.n_heads;
         if !key_dim.is_multiple_of(2) {
-            return Err(AttentionError::Unsupported {
+            return Err(AttentionError::Config(ConfigError::Unsupported {
                 field: "d_model",
                 value: self.d_model.to_string(),
                 reason: "the key width d_model / n_heads must be even for the rotary shift",
-            });
+            }));
         }
         let value_dim = self.value_dim.unwrap_or(2 * self.d_model);
         positive("value_dim", value_dim)?;
         divisible("value_dim", value_dim, self.n_heads, Some("n_heads"))?;
         if !(self.eps >= 0.0 && self.eps.is_finite()) {
-            return Err(AttentionError::OutOfDomain {
+            return Err(AttentionError::Config(ConfigError::OutOfDomain {
                 field: "eps",
                 value: self.eps,
                 requirement: ">= 0 and finite",
-            });
+            }));
         }
         let linear = |d_in, d_out| LinearConfig::new(d_in, d_out).with_bias(false).init(device);
         Ok(MultiScaleRetention {

@@ -29,6 +29,7 @@
 //! Temporal RoPE rotates interleaved pairs by the frame index `0..T` (`rotary_embedding_torch`'s
 //! `rotate_queries_or_keys`, Burn's `RotaryEncoding` via [`Rope1d`]).
 
+use crate::error::ConfigError;
 use crate::error::{AttentionError, positive, positive_f64, same_size};
 use crate::full::{AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, RopeRef};
 use burn::config::Config;
@@ -52,7 +53,7 @@ fn check_grid<B: Backend>(
 /// `[B, T·S, C]` → `[B·T, S, C]`: each frame becomes one sequence of its `S` tokens.
 ///
 /// # Errors
-/// [`AttentionError::Zero`] naming `frames` or `spatial`; [`AttentionError::ShapeMismatch`] if
+/// [`AttentionError::Config`] (`ConfigError::Zero`) naming `frames` or `spatial`; [`AttentionError::Config`] (`ConfigError::ShapeMismatch`) if
 /// the token count is not `frames·spatial`.
 pub fn to_spatial_batch<B: Backend>(
     x: Tensor<B, 3>,
@@ -175,11 +176,11 @@ impl SpatialTemporalConfig {
             positive_f64("rope_theta", self.rope_theta)?;
             let head_dim = self.d_model / self.n_heads;
             if !head_dim.is_multiple_of(2) {
-                return Err(AttentionError::Unsupported {
+                return Err(AttentionError::Config(ConfigError::Unsupported {
                     field: "d_model",
                     value: format!("{} (head_dim = {head_dim})", self.d_model),
                     reason: "temporal RoPE needs an even head_dim = d_model / n_heads",
-                });
+                }));
             }
             let rope = Rope1dConfig::new(head_dim, self.max_frames).with_theta(self.rope_theta);
             Some(rope.init(device).expect("RoPE fields validated above"))
@@ -262,11 +263,11 @@ impl<B: Backend> TemporalAttention<B> {
     fn check_frames(&self, frames: usize) -> Result<(), AttentionError> {
         match &self.rope {
             Some(rope) if frames > rope.rotary.freq_complex.dims()[0] => {
-                Err(AttentionError::OutOfDomain {
+                Err(AttentionError::Config(ConfigError::OutOfDomain {
                     field: "frames",
                     value: frames as f64,
                     requirement: "<= the temporal RoPE table's max_frames",
-                })
+                }))
             }
             _ => Ok(()),
         }
@@ -286,7 +287,7 @@ impl<B: Backend> TemporalAttention<B> {
     /// `x`: `[B, T·S, C]` → `[B, T·S, C]`
     ///
     /// # Errors
-    /// As [`to_temporal_batch`]; [`AttentionError::OutOfDomain`] naming `frames` if it exceeds
+    /// As [`to_temporal_batch`]; [`AttentionError::Config`] (`ConfigError::OutOfDomain`) naming `frames` if it exceeds
     /// the RoPE table's `max_frames`.
     pub fn forward(
         &self,

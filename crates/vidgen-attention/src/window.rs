@@ -53,6 +53,7 @@ pub use partition::{
 pub use tesa::TesaConfig;
 
 use crate::blocked::{AttentionMask, MemoryBudget, memory_safe_attention};
+use crate::error::ConfigError;
 use crate::error::{AttentionError, divisible, positive};
 use bias::{index_tensor, window_coords};
 use burn::config::Config;
@@ -98,9 +99,9 @@ impl WindowAttentionConfig {
     /// std 0.02), the linears with Burn's defaults.
     ///
     /// # Errors
-    /// [`AttentionError::Zero`] naming `d_model`, `n_heads` or `window_size`;
-    /// [`AttentionError::NotDivisible`] if `n_heads` does not divide `d_model`;
-    /// [`AttentionError::OutOfDomain`] naming `shift_size` if a shift is not below its window,
+    /// [`AttentionError::Config`] (`ConfigError::Zero`) naming `d_model`, `n_heads` or `window_size`;
+    /// [`AttentionError::Config`] (`ConfigError::NotDivisible`) if `n_heads` does not divide `d_model`;
+    /// [`AttentionError::Config`] (`ConfigError::OutOfDomain`) naming `shift_size` if a shift is not below its window,
     /// or `qk_scale` if it is not positive.
     pub fn init<B: Backend>(
         &self,
@@ -112,11 +113,11 @@ impl WindowAttentionConfig {
         for (a, (&w, &s)) in self.window_size.iter().zip(&self.shift_size).enumerate() {
             positive("window_size", w)?;
             if s >= w {
-                return Err(AttentionError::OutOfDomain {
+                return Err(AttentionError::Config(ConfigError::OutOfDomain {
                     field: "shift_size",
                     value: s as f64,
                     requirement: ["< window_size[0]", "< window_size[1]", "< window_size[2]"][a],
-                });
+                }));
             }
         }
         if let Some(scale) = self.qk_scale {

@@ -8,6 +8,7 @@
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Tensor, TensorData};
 use vidgen_attention::AttentionError;
+use vidgen_attention::ConfigError;
 use vidgen_attention::full::*;
 use vidgen_nn::{Rope1dConfig, RopeLayout, RopeTables};
 use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
@@ -326,31 +327,31 @@ fn invalid_configs_name_the_field<B: Backend>(device: &B::Device) {
     let err = |cfg: MultiHeadAttentionConfig| cfg.init::<B>(device).unwrap_err();
     assert!(matches!(
         err(MultiHeadAttentionConfig::new(10, 4)),
-        AttentionError::NotDivisible {
+        AttentionError::Config(ConfigError::NotDivisible {
             field: "d_model",
             value: 10,
             by: 4,
             by_field: Some("n_heads")
-        }
+        })
     ));
     assert_eq!(
         err(MultiHeadAttentionConfig::new(8, 0)),
-        AttentionError::Zero { field: "n_heads" }
+        AttentionError::Config(ConfigError::Zero { field: "n_heads" })
     );
     assert_eq!(
         err(MultiHeadAttentionConfig::new(0, 2)),
-        AttentionError::Zero { field: "d_model" }
+        AttentionError::Config(ConfigError::Zero { field: "d_model" })
     );
     assert_eq!(
         err(MultiHeadAttentionConfig::new(8, 2).with_d_context(Some(0))),
-        AttentionError::Zero { field: "d_context" }
+        AttentionError::Config(ConfigError::Zero { field: "d_context" })
     );
     assert!(matches!(
         err(MultiHeadAttentionConfig::new(8, 2).with_qk_norm_eps(0.0)),
-        AttentionError::OutOfDomain {
+        AttentionError::Config(ConfigError::OutOfDomain {
             field: "qk_norm_eps",
             ..
-        }
+        })
     ));
     let msg = err(MultiHeadAttentionConfig::new(10, 4)).to_string();
     assert!(

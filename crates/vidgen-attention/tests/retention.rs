@@ -6,6 +6,7 @@
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
 use vidgen_attention::AttentionError;
+use vidgen_attention::ConfigError;
 use vidgen_attention::retention::*;
 use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
 
@@ -373,22 +374,28 @@ fn expect_err(config: MultiScaleRetentionConfig, field: &str) -> AttentionError 
 #[test]
 fn invalid_configs_name_the_field() {
     let err = expect_err(MultiScaleRetentionConfig::new(0, 2), "d_model");
-    assert_eq!(err, AttentionError::Zero { field: "d_model" });
+    assert_eq!(
+        err,
+        AttentionError::Config(ConfigError::Zero { field: "d_model" })
+    );
     expect_err(MultiScaleRetentionConfig::new(16, 0), "n_heads");
     let err = expect_err(MultiScaleRetentionConfig::new(30, 4), "d_model");
     assert!(
         matches!(
             err,
-            AttentionError::NotDivisible {
+            AttentionError::Config(ConfigError::NotDivisible {
                 value: 30,
                 by: 4,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
     let err = expect_err(MultiScaleRetentionConfig::new(12, 4), "d_model");
-    assert!(matches!(err, AttentionError::Unsupported { .. }), "{err:?}");
+    assert!(
+        matches!(err, AttentionError::Config(ConfigError::Unsupported { .. })),
+        "{err:?}"
+    );
     expect_err(
         MultiScaleRetentionConfig::new(16, 2).with_value_dim(Some(0)),
         "value_dim",
@@ -400,11 +407,11 @@ fn invalid_configs_name_the_field() {
     assert!(
         matches!(
             err,
-            AttentionError::NotDivisible {
+            AttentionError::Config(ConfigError::NotDivisible {
                 value: 30,
                 by: 4,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );

@@ -5,6 +5,7 @@
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use vidgen_attention::AttentionError;
+use vidgen_attention::ConfigError;
 use vidgen_attention::full::MultiHeadAttention;
 use vidgen_attention::spatial_temporal::*;
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
@@ -158,19 +159,19 @@ fn grid_and_config_errors_name_the_field<B: Backend>(device: &B::Device) {
     let x = det::<B, 3>([1, 12, 8], 1, device);
     assert_eq!(
         to_spatial_batch(x.clone(), 5, 2).unwrap_err(),
-        AttentionError::ShapeMismatch {
+        AttentionError::Config(ConfigError::ShapeMismatch {
             what: "token count N = frames·spatial",
             expected: 10,
             got: 12
-        }
+        })
     );
     assert_eq!(
         to_temporal_batch(x.clone(), 0, 2).unwrap_err(),
-        AttentionError::Zero { field: "frames" }
+        AttentionError::Config(ConfigError::Zero { field: "frames" })
     );
     assert_eq!(
         to_temporal_batch(x.clone(), 3, 0).unwrap_err(),
-        AttentionError::Zero { field: "spatial" }
+        AttentionError::Config(ConfigError::Zero { field: "spatial" })
     );
     let st = SpatialTemporalConfig::new(8, 2)
         .with_max_frames(4)
@@ -180,31 +181,31 @@ fn grid_and_config_errors_name_the_field<B: Backend>(device: &B::Device) {
     let long = det::<B, 3>([1, 12, 8], 2, device);
     assert!(matches!(
         st.temporal.forward(long, 6, 2).unwrap_err(),
-        AttentionError::OutOfDomain {
+        AttentionError::Config(ConfigError::OutOfDomain {
             field: "frames",
             ..
-        }
+        })
     ));
     let err = |cfg: SpatialTemporalConfig| cfg.init::<B>(device).unwrap_err();
     assert!(matches!(
         err(SpatialTemporalConfig::new(12, 5)),
-        AttentionError::NotDivisible {
+        AttentionError::Config(ConfigError::NotDivisible {
             field: "d_model",
             value: 12,
             by: 5,
             ..
-        }
+        })
     ));
     assert_eq!(
         err(SpatialTemporalConfig::new(12, 0)),
-        AttentionError::Zero { field: "n_heads" }
+        AttentionError::Config(ConfigError::Zero { field: "n_heads" })
     );
     assert!(matches!(
         err(SpatialTemporalConfig::new(12, 4)),
-        AttentionError::Unsupported {
+        AttentionError::Config(ConfigError::Unsupported {
             field: "d_model",
             ..
-        }
+        })
     ));
     assert!(
         SpatialTemporalConfig::new(12, 4)
@@ -214,16 +215,16 @@ fn grid_and_config_errors_name_the_field<B: Backend>(device: &B::Device) {
     );
     assert_eq!(
         err(SpatialTemporalConfig::new(8, 2).with_max_frames(0)),
-        AttentionError::Zero {
+        AttentionError::Config(ConfigError::Zero {
             field: "max_frames"
-        }
+        })
     );
     assert!(matches!(
         err(SpatialTemporalConfig::new(8, 2).with_rope_theta(-1.0)),
-        AttentionError::OutOfDomain {
+        AttentionError::Config(ConfigError::OutOfDomain {
             field: "rope_theta",
             ..
-        }
+        })
     ));
 }
 

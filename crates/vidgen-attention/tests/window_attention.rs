@@ -10,6 +10,7 @@ use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData, backend::Backend};
 use vidgen_attention::AttentionError;
+use vidgen_attention::ConfigError;
 use vidgen_attention::window::*;
 use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
 
@@ -416,39 +417,39 @@ fn invalid_configs_name_the_field<B: Backend>(device: &B::Device) {
     let err = |cfg: WindowAttentionConfig| cfg.init::<B>(device).unwrap_err();
     assert_eq!(
         err(WindowAttentionConfig::new(0, 2, [1, 4, 4])),
-        AttentionError::Zero { field: "d_model" }
+        AttentionError::Config(ConfigError::Zero { field: "d_model" })
     );
     assert_eq!(
         err(WindowAttentionConfig::new(8, 0, [1, 4, 4])),
-        AttentionError::Zero { field: "n_heads" }
+        AttentionError::Config(ConfigError::Zero { field: "n_heads" })
     );
     assert_eq!(
         err(WindowAttentionConfig::new(10, 4, [1, 4, 4])),
-        AttentionError::NotDivisible {
+        AttentionError::Config(ConfigError::NotDivisible {
             field: "d_model",
             value: 10,
             by: 4,
             by_field: Some("n_heads")
-        }
+        })
     );
     assert_eq!(
         err(WindowAttentionConfig::new_2d(8, 2, [4, 0])),
-        AttentionError::Zero {
+        AttentionError::Config(ConfigError::Zero {
             field: "window_size"
-        }
+        })
     );
     let shift_err = err(WindowAttentionConfig::new_2d(8, 2, [4, 3]).with_shift_2d([2, 3]));
     assert!(
-        matches!(shift_err, AttentionError::OutOfDomain { field: "shift_size", value, .. } if value == 3.0),
+        matches!(shift_err, AttentionError::Config(ConfigError::OutOfDomain { field: "shift_size", value, .. }) if value == 3.0),
         "{shift_err:?}"
     );
     let scale_err = err(WindowAttentionConfig::new(8, 2, [1, 2, 2]).with_qk_scale(Some(0.0)));
     assert!(matches!(
         scale_err,
-        AttentionError::OutOfDomain {
+        AttentionError::Config(ConfigError::OutOfDomain {
             field: "qk_scale",
             ..
-        }
+        })
     ));
     let tesa_err = TesaConfig::new(8, 2)
         .with_window_size([0, 4, 4])
@@ -456,9 +457,9 @@ fn invalid_configs_name_the_field<B: Backend>(device: &B::Device) {
         .unwrap_err();
     assert_eq!(
         tesa_err,
-        AttentionError::Zero {
+        AttentionError::Config(ConfigError::Zero {
             field: "window_size"
-        }
+        })
     );
 }
 

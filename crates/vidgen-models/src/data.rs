@@ -19,6 +19,7 @@
 //! # Ok::<(), vidgen_models::ModelError>(())
 //! ```
 
+use crate::error::ConfigError;
 use crate::error::{ModelError, positive, positive_f64};
 use crate::text::WordTokenizer;
 use burn::config::Config;
@@ -163,7 +164,7 @@ impl MovingShapesConfig {
     /// Builds the dataset.
     ///
     /// # Errors
-    /// [`ModelError::Zero`] naming `len`, `frames` or `size`; [`ModelError::OutOfDomain`] naming
+    /// [`ModelError::Config`] (`ConfigError::Zero`) naming `len`, `frames` or `size`; [`ModelError::Config`] (`ConfigError::OutOfDomain`) naming
     /// `shape_size` or `speed` if not `> 0`, or `size` if `shape_size + speed·(frames − 1)` does
     /// not fit in it.
     pub fn init(&self) -> Result<MovingShapes, ModelError> {
@@ -173,11 +174,11 @@ impl MovingShapesConfig {
         positive_f64("shape_size", self.shape_size)?;
         positive_f64("speed", self.speed)?;
         if self.shape_size + self.travel() > self.size as f64 {
-            return Err(ModelError::OutOfDomain {
+            return Err(ModelError::Config(ConfigError::OutOfDomain {
                 field: "size",
                 value: self.size as f64,
                 requirement: ">= shape_size + speed·(frames − 1)",
-            });
+            }));
         }
         Ok(MovingShapes {
             config: self.clone(),
@@ -491,15 +492,15 @@ mod tests {
         let err = |c: MovingShapesConfig| c.init().unwrap_err();
         assert!(matches!(
             err(MovingShapesConfig::new(0)),
-            ModelError::Zero { field: "len" }
+            ModelError::Config(ConfigError::Zero { field: "len" })
         ));
         assert!(matches!(
             err(MovingShapesConfig::new(4).with_speed(0.0)),
-            ModelError::OutOfDomain { field: "speed", .. }
+            ModelError::Config(ConfigError::OutOfDomain { field: "speed", .. })
         ));
         assert!(matches!(
             err(MovingShapesConfig::new(4).with_size(8)),
-            ModelError::OutOfDomain { field: "size", .. }
+            ModelError::Config(ConfigError::OutOfDomain { field: "size", .. })
         ));
     }
 }

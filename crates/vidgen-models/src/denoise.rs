@@ -14,6 +14,7 @@
 //! ([`ClassifierFreeGuidance`]); building the guidance batch — which needs the text — happens
 //! here, next to the model, as diffusers' pipelines own CFG.
 
+use crate::error::ConfigError;
 use crate::error::{ModelError, same_size};
 use burn::tensor::{Bool, Int, Tensor, backend::Backend};
 use vidgen_attention::key_padding_mask;
@@ -48,17 +49,17 @@ impl<B: Backend> TextConditioning<B> {
     /// Tokens whose first `lens[b]` entries are valid in sample `b`.
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] if `lens` does not have one entry per sample or an entry
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if `lens` does not have one entry per sample or an entry
     /// exceeds the token count.
     pub fn from_lens(tokens: Tensor<B, 3>, lens: &[usize]) -> Result<Self, ModelError> {
         let [b, l, _] = tokens.dims();
         same_size("text_lens length", b, lens.len())?;
         if let Some(&too_long) = lens.iter().find(|&&n| n > l) {
-            return Err(ModelError::ShapeMismatch {
+            return Err(ModelError::Config(ConfigError::ShapeMismatch {
                 what: "text_lens entry (at most the text length)",
                 expected: l,
                 got: too_long,
-            });
+            }));
         }
         let padding = key_padding_mask::<B>(lens, l, &tokens.device());
         Ok(Self::with_padding(tokens, padding))
@@ -82,7 +83,7 @@ impl<B: Backend> TextConditioning<B> {
     /// Checks the batch size and that the mask matches the tokens.
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] naming `what` and the mismatching size.
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) naming `what` and the mismatching size.
     pub fn check(&self, what: &'static str, batch: usize) -> Result<(), ModelError> {
         same_size(what, batch, self.batch())?;
         if let Some(mask) = &self.padding {
@@ -104,7 +105,7 @@ impl<B: Backend> TextConditioning<B> {
     /// `first` then `second` along the batch axis (a mask if either has one).
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] if the token counts or widths differ.
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if the token counts or widths differ.
     pub fn cat(first: &Self, second: &Self) -> Result<Self, ModelError> {
         same_size("text length", first.len(), second.len())?;
         same_size(
@@ -135,7 +136,7 @@ pub trait Denoiser<B: Backend> {
     /// `x`: `[N, C, T, H, W]`, `time`: `[N]`, `text.tokens`: `[N, L, d_text]` → `[N, C, T, H, W]`
     ///
     /// # Errors
-    /// The network's input errors ([`ModelError::ShapeMismatch`] naming the input, …).
+    /// The network's input errors ([`ModelError::Config`] (`ConfigError::ShapeMismatch`) naming the input, …).
     fn denoise(
         &self,
         x: Tensor<B, 5>,
@@ -225,7 +226,7 @@ impl<B: Backend> Conditioning<B> {
     /// Checks both texts against a batch of `batch` samples and each other.
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] naming the mismatching size.
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) naming the mismatching size.
     pub fn check(&self, batch: usize) -> Result<(), ModelError> {
         self.text.check("text batch", batch)?;
         if let Some(g) = &self.guidance {
@@ -244,7 +245,7 @@ impl<B: Backend> Conditioning<B> {
 /// `x`: `[B, C, T, H, W]`, `time`: `[B]`, texts `[B, L, d]` → `[B, C, T, H, W]`
 ///
 /// # Errors
-/// The denoiser's errors; [`ModelError::ShapeMismatch`] if the two texts differ in length.
+/// The denoiser's errors; [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if the two texts differ in length.
 pub fn guided<B: Backend, D: Denoiser<B> + ?Sized>(
     denoiser: &D,
     x: Tensor<B, 5>,
@@ -285,7 +286,7 @@ pub fn guided<B: Backend, D: Denoiser<B> + ?Sized>(
 /// `initial_noise`: `[B, C, T, H, W]`, texts `[B, L, d_text]` → `[B, C, T, H, W]`
 ///
 /// # Errors
-/// [`ModelError::ShapeMismatch`] if a text disagrees with the batch; the denoiser's errors;
+/// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if a text disagrees with the batch; the denoiser's errors;
 /// scheduler errors ([`ModelError::NonFinite`] from the guard).
 pub fn sample<B, S, D, N>(
     sampler: &S,
@@ -397,11 +398,11 @@ mod tests {
         assert!(
             matches!(
                 err,
-                ModelError::ShapeMismatch {
+                ModelError::Config(ConfigError::ShapeMismatch {
                     what: "text batch",
                     expected: 2,
                     got: 3
-                }
+                })
             ),
             "{err}"
         );

@@ -61,6 +61,7 @@ pub use generate::{
 };
 pub use interp::{InterpolationPlan, TokenClass, classify_tokens};
 
+use crate::error::ConfigError;
 use crate::error::{ModelError, divisible, positive, same_size};
 use burn::config::Config;
 use burn::module::Module;
@@ -134,11 +135,11 @@ impl FlashVideoConfig {
     /// Checks every field.
     ///
     /// # Errors
-    /// [`ModelError::Zero`] naming `vocab_size`, `text_vocab_size`, `d_model`, `n_heads`, `depth`,
+    /// [`ModelError::Config`] (`ConfigError::Zero`) naming `vocab_size`, `text_vocab_size`, `d_model`, `n_heads`, `depth`,
     /// `frame_grid[0]`, `frame_grid[1]`, `n_frames`, `key_frame_stride`, `chunk_size`, `ffn_dim` or
-    /// `value_dim`; [`ModelError::NotDivisible`] naming `d_model` or `value_dim` (by `n_heads`);
-    /// [`ModelError::Unsupported`] naming `d_model` if `d_model / n_heads` is odd, or `n_frames` if
-    /// `n_frames − 1` is not a multiple of `key_frame_stride`; [`ModelError::OutOfDomain`] naming
+    /// `value_dim`; [`ModelError::Config`] (`ConfigError::NotDivisible`) naming `d_model` or `value_dim` (by `n_heads`);
+    /// [`ModelError::Config`] (`ConfigError::Unsupported`) naming `d_model` if `d_model / n_heads` is odd, or `n_frames` if
+    /// `n_frames − 1` is not a multiple of `key_frame_stride`; [`ModelError::Config`] (`ConfigError::OutOfDomain`) naming
     /// `inheritable_ratio` (outside `[0, 1]`), `retention_eps` (`< 0`) or `norm_eps` (`<= 0`).
     pub fn validate(&self) -> Result<(), ModelError> {
         positive("vocab_size", self.vocab_size)?;
@@ -233,19 +234,19 @@ impl FlashVideoConfig {
 }
 
 fn unsupported(field: &'static str, value: usize, reason: &'static str) -> ModelError {
-    ModelError::Unsupported {
+    ModelError::Config(ConfigError::Unsupported {
         field,
         value: value.to_string(),
         reason,
-    }
+    })
 }
 
 fn out_of_domain(field: &'static str, value: f64, requirement: &'static str) -> ModelError {
-    ModelError::OutOfDomain {
+    ModelError::Config(ConfigError::OutOfDomain {
         field,
         value,
         requirement,
-    }
+    })
 }
 
 /// One pre-norm RetNet decoder block (torchscale `DecoderLayer` names):
@@ -393,7 +394,7 @@ impl<B: Backend> FlashVideo<B> {
     /// position `i` predict the id at `i + 1`).
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] if a frame does not have `h·w` codes.
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if a frame does not have `h·w` codes.
     pub fn build_sequence(
         &self,
         text: &[usize],

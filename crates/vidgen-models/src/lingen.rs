@@ -33,6 +33,7 @@ pub mod sampling;
 pub use block::{BlockContext, MateBlock};
 pub use cost::LinGenFlops;
 
+use crate::error::ConfigError;
 use crate::error::{ModelError, divisible, positive, positive_f64, same_size};
 use burn::config::Config;
 use burn::module::Module;
@@ -114,11 +115,11 @@ impl LinGenConfig {
     /// Checks every field.
     ///
     /// # Errors
-    /// [`ModelError::Zero`] naming a zero size (`in_channels`, `d_model`, `depth`, `n_heads`,
+    /// [`ModelError::Config`] (`ConfigError::Zero`) naming a zero size (`in_channels`, `d_model`, `depth`, `n_heads`,
     /// `d_text`, `patch_size`, `max_grid`, `mlp_hidden_dim`, `d_state`, `d_conv`, `expand`,
     /// `mamba_head_dim`, `chunk_size`, `tesa_window`, `review_pool`);
-    /// [`ModelError::NotDivisible`] for `d_model % n_heads` or `d_inner % mamba_head_dim`;
-    /// [`ModelError::OutOfDomain`] for `norm_eps <= 0`.
+    /// [`ModelError::Config`] (`ConfigError::NotDivisible`) for `d_model % n_heads` or `d_inner % mamba_head_dim`;
+    /// [`ModelError::Config`] (`ConfigError::OutOfDomain`) for `norm_eps <= 0`.
     pub fn validate(&self) -> Result<(), ModelError> {
         for (field, value) in [
             ("in_channels", self.in_channels),
@@ -151,7 +152,7 @@ impl LinGenConfig {
             self.mamba_head_dim,
             Some("mamba_head_dim"),
         )?;
-        positive_f64("norm_eps", self.norm_eps)
+        Ok(positive_f64("norm_eps", self.norm_eps)?)
     }
 
     /// The Mamba2 configuration shared by both directions of every block.
@@ -264,12 +265,14 @@ impl LinGenConfig {
 }
 
 /// Maps a component's validation error (unreachable after [`LinGenConfig::validate`]) to
-/// [`ModelError::Unsupported`] naming the field that configures the component.
+/// [`ModelError::Config`] (`ConfigError::Unsupported`) naming the field that configures the component.
 fn component<E: std::fmt::Display>(field: &'static str) -> impl Fn(E) -> ModelError {
-    move |e| ModelError::Unsupported {
-        field,
-        value: e.to_string(),
-        reason: "rejected by the component's own validation",
+    move |e| {
+        ModelError::Config(ConfigError::Unsupported {
+            field,
+            value: e.to_string(),
+            reason: "rejected by the component's own validation",
+        })
     }
 }
 
@@ -306,7 +309,7 @@ impl<B: Backend> LinGenDit<B> {
     /// The token grid of a latent of size `[T, H, W]`.
     ///
     /// # Errors
-    /// [`ModelError::NotDivisible`] naming `T`, `H` or `W`; [`ModelError::Unsupported`] naming
+    /// [`ModelError::Config`] (`ConfigError::NotDivisible`) naming `T`, `H` or `W`; [`ModelError::Config`] (`ConfigError::Unsupported`) naming
     /// `max_grid` if the grid exceeds the positional tables.
     pub fn grid(&self, size: [usize; 3]) -> Result<[usize; 3], ModelError> {
         for (a, name) in ["T", "H", "W"].into_iter().enumerate() {
@@ -321,11 +324,11 @@ impl<B: Backend> LinGenDit<B> {
         ]
         .map(|p| p.dims()[0]);
         if (0..3).any(|a| grid[a] > max[a]) {
-            return Err(ModelError::Unsupported {
+            return Err(ModelError::Config(ConfigError::Unsupported {
                 field: "max_grid",
                 value: format!("{max:?} < token grid {grid:?}"),
                 reason: "the token grid exceeds the positional tables",
-            });
+            }));
         }
         Ok(grid)
     }
@@ -337,7 +340,7 @@ impl<B: Backend> LinGenDit<B> {
     /// `text_mask`: `[B, L]` (`true` = padded token) → `[B, C, T, H, W]`
     ///
     /// # Errors
-    /// As [`grid`](Self::grid); [`ModelError::ShapeMismatch`] for the channels, the text width or
+    /// As [`grid`](Self::grid); [`ModelError::Config`] (`ConfigError::ShapeMismatch`) for the channels, the text width or
     /// batch sizes.
     pub fn forward(
         &self,

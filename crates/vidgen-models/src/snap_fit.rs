@@ -122,10 +122,10 @@ impl SnapFitConfig {
     /// Checks every field without building anything.
     ///
     /// # Errors
-    /// [`ModelError::Zero`] naming a zero size (`in_channels`, `patch_size`, `d_patch`,
+    /// [`ModelError::Config`] (`ConfigError::Zero`) naming a zero size (`in_channels`, `patch_size`, `d_patch`,
     /// `d_latent`, `n_latents`, `group_size`, `n_blocks`, `n_heads`, `d_text`, `frequency_dim`);
-    /// [`ModelError::NotDivisible`] if `d_patch` is not a multiple of `n_heads` and 16, `d_latent`
-    /// of `n_heads` and 4, or `frequency_dim` is odd; [`ModelError::OutOfDomain`] for
+    /// [`ModelError::Config`] (`ConfigError::NotDivisible`) if `d_patch` is not a multiple of `n_heads` and 16, `d_latent`
+    /// of `n_heads` and 4, or `frequency_dim` is odd; [`ModelError::Config`] (`ConfigError::OutOfDomain`) for
     /// `mlp_ratio` or `norm_eps` not > 0.
     pub fn validate(&self) -> Result<(), ModelError> {
         positive("in_channels", self.in_channels)?;
@@ -148,7 +148,7 @@ impl SnapFitConfig {
         divisible("d_latent", self.d_latent, 4, None)?;
         divisible("frequency_dim", self.frequency_dim, 2, None)?;
         positive_f64("mlp_ratio", self.mlp_ratio)?;
-        positive_f64("norm_eps", self.norm_eps)
+        Ok(positive_f64("norm_eps", self.norm_eps)?)
     }
 
     /// Builds the model with random weights (PyTorch-style defaults; latents `N(0, 0.02²)`).
@@ -275,7 +275,7 @@ impl<B: Backend> SnapFit<B> {
     /// The patch grid `(t, h, w)` and the number of groups `G` for an input of size `(T, H, W)`.
     ///
     /// # Errors
-    /// [`ModelError::NotDivisible`] naming the axis (`T`, `H`, `W`) not divisible by its patch
+    /// [`ModelError::Config`] (`ConfigError::NotDivisible`) naming the axis (`T`, `H`, `W`) not divisible by its patch
     /// size, or the patch-grid axis (`h`, `w`) not divisible by `group_size`.
     pub fn grid(&self, size: [usize; 3]) -> Result<([usize; 3], usize), ModelError> {
         for (i, axis) in ["T", "H", "W"].into_iter().enumerate() {
@@ -401,7 +401,7 @@ impl<B: Backend> SnapFit<B> {
     /// `[B, G·n_latents, d_latent]`, group-major)
     ///
     /// # Errors
-    /// [`ModelError::NotDivisible`] (see [`grid`](Self::grid)); [`ModelError::ShapeMismatch`] for
+    /// [`ModelError::Config`] (`ConfigError::NotDivisible`) (see [`grid`](Self::grid)); [`ModelError::Config`] (`ConfigError::ShapeMismatch`) for
     /// channels, batch sizes, text width, padding or `prev_latents` shape.
     pub fn forward(
         &self,

@@ -82,6 +82,7 @@ pub use pipeline::{
 };
 
 use crate::denoise::TextConditioning;
+use crate::error::ConfigError;
 use crate::error::{ModelError, divisible, positive, positive_f64, same_size};
 use block::component;
 use burn::config::Config;
@@ -239,11 +240,11 @@ impl StditConfig {
         positive_f64("input_sq_size", self.input_sq_size)?;
         self.check_sizes()?;
         if self.frequency_dim < 2 {
-            return Err(ModelError::OutOfDomain {
+            return Err(ModelError::Config(ConfigError::OutOfDomain {
                 field: "frequency_dim",
                 value: self.frequency_dim as f64,
                 requirement: ">= 2",
-            });
+            }));
         }
         Ok(())
     }
@@ -285,11 +286,11 @@ impl StditConfig {
             });
         match total {
             Some(n) if n <= MAX_PARAMETERS => Ok(()),
-            _ => Err(ModelError::OutOfDomain {
+            _ => Err(ModelError::Config(ConfigError::OutOfDomain {
                 field: "sizes (d_model, depth, d_text, text_max_len, ...)",
                 value: total.map_or(f64::INFINITY, |n| n as f64),
                 requirement: "a parameter count <= 2^34 (MAX_PARAMETERS)",
-            }),
+            })),
         }
     }
 
@@ -401,7 +402,7 @@ impl<B: Backend> Stdit<B> {
     /// `fps`: `[B]` or `[1]` → `[B, C_out, T, H, W]` (`C_out = 2·C` with `pred_sigma`)
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] naming the mismatching input; [`ModelError::OutOfDomain`] if
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) naming the mismatching input; [`ModelError::Config`] (`ConfigError::OutOfDomain`) if
     /// `T / pt` exceeds `max_frames` or the resolution is not positive; a frame mask needs
     /// `pt = 1`.
     pub fn forward_input(&self, input: StditInput<B>) -> Result<Tensor<B, 5>, ModelError> {
@@ -429,7 +430,7 @@ impl<B: Backend> Stdit<B> {
     /// `true` = conditioning frame (modulated at `t = 0`) → `[B, C, T, H, W]`
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] naming the mismatching input; [`ModelError::OutOfDomain`] if
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) naming the mismatching input; [`ModelError::Config`] (`ConfigError::OutOfDomain`) if
     /// `T / pt` exceeds `max_frames`. A `frame_mask` needs `pt = 1`.
     pub fn forward(
         &self,

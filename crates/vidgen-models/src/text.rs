@@ -45,7 +45,7 @@ impl WordTokenizer {
     /// A tokenizer for `words` (duplicates ignored, order kept).
     ///
     /// # Errors
-    /// [`ModelError::Zero`] if `max_len` is 0 or `words` is empty.
+    /// [`ModelError::Config`] (`ConfigError::Zero`) if `max_len` is 0 or `words` is empty.
     pub fn new<S: AsRef<str>>(words: &[S], max_len: usize) -> Result<Self, ModelError> {
         positive("max_len", max_len)?;
         positive("vocab", words.len())?;
@@ -174,7 +174,7 @@ impl TextEmbedderConfig {
     /// Builds the embedding table.
     ///
     /// # Errors
-    /// [`ModelError::Zero`] naming `vocab_size` or `d_text`.
+    /// [`ModelError::Config`] (`ConfigError::Zero`) naming `vocab_size` or `d_text`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<TextEmbedder<B>, ModelError> {
         positive("vocab_size", self.vocab_size)?;
         positive("d_text", self.d_text)?;
@@ -203,7 +203,7 @@ impl<B: Backend> TextEmbedder<B> {
 ///
 /// # Errors
 /// [`ModelError::Io`] if the file cannot be read, [`ModelError::Parse`] if it is not valid
-/// safetensors, [`ModelError::MissingTensor`], [`ModelError::ShapeMismatch`] if the tensor is not
+/// safetensors, [`ModelError::MissingTensor`], [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if the tensor is not
 /// rank 3, [`ModelError::DtypeMismatch`] if it is not f32.
 pub fn load_text_embeddings<B: Backend>(
     path: impl AsRef<Path>,
@@ -268,7 +268,9 @@ mod tests {
         assert_eq!(lens, vec![1, 2]);
         assert!(matches!(
             WordTokenizer::new::<&str>(&[], 4),
-            Err(ModelError::Zero { field: "vocab" })
+            Err(ModelError::Config(crate::ConfigError::Zero {
+                field: "vocab"
+            }))
         ));
     }
 

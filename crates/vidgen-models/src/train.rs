@@ -199,7 +199,7 @@ pub fn train<B: AutodiffBackend>(
 ///
 /// # Errors
 /// - those of [`TinyTrainConfig::init`] and [`MovingShapesConfig::init`];
-/// - [`ModelError::Zero`] naming `devices`, `steps`, `batch_size` or `checkpoint_every`;
+/// - [`ModelError::Config`] (`ConfigError::Zero`) naming `devices`, `steps`, `batch_size` or `checkpoint_every`;
 /// - [`ModelError::Io`] if `artifact_dir` cannot be written, or, when resuming, holds no complete
 ///   checkpoint or an unreadable one;
 /// - [`ModelError::ResumeMismatch`] when resuming with another configuration than the run's;
@@ -550,7 +550,7 @@ pub fn first_last_means(losses: &[f64], fraction: f64) -> (f64, f64) {
 /// y from 0 to the largest loss) into a `width × height` RGB image and writes it as PNG.
 ///
 /// # Errors
-/// [`ModelError::Io`] if the file cannot be written; [`ModelError::Zero`] for no losses or a
+/// [`ModelError::Io`] if the file cannot be written; [`ModelError::Config`] (`ConfigError::Zero`) for no losses or a
 /// zero-sized image.
 pub fn write_loss_curve_png(
     losses: &[f64],
@@ -617,7 +617,9 @@ mod tests {
         assert_eq!(&bytes[1..4], b"PNG");
         assert!(matches!(
             write_loss_curve_png(&[], &path, [64, 32]),
-            Err(ModelError::Zero { field: "losses" })
+            Err(ModelError::Config(crate::ConfigError::Zero {
+                field: "losses"
+            }))
         ));
     }
 }

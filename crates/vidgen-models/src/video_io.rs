@@ -3,6 +3,7 @@
 //! Videos are `[C, T, H, W]` tensors (one sample of a `[B, C, T, H, W]` batch) with values in
 //! `[-1, 1]` (the range diffusion models are trained on); 1 channel is written as grey, 3 as RGB.
 
+use crate::error::{ConfigError, ModelError};
 use burn::tensor::{Tensor, backend::Backend};
 use std::fs::File;
 use std::io::BufWriter;
@@ -43,29 +44,49 @@ pub fn to_rgb_frames<B: Backend>(video: Tensor<B, 4>) -> (Vec<Vec<u8>>, usize, u
 /// `delay_cs` is the delay between frames in hundredths of a second (e.g. 12 ≈ 8 fps).
 ///
 /// # Errors
-/// I/O or GIF encoding errors.
-///
-/// # Panics
-/// If `C` is not 1 or 3, or a side exceeds 65535 pixels.
+/// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if `C` is not 1 or 3, or a side exceeds 65535 pixels (the GIF
+/// limit); [`ModelError::Io`] naming the path for a file that cannot be created or written.
 pub fn write_gif<B: Backend>(
     video: Tensor<B, 4>,
     path: impl AsRef<Path>,
     delay_cs: u16,
-) -> std::io::Result<()> {
-    let (frames, h, w) = to_rgb_frames(video);
+) -> Result<(), ModelError> {
+    let path = path.as_ref();
+    let [c, _, h, w] = video.dims();
+    if c != 1 && c != 3 {
+        return Err(ModelError::Config(ConfigError::ShapeMismatch {
+            what: "GIF channels (1 or 3)",
+            expected: 3,
+            got: c,
+        }));
+    }
+    let side = |what, n: usize| {
+        u16::try_from(n).map_err(|_| {
+            ModelError::Config(ConfigError::ShapeMismatch {
+                what,
+                expected: u16::MAX as usize,
+                got: n,
+            })
+        })
+    };
     let (w16, h16) = (
-        u16::try_from(w).expect("GIF width fits in u16"),
-        u16::try_from(h).expect("GIF height fits in u16"),
+        side("GIF width (at most)", w)?,
+        side("GIF height (at most)", h)?,
     );
-    let file = BufWriter::new(File::create(path)?);
-    let mut encoder = gif::Encoder::new(file, w16, h16, &[]).map_err(std::io::Error::other)?;
+    let (frames, _, _) = to_rgb_frames(video);
+    let io = |e: &dyn std::fmt::Display| ModelError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let file = BufWriter::new(File::create(path).map_err(|e| io(&e))?);
+    let mut encoder = gif::Encoder::new(file, w16, h16, &[]).map_err(|e| io(&e))?;
     encoder
         .set_repeat(gif::Repeat::Infinite)
-        .map_err(std::io::Error::other)?;
+        .map_err(|e| io(&e))?;
     for rgb in frames {
         let mut frame = gif::Frame::from_rgb_speed(w16, h16, &rgb, 10);
         frame.delay = delay_cs;
-        encoder.write_frame(&frame).map_err(std::io::Error::other)?;
+        encoder.write_frame(&frame).map_err(|e| io(&e))?;
     }
     Ok(())
 }
@@ -110,5 +131,20 @@ mod tests {
         }
         assert_eq!(n, 3);
         std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_path_and_the_channels() {
+        let device = Default::default();
+        let v = Tensor::<Flex, 4>::zeros([3, 1, 2, 2], &device);
+        let missing = std::env::temp_dir().join("vidgen-no-such-dir/out.gif");
+        let err = write_gif(v, &missing, 10).unwrap_err();
+        assert!(
+            matches!(&err, ModelError::Io { path, .. } if path.contains("vidgen-no-such-dir")),
+            "{err}"
+        );
+        let two = Tensor::<Flex, 4>::zeros([2, 1, 2, 2], &device);
+        let err = write_gif(two, &missing, 10).unwrap_err();
+        assert!(err.to_string().contains("GIF channels"), "{err}");
     }
 }

@@ -3,6 +3,7 @@
 //! tokens, the recurrent state has a constant size, and invalid configs name their field.
 
 use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
+use vidgen_models::ConfigError;
 use vidgen_models::ModelError;
 use vidgen_models::flashvideo::*;
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
@@ -258,11 +259,11 @@ fn video_pipeline_counts_and_decodes<B: Backend>(device: &B::Device) {
     let bad = decode_video(&vq, &video.frames, GRID, 3, device).unwrap_err();
     assert!(matches!(
         bad,
-        ModelError::ShapeMismatch {
+        ModelError::Config(ConfigError::ShapeMismatch {
             expected: 27,
             got: 12,
             ..
-        }
+        })
     ));
 }
 
@@ -334,14 +335,14 @@ fn config_errors_name_fields<B: Backend>(device: &B::Device) {
             n_frames: 0,
             ..config()
         }),
-        ModelError::Zero { field: "n_frames" }
+        ModelError::Config(ConfigError::Zero { field: "n_frames" })
     ));
     assert!(matches!(
         err(config().with_key_frame_stride(3)),
-        ModelError::Unsupported {
+        ModelError::Config(ConfigError::Unsupported {
             field: "n_frames",
             ..
-        }
+        })
     ));
     assert!(config().with_key_frame_stride(4).init::<B>(device).is_ok());
 }

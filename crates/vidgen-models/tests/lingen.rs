@@ -4,6 +4,7 @@
 
 use burn::tensor::{Distribution, ElementConversion, Tensor, backend::Backend};
 use vidgen_attention::key_padding_mask;
+use vidgen_models::ConfigError;
 use vidgen_models::lingen::{LinGenConfig, LinGenDit};
 use vidgen_models::{CfgMode, Conditioning, Guidance, ModelError, TextConditioning, sample};
 use vidgen_schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
@@ -195,7 +196,7 @@ fn config_errors_name_fields() {
     check(tiny().with_patch_size([1, 0, 2]), "patch_size");
     assert_eq!(
         tiny().with_d_state(0).validate(),
-        Err(ModelError::Zero { field: "d_state" })
+        Err(ModelError::Config(ConfigError::Zero { field: "d_state" }))
     );
 }
 
@@ -212,11 +213,11 @@ fn input_errors<B: Backend>(device: &B::Device) {
     let err = model.forward(x, t, text.narrow(2, 0, 4), None).unwrap_err();
     assert!(matches!(
         err,
-        ModelError::ShapeMismatch {
+        ModelError::Config(ConfigError::ShapeMismatch {
             what: "text width",
             expected: 8,
             got: 4
-        }
+        })
     ));
 }
 

@@ -4,6 +4,7 @@
 //! masks, conditioning frames, padding to the patch grid, the CFG batch).
 
 use burn::tensor::{Tensor, backend::Backend};
+use vidgen_models::ConfigError;
 use vidgen_models::ModelError;
 use vidgen_models::opensora::{
     STDIT3_KEY_MAP, load_stdit3_dir, load_stdit3_weights, read_forward_inputs,
@@ -138,9 +139,9 @@ fn config_conversion_and_report() {
         let bad = text.replace(from, to);
         assert_ne!(bad, text, "{from}");
         match StditConfig::from_upstream_config(&bad).unwrap_err() {
-            ModelError::Unsupported {
+            ModelError::Config(ConfigError::Unsupported {
                 field, value: v, ..
-            } => {
+            }) => {
                 assert_eq!((field, v.as_str()), (key, value));
             }
             other => panic!("{key}: unexpected {other}"),
@@ -245,10 +246,10 @@ fn other_rope_frequencies_are_refused() {
     assert!(
         matches!(
             err,
-            ModelError::Unsupported {
+            ModelError::Config(ConfigError::Unsupported {
                 field: "rope.freqs",
                 ..
-            }
+            })
         ),
         "{err}"
     );

@@ -2,6 +2,7 @@
 //! clean conditioning frames, the text-to-video pipeline, and config/input errors.
 
 use burn::tensor::{Bool, ElementConversion, Tensor, TensorData, backend::Backend};
+use vidgen_models::ConfigError;
 use vidgen_models::stdit::{
     CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, StditInput, TextToVideo,
     sample_stdit,
@@ -276,7 +277,10 @@ fn text_to_video_pipeline<B: Backend>(device: &B::Device) {
         .generate_from_embeddings(long, vec![7], &options)
         .unwrap_err();
     assert!(
-        matches!(err, ModelError::OutOfDomain { field: "len", .. }),
+        matches!(
+            err,
+            ModelError::Config(ConfigError::OutOfDomain { field: "len", .. })
+        ),
         "{err}"
     );
 }
@@ -299,11 +303,11 @@ fn input_errors_name_the_input<B: Backend>(device: &B::Device) {
     assert!(
         matches!(
             e,
-            ModelError::ShapeMismatch {
+            ModelError::Config(ConfigError::ShapeMismatch {
                 what: "input channels",
                 expected: 4,
                 got: 3
-            }
+            })
         ),
         "{e}"
     );
@@ -333,18 +337,27 @@ fn input_errors_name_the_input<B: Backend>(device: &B::Device) {
     assert!(
         matches!(
             e,
-            ModelError::ShapeMismatch {
+            ModelError::Config(ConfigError::ShapeMismatch {
                 what: "text width (d_text)",
                 ..
-            }
+            })
         ),
         "{e}"
     );
     let e = call(Tensor::zeros([1, 4, 1, 2, 2], device), text.clone(), &[3]);
-    assert!(matches!(e, ModelError::ShapeMismatch { got: 3, .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            ModelError::Config(ConfigError::ShapeMismatch { got: 3, .. })
+        ),
+        "{e}"
+    );
     let e = call(Tensor::zeros([1, 4, 9, 2, 2], device), text, &[2]);
     assert!(
-        matches!(e, ModelError::OutOfDomain { value: 9.0, .. }),
+        matches!(
+            e,
+            ModelError::Config(ConfigError::OutOfDomain { value: 9.0, .. })
+        ),
         "{e}"
     );
 }
@@ -542,11 +555,11 @@ fn upstream_input_api<B: Backend>(device: &B::Device) {
     assert!(
         matches!(
             e,
-            ModelError::ShapeMismatch {
+            ModelError::Config(ConfigError::ShapeMismatch {
                 what: "text mask length",
                 expected: 5,
                 got: 4
-            }
+            })
         ),
         "{e}"
     );
@@ -569,9 +582,9 @@ fn config_errors_name_fields() {
     type B = vidgen_testing::Flex;
     let device = Default::default();
     let field = |c: StditConfig| match c.init::<B>(&device).unwrap_err() {
-        ModelError::Zero { field }
-        | ModelError::NotDivisible { field, .. }
-        | ModelError::OutOfDomain { field, .. } => field,
+        ModelError::Config(ConfigError::Zero { field })
+        | ModelError::Config(ConfigError::NotDivisible { field, .. })
+        | ModelError::Config(ConfigError::OutOfDomain { field, .. }) => field,
         other => panic!("unexpected {other}"),
     };
     assert_eq!(field(StditConfig::new(16, 2, 0, 8)), "depth");

@@ -68,7 +68,7 @@ impl AdaLnModulationConfig {
     /// Builds the modulation layer.
     ///
     /// # Errors
-    /// [`NnError::Zero`] naming `d_cond`, `d_model` or `n_chunks`.
+    /// [`NnError::Config`] (`ConfigError::Zero`) naming `d_cond`, `d_model` or `n_chunks`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<AdaLnModulation<B>, NnError> {
         positive("d_cond", self.d_cond)?;
         positive("d_model", self.d_model)?;
@@ -133,7 +133,7 @@ impl ScaleShiftTableConfig {
     /// Builds the table, initialised as PixArt's `randn(n, d) / sqrt(d)`.
     ///
     /// # Errors
-    /// [`NnError::Zero`] naming `d_model` or `n_chunks`.
+    /// [`NnError::Config`] (`ConfigError::Zero`) naming `d_model` or `n_chunks`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<ScaleShiftTable<B>, NnError> {
         positive("d_model", self.d_model)?;
         positive("n_chunks", self.n_chunks)?;

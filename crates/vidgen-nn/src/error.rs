@@ -1,11 +1,15 @@
-//! The error type of vidgen-nn: invalid configurations and inputs, each naming the field and value.
+//! The error types of vidgen-nn: [`ConfigError`], the configuration and input-size errors every
+//! vidgen crate shares (each crate's error wraps it with `#[from]`), with its checkers
+//! ([`positive`], [`divisible`], [`positive_f64`], [`same_size`]); and [`NnError`], this crate's
+//! own.
 
 use thiserror::Error;
 
-/// Why a vidgen-nn configuration or input was rejected.
+/// An invalid configuration value or input size, naming the field (or measured quantity) and
+/// the value: the variants every vidgen crate shares.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
-pub enum NnError {
+pub enum ConfigError {
     /// A size that must be positive is zero.
     #[error("`{field}` must be greater than 0, got 0")]
     Zero {
@@ -34,6 +38,35 @@ pub enum NnError {
         /// What the value must satisfy, e.g. `"> 0"`.
         requirement: &'static str,
     },
+    /// An input's size differs from what the layer or another input requires.
+    #[error("{what}: expected {expected}, got {got}")]
+    ShapeMismatch {
+        /// What was measured (e.g. `"input channels"`, `"mask length"`).
+        what: &'static str,
+        /// Required size.
+        expected: usize,
+        /// Measured size.
+        got: usize,
+    },
+    /// A combination of settings that is not supported.
+    #[error("`{field}` = {value} is not supported: {reason}")]
+    Unsupported {
+        /// Config field.
+        field: &'static str,
+        /// Its value, rendered.
+        value: String,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Why a vidgen-nn configuration or input was rejected.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum NnError {
+    /// An invalid configuration value or input size ([`ConfigError`]).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Per-axis sizes do not add up to the total they split.
     #[error("`{field}` = {parts:?} sums to {sum}, but must sum to `{total_field}` = {total}")]
     SplitMismatch {
@@ -85,23 +118,29 @@ pub enum NnError {
 }
 
 /// `Err(Zero)` if `value == 0`.
-pub(crate) fn positive(field: &'static str, value: usize) -> Result<(), NnError> {
+///
+/// # Errors
+/// [`ConfigError::Zero`] naming `field`.
+pub fn positive(field: &'static str, value: usize) -> Result<(), ConfigError> {
     if value == 0 {
-        Err(NnError::Zero { field })
+        Err(ConfigError::Zero { field })
     } else {
         Ok(())
     }
 }
 
-/// `Err(NotDivisible)` unless `by` divides `value`.
-pub(crate) fn divisible(
+/// `Err(NotDivisible)` unless `by` divides `value` (`by = 0` divides nothing).
+///
+/// # Errors
+/// [`ConfigError::NotDivisible`] naming `field`, its value and the divisor.
+pub fn divisible(
     field: &'static str,
     value: usize,
     by: usize,
     by_field: Option<&'static str>,
-) -> Result<(), NnError> {
+) -> Result<(), ConfigError> {
     if by == 0 || !value.is_multiple_of(by) {
-        Err(NnError::NotDivisible {
+        Err(ConfigError::NotDivisible {
             field,
             value,
             by,
@@ -113,14 +152,33 @@ pub(crate) fn divisible(
 }
 
 /// `Err(OutOfDomain)` unless `value > 0` (NaN is rejected).
-pub(crate) fn positive_f64(field: &'static str, value: f64) -> Result<(), NnError> {
+///
+/// # Errors
+/// [`ConfigError::OutOfDomain`] naming `field` and its value.
+pub fn positive_f64(field: &'static str, value: f64) -> Result<(), ConfigError> {
     if value > 0.0 {
         Ok(())
     } else {
-        Err(NnError::OutOfDomain {
+        Err(ConfigError::OutOfDomain {
             field,
             value,
             requirement: "> 0",
+        })
+    }
+}
+
+/// `Err(ShapeMismatch)` unless `got == expected`.
+///
+/// # Errors
+/// [`ConfigError::ShapeMismatch`] naming `what`.
+pub fn same_size(what: &'static str, expected: usize, got: usize) -> Result<(), ConfigError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(ConfigError::ShapeMismatch {
+            what,
+            expected,
+            got,
         })
     }
 }

@@ -30,7 +30,7 @@ pub mod timestep;
 pub use adaln::{
     AdaLnModulation, AdaLnModulationConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate,
 };
-pub use error::NnError;
+pub use error::{ConfigError, NnError};
 pub use mlp::{Mlp, MlpConfig, SwiGluMlp, SwiGluMlpConfig, gelu_tanh};
 pub use patch::{
     PatchEmbed2d, PatchEmbed2dConfig, PatchEmbed3d, PatchEmbed3dConfig, patchify_3d, unpatchify_2d,

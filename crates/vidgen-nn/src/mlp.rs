@@ -27,7 +27,7 @@ impl MlpConfig {
     /// Builds the MLP.
     ///
     /// # Errors
-    /// [`NnError::Zero`] naming `d_model`, `hidden_dim` or `d_out`.
+    /// [`NnError::Config`] (`ConfigError::Zero`) naming `d_model`, `hidden_dim` or `d_out`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Mlp<B>, NnError> {
         positive("d_model", self.d_model)?;
         positive("hidden_dim", self.hidden_dim)?;
@@ -80,7 +80,7 @@ impl SwiGluMlpConfig {
     /// Builds the SwiGLU feed-forward.
     ///
     /// # Errors
-    /// [`NnError::Zero`] naming `d_model`, `hidden_dim` or `d_out`.
+    /// [`NnError::Config`] (`ConfigError::Zero`) naming `d_model`, `hidden_dim` or `d_out`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<SwiGluMlp<B>, NnError> {
         positive("d_model", self.d_model)?;
         positive("hidden_dim", self.hidden_dim)?;

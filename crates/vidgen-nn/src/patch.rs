@@ -65,7 +65,7 @@ impl PatchEmbed2dConfig {
     /// Builds the embedding.
     ///
     /// # Errors
-    /// [`NnError::Zero`] naming `in_channels`, `d_model` or `patch_size`.
+    /// [`NnError::Config`] (`ConfigError::Zero`) naming `in_channels`, `d_model` or `patch_size`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<PatchEmbed2d<B>, NnError> {
         positive("in_channels", self.in_channels)?;
         positive("d_model", self.d_model)?;
@@ -131,7 +131,7 @@ impl PatchEmbed3dConfig {
     /// Builds the embedding.
     ///
     /// # Errors
-    /// [`NnError::Zero`] naming `in_channels`, `d_model` or `patch_size`.
+    /// [`NnError::Config`] (`ConfigError::Zero`) naming `in_channels`, `d_model` or `patch_size`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<PatchEmbed3d<B>, NnError> {
         positive("in_channels", self.in_channels)?;
         positive("d_model", self.d_model)?;

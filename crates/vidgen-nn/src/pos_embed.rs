@@ -7,6 +7,7 @@
 //! `meshgrid(w, h)`); the 3D table gives the first quarter to `t` and the rest to the 2D table.
 //! Tables are computed in f64 on the host and rounded once.
 
+use crate::error::ConfigError;
 use crate::error::{NnError, divisible, positive, positive_f64};
 use burn::config::Config;
 use burn::module::{Initializer, Module, Param};
@@ -167,7 +168,7 @@ impl FactorizedPosEmbedConfig {
     /// Builds the three tables.
     ///
     /// # Errors
-    /// [`NnError::Zero`] naming `d_model` or `max_grid`; [`NnError::OutOfDomain`] for a negative
+    /// [`NnError::Config`] (`ConfigError::Zero`) naming `d_model` or `max_grid`; [`NnError::Config`] (`ConfigError::OutOfDomain`) for a negative
     /// `init_std`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<FactorizedPosEmbed<B>, NnError> {
         positive("d_model", self.d_model)?;
@@ -175,11 +176,11 @@ impl FactorizedPosEmbedConfig {
             positive("max_grid", g)?;
         }
         if self.init_std.is_nan() || self.init_std < 0.0 {
-            return Err(NnError::OutOfDomain {
+            return Err(NnError::Config(ConfigError::OutOfDomain {
                 field: "init_std",
                 value: self.init_std,
                 requirement: ">= 0",
-            });
+            }));
         }
         let init = Initializer::Normal {
             mean: 0.0,
@@ -214,7 +215,7 @@ impl<B: Backend> FactorizedPosEmbed<B> {
     /// → `[t·h·w, d_model]`, tokens in `(t, h, w)` raster order
     ///
     /// # Errors
-    /// [`NnError::GridTooLarge`] naming the axis that exceeds its table; [`NnError::Zero`] for an
+    /// [`NnError::GridTooLarge`] naming the axis that exceeds its table; [`NnError::Config`] (`ConfigError::Zero`) for an
     /// empty axis.
     pub fn try_forward(&self, grid: [usize; 3]) -> Result<Tensor<B, 2>, NnError> {
         let tables = [&self.pos_t, &self.pos_h, &self.pos_w];

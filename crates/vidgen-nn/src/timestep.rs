@@ -9,6 +9,7 @@
 //!
 //! Frequencies are computed in f64 on the host and rounded once to the tensor dtype.
 
+use crate::error::ConfigError;
 use crate::error::{NnError, positive, positive_f64};
 use burn::config::Config;
 use burn::module::Module;
@@ -43,21 +44,21 @@ impl SinusoidalEmbeddingConfig {
     /// (a zero denominator).
     pub fn init(&self) -> Result<SinusoidalEmbedding, NnError> {
         if self.dim < 2 {
-            return Err(NnError::OutOfDomain {
+            return Err(NnError::Config(ConfigError::OutOfDomain {
                 field: "dim",
                 value: self.dim as f64,
                 requirement: ">= 2",
-            });
+            }));
         }
         positive_f64("max_period", self.max_period)?;
         let half = self.dim / 2;
         let denom = half as f64 - self.downscale_freq_shift;
         if denom == 0.0 || !denom.is_finite() {
-            return Err(NnError::OutOfDomain {
+            return Err(NnError::Config(ConfigError::OutOfDomain {
                 field: "downscale_freq_shift",
                 value: self.downscale_freq_shift,
                 requirement: "different from dim / 2",
-            });
+            }));
         }
         let freqs = (0..half)
             .map(|k| (-(self.max_period.ln()) * k as f64 / denom).exp() * self.scale)
@@ -139,15 +140,15 @@ impl TimestepEmbedderConfig {
             .with_max_period(self.max_period)
             .init()
             .map_err(|e| match e {
-                NnError::OutOfDomain {
+                NnError::Config(ConfigError::OutOfDomain {
                     field: "dim",
                     value,
                     requirement,
-                } => NnError::OutOfDomain {
+                }) => NnError::Config(ConfigError::OutOfDomain {
                     field: "frequency_dim",
                     value,
                     requirement,
-                },
+                }),
                 other => other,
             })?;
         Ok(TimestepEmbedder {

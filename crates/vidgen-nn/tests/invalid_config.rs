@@ -1,6 +1,7 @@
 //! Invalid configurations and inputs fail with an error naming the field and the value.
 
 use burn::tensor::Tensor;
+use vidgen_nn::ConfigError;
 use vidgen_nn::*;
 use vidgen_testing::Flex;
 
@@ -22,12 +23,12 @@ fn qk_norm_d_model_not_divisible_by_n_heads() {
     let (e, m) = message(QkNormConfig::new(30, 4).init::<B>(&device()));
     assert_eq!(
         e,
-        NnError::NotDivisible {
+        NnError::Config(ConfigError::NotDivisible {
             field: "d_model",
             value: 30,
             by: 4,
             by_field: Some("n_heads")
-        }
+        })
     );
     assert!(
         m.contains("`d_model` = 30") && m.contains("`n_heads`"),

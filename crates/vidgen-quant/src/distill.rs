@@ -15,6 +15,7 @@
 //! over the batch ([`KlReduction::BatchMean`], PyTorch's `reduction="batchmean"`) or, as DeiT's
 //! code does, summed and divided by the number of logits `B·C` ([`KlReduction::ElementMean`]).
 
+use crate::error::ConfigError;
 use crate::error::{QuantError, positive_f64};
 use burn::config::Config;
 use burn::tensor::activation::log_softmax;
@@ -56,16 +57,16 @@ impl DistillConfig {
     /// Validates and builds the losses.
     ///
     /// # Errors
-    /// [`QuantError::OutOfDomain`] naming `temperature` unless `> 0`, or `lambda` unless in
+    /// [`QuantError::Config`] (`ConfigError::OutOfDomain`) naming `temperature` unless `> 0`, or `lambda` unless in
     /// `[0, 1]`.
     pub fn init(&self) -> Result<Distill, QuantError> {
         positive_f64("temperature", self.temperature)?;
         if !(0.0..=1.0).contains(&self.lambda) {
-            return Err(QuantError::OutOfDomain {
+            return Err(QuantError::Config(ConfigError::OutOfDomain {
                 field: "lambda",
                 value: self.lambda,
                 requirement: "in [0, 1]",
-            });
+            }));
         }
         Ok(Distill {
             temperature: self.temperature,

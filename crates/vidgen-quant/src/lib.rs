@@ -16,7 +16,7 @@ pub mod ptq;
 pub mod uniform;
 
 pub use distill::{Distill, DistillConfig, KlReduction, cross_entropy};
-pub use error::QuantError;
+pub use error::{ConfigError, QuantError};
 pub use native::NativeQuantConfig;
 pub use ptq::{
     LayerReport, PtqConfig, PtqGranularity, PtqReport, PtqTarget, QuantizedStore, QuantizedWeight,

@@ -13,6 +13,7 @@
 //! dequantizes quantized operands, so a module quantized here runs on flex; it is tested there.
 //! The CubeCL backends (`cuda`, `wgpu`) store codes packed into `u32` and run the same API.
 
+use crate::error::ConfigError;
 use crate::error::{QuantError, positive};
 use crate::ptq::{PtqConfig, PtqTarget};
 use burn::config::Config;
@@ -41,28 +42,30 @@ impl NativeQuantConfig {
     /// The Burn scheme: symmetric, f32 scales, value `Q8S`/`Q4S`, per tensor or per block.
     ///
     /// # Errors
-    /// [`QuantError::Unsupported`] naming `bits` unless 4 or 8, or `block_size` above 255 (Burn
-    /// stores block sizes as `u8`); [`QuantError::Zero`] naming `block_size`.
+    /// [`QuantError::Config`] (`ConfigError::Unsupported`) naming `bits` unless 4 or 8, or `block_size` above 255 (Burn
+    /// stores block sizes as `u8`); [`QuantError::Config`] (`ConfigError::Zero`) naming `block_size`.
     pub fn scheme(&self) -> Result<QuantScheme, QuantError> {
         let value = match self.bits {
             8 => QuantValue::Q8S,
             4 => QuantValue::Q4S,
             b => {
-                return Err(QuantError::Unsupported {
+                return Err(QuantError::Config(ConfigError::Unsupported {
                     field: "bits",
                     value: b.to_string(),
                     reason: "Burn's native schemes used here are Q8S and Q4S",
-                });
+                }));
             }
         };
         let level = match self.block_size {
             None => QuantLevel::Tensor,
             Some(n) => {
                 positive("block_size", n)?;
-                let n = u8::try_from(n).map_err(|_| QuantError::Unsupported {
-                    field: "block_size",
-                    value: n.to_string(),
-                    reason: "Burn block sizes are u8 (at most 255)",
+                let n = u8::try_from(n).map_err(|_| {
+                    QuantError::Config(ConfigError::Unsupported {
+                        field: "block_size",
+                        value: n.to_string(),
+                        reason: "Burn block sizes are u8 (at most 255)",
+                    })
                 })?;
                 QuantLevel::Block(BlockSize::new([n]))
             }
@@ -81,7 +84,7 @@ impl NativeQuantConfig {
     /// `x`: any shape; with a block size, its last axis must be a multiple of it.
     ///
     /// # Errors
-    /// As [`scheme`](Self::scheme); [`QuantError::NotDivisible`] naming the last axis.
+    /// As [`scheme`](Self::scheme); [`QuantError::Config`] (`ConfigError::NotDivisible`) naming the last axis.
     pub fn quantize_tensor<B: Backend, const D: usize>(
         &self,
         x: Tensor<B, D>,
@@ -98,7 +101,7 @@ impl NativeQuantConfig {
     /// backend that supports them.
     ///
     /// # Errors
-    /// As [`scheme`](Self::scheme); [`QuantError::NotDivisible`] if a weight's last axis is not
+    /// As [`scheme`](Self::scheme); [`QuantError::Config`] (`ConfigError::NotDivisible`) if a weight's last axis is not
     /// a multiple of `block_size` (checked before anything is quantized).
     pub fn quantize_module<B: Backend, M: Module<B>>(&self, module: M) -> Result<M, QuantError> {
         let scheme = self.scheme()?;
@@ -151,8 +154,9 @@ impl<B: Backend> ModuleMapper<B> for NativeMapper {
         if self.dry_run {
             if let (Some(n), None) = (self.block_size, &self.error) {
                 let last = param.val().dims()[D - 1];
-                self.error =
-                    crate::error::divisible("last axis", last, n, Some("block_size")).err();
+                self.error = crate::error::divisible("last axis", last, n, Some("block_size"))
+                    .err()
+                    .map(Into::into);
             }
             return param;
         }

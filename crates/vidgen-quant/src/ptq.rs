@@ -245,7 +245,7 @@ impl PtqConfig {
     /// Checks `bits`, `group_size`.
     ///
     /// # Errors
-    /// [`QuantError::Unsupported`] naming `bits` unless 4 or 8; [`QuantError::Zero`] naming
+    /// [`QuantError::Config`] (`ConfigError::Unsupported`) naming `bits` unless 4 or 8; [`QuantError::Config`] (`ConfigError::Zero`) naming
     /// `group_size`.
     pub fn validate(&self) -> Result<(), QuantError> {
         let group_size = match self.granularity {
@@ -264,8 +264,8 @@ impl PtqConfig {
     /// Quantizes the selected weights of `module` (which is left unchanged).
     ///
     /// # Errors
-    /// [`validate`](Self::validate)'s errors; [`QuantError::NotDivisible`] if `group_size` does not
-    /// divide a weight's input axis; [`QuantError::OutOfDomain`] for non-finite weights. Constant
+    /// [`validate`](Self::validate)'s errors; [`QuantError::Config`] (`ConfigError::NotDivisible`) if `group_size` does not
+    /// divide a weight's input axis; [`QuantError::Config`] (`ConfigError::OutOfDomain`) for non-finite weights. Constant
     /// channels are not errors (the weight is kept in f32 and reported).
     pub fn quantize<B: Backend, M: Module<B>>(
         &self,

@@ -34,6 +34,7 @@ mod reference;
 pub use ops::{Ste, dequantize, fake_quantize, fake_quantize_with, quantize, quantize_dequantize};
 pub use reference::{dequantize_reference, group_index, quantize_reference};
 
+use crate::error::ConfigError;
 use crate::error::{QuantError, positive};
 use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
@@ -93,15 +94,15 @@ impl QuantSpec {
     /// Checks `bits` and the granularity's own fields (not yet against a shape).
     ///
     /// # Errors
-    /// [`QuantError::Unsupported`] naming `bits` unless it is 4 or 8; [`QuantError::Zero`] naming
+    /// [`QuantError::Config`] (`ConfigError::Unsupported`) naming `bits` unless it is 4 or 8; [`QuantError::Config`] (`ConfigError::Zero`) naming
     /// `group_size`.
     pub fn validate(&self) -> Result<(), QuantError> {
         if self.bits != 4 && self.bits != 8 {
-            return Err(QuantError::Unsupported {
+            return Err(QuantError::Config(ConfigError::Unsupported {
                 field: "bits",
                 value: self.bits.to_string(),
                 reason: "only 4- and 8-bit codes are implemented",
-            });
+            }));
         }
         if let Granularity::PerGroup { group_size, .. } = self.granularity {
             positive("group_size", group_size)?;
@@ -123,8 +124,8 @@ impl QuantSpec {
     /// elements each (see [`Granularity`]).
     ///
     /// # Errors
-    /// [`QuantError::Unsupported`] naming `axis` if it is not below the rank;
-    /// [`QuantError::NotDivisible`] naming the axis length if `group_size` does not divide it;
+    /// [`QuantError::Config`] (`ConfigError::Unsupported`) naming `axis` if it is not below the rank;
+    /// [`QuantError::Config`] (`ConfigError::NotDivisible`) naming the axis length if `group_size` does not divide it;
     /// the errors of [`validate`](Self::validate).
     pub fn view_dims(&self, shape: &[usize]) -> Result<[usize; 3], QuantError> {
         self.validate()?;
@@ -134,11 +135,11 @@ impl QuantSpec {
             if axis < shape.len() {
                 Ok(shape[axis])
             } else {
-                Err(QuantError::Unsupported {
+                Err(QuantError::Config(ConfigError::Unsupported {
                     field: "axis",
                     value: axis.to_string(),
                     reason: "must be below the tensor's rank",
-                })
+                }))
             }
         };
         match self.granularity {
@@ -183,8 +184,8 @@ impl QuantParams {
     ///
     /// # Errors
     /// [`QuantError::ZeroRange`] naming the group if `β − α` is 0 (a constant group);
-    /// [`QuantError::OutOfDomain`] naming `alpha`/`beta` if one is not finite or `β < α`, or
-    /// `zero_point` if `|Z| > `[`MAX_ZERO_POINT`]; [`QuantError::ShapeMismatch`] if the number of
+    /// [`QuantError::Config`] (`ConfigError::OutOfDomain`) naming `alpha`/`beta` if one is not finite or `β < α`, or
+    /// `zero_point` if `|Z| > `[`MAX_ZERO_POINT`]; [`QuantError::Config`] (`ConfigError::ShapeMismatch`) if the number of
     /// ranges is not `P·G`; the errors of [`QuantSpec::view_dims`].
     pub fn from_ranges(
         spec: &QuantSpec,
@@ -213,11 +214,11 @@ impl QuantParams {
             finite("alpha", a)?;
             finite("beta", b)?;
             if b < a {
-                return Err(QuantError::OutOfDomain {
+                return Err(QuantError::Config(ConfigError::OutOfDomain {
                     field: "beta",
                     value: f64::from(b),
                     requirement: ">= alpha",
-                });
+                }));
             }
             if b == a {
                 return Err(QuantError::ZeroRange {
@@ -231,11 +232,11 @@ impl QuantParams {
                 QuantMode::Symmetric => 0.0,
             };
             if z.abs() > MAX_ZERO_POINT as f64 {
-                return Err(QuantError::OutOfDomain {
+                return Err(QuantError::Config(ConfigError::OutOfDomain {
                     field: "zero_point",
                     value: z,
                     requirement: "|Int(α/S)| <= 65536 (range too narrow for its magnitude in f32)",
-                });
+                }));
             }
             scale.push(s);
             zero_point.push(z as i32);
@@ -290,11 +291,11 @@ fn finite(field: &'static str, v: f32) -> Result<(), QuantError> {
     if v.is_finite() {
         Ok(())
     } else {
-        Err(QuantError::OutOfDomain {
+        Err(QuantError::Config(ConfigError::OutOfDomain {
             field,
             value: f64::from(v),
             requirement: "finite",
-        })
+        }))
     }
 }
 

@@ -3,6 +3,7 @@
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor, activation::softmax};
+use vidgen_quant::ConfigError;
 use vidgen_quant::QuantError;
 use vidgen_quant::distill::*;
 use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests};
@@ -107,11 +108,11 @@ fn errors_name_fields() {
         .unwrap_err();
     assert_eq!(
         err,
-        QuantError::OutOfDomain {
+        QuantError::Config(ConfigError::OutOfDomain {
             field: "temperature",
             value: 0.0,
             requirement: "> 0"
-        }
+        })
     );
     let err = DistillConfig::new().with_lambda(1.5).init().unwrap_err();
     assert!(err.to_string().contains("`lambda` = 1.5"), "{err}");

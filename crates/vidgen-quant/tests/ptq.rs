@@ -4,6 +4,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use vidgen_nn::{Mlp, MlpConfig};
+use vidgen_quant::ConfigError;
 use vidgen_quant::QuantError;
 use vidgen_quant::native::NativeQuantConfig;
 use vidgen_quant::ptq::*;
@@ -153,9 +154,9 @@ fn ptq_errors_name_fields<B: Backend>(device: &B::Device) {
     let zero = PtqConfig::new().with_granularity(PtqGranularity::PerGroup { group_size: 0 });
     assert_eq!(
         zero.quantize(&model).unwrap_err(),
-        QuantError::Zero {
+        QuantError::Config(ConfigError::Zero {
             field: "group_size"
-        }
+        })
     );
     let odd = PtqConfig::new().with_granularity(PtqGranularity::PerGroup { group_size: 48 });
     let err = odd.quantize(&model).unwrap_err();
@@ -218,9 +219,9 @@ fn native_quantization_runs<B: Backend>(device: &B::Device) {
         .unwrap_err();
     assert_eq!(
         err,
-        QuantError::Zero {
+        QuantError::Config(ConfigError::Zero {
             field: "block_size"
-        }
+        })
     );
     let err = NativeQuantConfig::new()
         .with_block_size(Some(48))

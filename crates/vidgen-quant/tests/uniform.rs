@@ -11,6 +11,7 @@
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
+use vidgen_quant::ConfigError;
 use vidgen_quant::QuantError;
 use vidgen_quant::uniform::*;
 use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
@@ -262,9 +263,9 @@ fn errors_name_fields<B: Backend>(device: &B::Device) {
     });
     assert_eq!(
         zero.validate().unwrap_err(),
-        QuantError::Zero {
+        QuantError::Config(ConfigError::Zero {
             field: "group_size"
-        }
+        })
     );
     let axis = QuantSpec::new().with_granularity(Granularity::PerChannel { axis: 5 });
     assert!(

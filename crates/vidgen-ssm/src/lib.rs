@@ -18,7 +18,7 @@ pub mod scan_order;
 pub mod ssd;
 
 pub use bidirectional::{BiMamba2, BiMamba2Config, BiMerge};
-pub use error::SsmError;
+pub use error::{ConfigError, SsmError};
 pub use flops::{attention_flops, bimamba2_flops, mamba2_flops};
 pub use mamba2::{GatedRmsNorm, Mamba2, Mamba2Cache, Mamba2Config};
 pub use scan_order::{

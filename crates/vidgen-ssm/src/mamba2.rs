@@ -57,6 +57,7 @@ pub use cache::Mamba2Cache;
 pub use load::MAMBA2_KEY_MAP;
 pub use norm::GatedRmsNorm;
 
+use crate::error::ConfigError;
 use crate::error::{SsmError, divisible, positive, positive_f64, same_size};
 use crate::ssd::ssd_chunked;
 use burn::config::Config;
@@ -127,11 +128,11 @@ fn non_negative(field: &'static str, value: f64) -> Result<(), SsmError> {
     if value >= 0.0 {
         Ok(())
     } else {
-        Err(SsmError::OutOfDomain {
+        Err(SsmError::Config(ConfigError::OutOfDomain {
             field,
             value,
             requirement: ">= 0",
-        })
+        }))
     }
 }
 
@@ -145,11 +146,11 @@ fn at_least(
     if value >= lower {
         Ok(())
     } else {
-        Err(SsmError::OutOfDomain {
+        Err(SsmError::Config(ConfigError::OutOfDomain {
             field,
             value,
             requirement,
-        })
+        }))
     }
 }
 
@@ -196,16 +197,16 @@ impl Mamba2Config {
         if let Some(hi) = self.dt_limit_max
             && hi.partial_cmp(&self.dt_limit_min) != Some(std::cmp::Ordering::Greater)
         {
-            return Err(SsmError::OutOfDomain {
+            return Err(SsmError::Config(ConfigError::OutOfDomain {
                 field: "dt_limit_max",
                 value: hi,
                 requirement: "> dt_limit_min",
-            });
+            }));
         }
         let (lo, hi) = self.a_init_range;
         positive_f64("a_init_range.0", lo)?;
         at_least("a_init_range.1", hi, lo, ">= a_init_range.0")?;
-        positive_f64("eps", self.eps)
+        Ok(positive_f64("eps", self.eps)?)
     }
 
     /// Builds the layer with mamba-ssm's initialisation: `dt_bias = softplus⁻¹(dt)` for

@@ -18,6 +18,7 @@
 //! (`apply` = `select(1, perm)`); `inverse[j]` is the scan position of raster token `j`
 //! (`restore` = `select(1, inverse)`).
 
+use crate::error::ConfigError;
 use crate::error::SsmError;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
@@ -123,7 +124,7 @@ impl ScanOrder {
     /// Lexicographic scan over `axes` (slowest first).
     ///
     /// # Errors
-    /// [`SsmError::Unsupported`] naming `axes` unless it names `T`, `H` and `W` once each.
+    /// [`SsmError::Config`] (`ConfigError::Unsupported`) naming `axes` unless it names `T`, `H` and `W` once each.
     pub fn linear(axes: [Axis; 3]) -> Result<Self, SsmError> {
         check_axes(axes)?;
         Ok(Self { axes, snake: false })
@@ -132,7 +133,7 @@ impl ScanOrder {
     /// Boustrophedon scan over `axes` (slowest first); see the type docs for the rule.
     ///
     /// # Errors
-    /// [`SsmError::Unsupported`] naming `axes` unless it names `T`, `H` and `W` once each.
+    /// [`SsmError::Config`] (`ConfigError::Unsupported`) naming `axes` unless it names `T`, `H` and `W` once each.
     pub fn snake(axes: [Axis; 3]) -> Result<Self, SsmError> {
         check_axes(axes)?;
         Ok(Self { axes, snake: true })
@@ -253,11 +254,11 @@ fn check_axes(axes: [Axis; 3]) -> Result<(), SsmError> {
     if seen.iter().all(|&s| s) {
         Ok(())
     } else {
-        Err(SsmError::Unsupported {
+        Err(SsmError::Config(ConfigError::Unsupported {
             field: "axes",
             value: format!("{axes:?}"),
             reason: "a scan order must name T, H and W once each",
-        })
+        }))
     }
 }
 

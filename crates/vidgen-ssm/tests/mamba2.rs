@@ -7,6 +7,7 @@
 use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
+use vidgen_ssm::ConfigError;
 use vidgen_ssm::SsmError;
 use vidgen_ssm::bidirectional::{BiMamba2Config, BiMerge};
 use vidgen_ssm::mamba2::{Mamba2, Mamba2Cache, Mamba2Config};
@@ -305,12 +306,12 @@ fn invalid_configs_name_the_field() {
     let e = ok().with_head_dim(5).validate().unwrap_err();
     assert_eq!(
         e,
-        SsmError::NotDivisible {
+        SsmError::Config(ConfigError::NotDivisible {
             field: "d_inner",
             value: 16,
             by: 5,
             by_field: Some("head_dim")
-        }
+        })
     );
     assert!(
         BiMamba2Config::new(ok().with_d_state(0))

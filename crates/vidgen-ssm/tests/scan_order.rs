@@ -3,6 +3,7 @@
 //! data movement, so tensors are compared exactly except the pooled review tokens.
 
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
+use vidgen_ssm::ConfigError;
 use vidgen_ssm::SsmError;
 use vidgen_ssm::flops::*;
 use vidgen_ssm::scan_order::*;
@@ -138,7 +139,10 @@ fn invalid_axis_tuples_are_rejected() {
     for axes in [[Axis::T, Axis::T, Axis::W], [Axis::H, Axis::W, Axis::W]] {
         let err = ScanOrder::linear(axes).unwrap_err();
         assert!(
-            matches!(err, SsmError::Unsupported { field: "axes", .. }),
+            matches!(
+                err,
+                SsmError::Config(ConfigError::Unsupported { field: "axes", .. })
+            ),
             "{err}"
         );
         assert!(ScanOrder::snake(axes).is_err());
@@ -235,18 +239,24 @@ fn adjacency_hand_values_on_one_cube() {
 #[test]
 fn adjacency_rejects_empty_inputs() {
     let zero_layers = adjacency_distance([2, 2, 2], &[], AdjacencyCubes::Sliding).unwrap_err();
-    assert_eq!(zero_layers, SsmError::Zero { field: "layers" });
+    assert_eq!(
+        zero_layers,
+        SsmError::Config(ConfigError::Zero { field: "layers" })
+    );
     let zero_side = adjacency_distance([2, 0, 2], &[ScanOrder::RASTER], Default::default());
     assert!(matches!(
         zero_side,
-        Err(SsmError::Zero {
+        Err(SsmError::Config(ConfigError::Zero {
             field: "grid[1] (H)"
-        })
+        }))
     ));
     let single = adjacency_distance([1, 1, 1], &[ScanOrder::RASTER], Default::default());
     assert!(matches!(
         single,
-        Err(SsmError::Unsupported { field: "grid", .. })
+        Err(SsmError::Config(ConfigError::Unsupported {
+            field: "grid",
+            ..
+        }))
     ));
 }
 
@@ -364,7 +374,10 @@ fn review_config_rejects_zero_windows() {
         (ReviewTokensConfig::new().with_pool_h(0), "pool_h"),
         (ReviewTokensConfig::new().with_pool_w(0), "pool_w"),
     ] {
-        assert_eq!(cfg.init().unwrap_err(), SsmError::Zero { field });
+        assert_eq!(
+            cfg.init().unwrap_err(),
+            SsmError::Config(ConfigError::Zero { field })
+        );
     }
 }
 

@@ -45,6 +45,7 @@ pub use resnet::{
     upsample_nearest2x_reference,
 };
 
+use crate::error::ConfigError;
 use crate::error::{VaeError, divisible, positive, positive_f64, same_size};
 use blocks::StackSizes;
 use burn::config::Config;
@@ -118,16 +119,16 @@ impl AutoencoderKlConfig {
     /// [`crate::load::load_autoencoder_kl`]).
     ///
     /// # Errors
-    /// - [`VaeError::Zero`] naming `in_channels`, `out_channels`, `latent_channels`,
+    /// - [`VaeError::Config`] (`ConfigError::Zero`) naming `in_channels`, `out_channels`, `latent_channels`,
     ///   `layers_per_block`, `norm_num_groups`, `sample_size` or `block_out_channels` (empty or a 0
     ///   entry);
-    /// - [`VaeError::NotDivisible`] naming `block_out_channels` if `norm_num_groups` does not divide
+    /// - [`VaeError::Config`] (`ConfigError::NotDivisible`) naming `block_out_channels` if `norm_num_groups` does not divide
     ///   an entry;
-    /// - [`VaeError::ShapeMismatch`] if `down_block_types`/`up_block_types` do not have one entry
+    /// - [`VaeError::Config`] (`ConfigError::ShapeMismatch`) if `down_block_types`/`up_block_types` do not have one entry
     ///   per level;
-    /// - [`VaeError::Unsupported`] naming `down_block_types`, `up_block_types` or `act_fn` for other
+    /// - [`VaeError::Config`] (`ConfigError::Unsupported`) naming `down_block_types`, `up_block_types` or `act_fn` for other
     ///   kinds;
-    /// - [`VaeError::OutOfDomain`] naming `scaling_factor` (must be > 0) or `shift_factor` (must be
+    /// - [`VaeError::Config`] (`ConfigError::OutOfDomain`) naming `scaling_factor` (must be > 0) or `shift_factor` (must be
     ///   finite).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<AutoencoderKl<B>, VaeError> {
         self.validate()?;
@@ -182,19 +183,19 @@ impl AutoencoderKlConfig {
         )?;
         block_kinds("up_block_types", &self.up_block_types, UP_DECODER_BLOCK)?;
         if !matches!(self.act_fn.as_str(), "silu" | "swish") {
-            return Err(VaeError::Unsupported {
+            return Err(VaeError::Config(ConfigError::Unsupported {
                 field: "act_fn",
                 value: self.act_fn.clone(),
                 reason: "only \"silu\" (alias \"swish\") is implemented",
-            });
+            }));
         }
         positive_f64("scaling_factor", self.scaling_factor)?;
         match self.shift_factor {
-            Some(shift) if !shift.is_finite() => Err(VaeError::OutOfDomain {
+            Some(shift) if !shift.is_finite() => Err(VaeError::Config(ConfigError::OutOfDomain {
                 field: "shift_factor",
                 value: shift,
                 requirement: "finite",
-            }),
+            })),
             _ => Ok(()),
         }
     }
@@ -203,7 +204,7 @@ impl AutoencoderKlConfig {
 /// `Err(Unsupported)` naming `field` unless every entry is `kind`.
 fn block_kinds(field: &'static str, kinds: &[String], kind: &'static str) -> Result<(), VaeError> {
     match kinds.iter().find(|k| k.as_str() != kind) {
-        Some(other) => Err(VaeError::Unsupported {
+        Some(other) => Err(VaeError::Config(ConfigError::Unsupported {
             field,
             value: other.clone(),
             reason: if kind == DOWN_ENCODER_BLOCK {
@@ -211,7 +212,7 @@ fn block_kinds(field: &'static str, kinds: &[String], kind: &'static str) -> Res
             } else {
                 "only \"UpDecoderBlock2D\" is implemented"
             },
-        }),
+        })),
         None => Ok(()),
     }
 }

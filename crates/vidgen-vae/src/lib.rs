@@ -24,7 +24,7 @@ pub use causal3d::{
     TemporalAutoencoder, TemporalAutoencoderConfig, TemporalNorm, VideoAutoencoder,
     VideoAutoencoderConfig,
 };
-pub use error::VaeError;
+pub use error::{ConfigError, VaeError};
 pub use kl::{AutoencoderKl, AutoencoderKlConfig, DiagonalGaussian};
 pub use load::{AUTOENCODER_KL_KEY_MAP, load_autoencoder_kl, load_pytorch_safetensors};
 pub use opensora::{OpenSoraVae, OpenSoraVaeConfig, load_open_sora_vae};

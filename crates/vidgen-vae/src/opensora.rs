@@ -76,7 +76,7 @@ impl<B: Backend, S: SpatialAutoencoder<B>> VideoAutoencoder<B, S> {
     /// `x`: `[B, 3, T, H, W]` → `[B, E, T', H/f, W/f]`
     ///
     /// # Errors
-    /// [`VaeError::NotDivisible`] if `H` or `W` is not a multiple of the spatial factor `f`.
+    /// [`VaeError::Config`] (`ConfigError::NotDivisible`) if `H` or `W` is not a multiple of the spatial factor `f`.
     pub fn encode_seeded(&self, x: Tensor<B, 5>, seed: u64) -> Result<Tensor<B, 5>, VaeError> {
         let [b, _, t, h, w] = x.dims();
         let f = self.spatial_factor();

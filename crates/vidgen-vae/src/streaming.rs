@@ -11,10 +11,10 @@
 //! Requirements, checked with typed errors:
 //! - the model must use [`TemporalNorm::PerFrame`]; Open-Sora's clip-wide `GroupNorm`
 //!   ([`TemporalNorm::Clip`]) lets frame 0 depend on frame `T − 1`, so no exact streaming exists
-//!   ([`VaeError::Unsupported`] from [`TemporalAutoencoder::encode_cache`] / `decode_cache`);
+//!   ([`VaeError::Config`] (`ConfigError::Unsupported`) from [`TemporalAutoencoder::encode_cache`] / `decode_cache`);
 //! - the stream assumes Open-Sora's "first frame kept" padding (`f − 1` zero frames in front),
 //!   which is what the whole-clip pass does when `T ≡ 1 (mod f)`. [`TemporalAutoencoder::encode_finish`]
-//!   returns [`VaeError::NotDivisible`] when the frames fed do not satisfy it (the held-back frames
+//!   returns [`VaeError::Config`] (`ConfigError::NotDivisible`) when the frames fed do not satisfy it (the held-back frames
 //!   would need the padding of a different `T`).
 //!
 //! # Tiling
@@ -29,6 +29,7 @@ use crate::causal3d::{
     ConvRun, ConvSlot, SpatialAutoencoder, TemporalAutoencoder, TemporalNorm, TemporalPosterior,
     VideoAutoencoder,
 };
+use crate::error::ConfigError;
 use crate::error::VaeError;
 use burn::tensor::{Tensor, backend::Backend};
 
@@ -77,11 +78,11 @@ impl<B: Backend> CausalCache<B> {
 fn streamable(norm: TemporalNorm) -> Result<(), VaeError> {
     match norm {
         TemporalNorm::PerFrame => Ok(()),
-        TemporalNorm::Clip => Err(VaeError::Unsupported {
+        TemporalNorm::Clip => Err(VaeError::Config(ConfigError::Unsupported {
             field: "temporal_norm",
             value: "Clip".into(),
             reason: "clip-wide GroupNorm statistics depend on future frames; use PerFrame to stream",
-        }),
+        })),
     }
 }
 
@@ -89,7 +90,7 @@ impl<B: Backend> TemporalAutoencoder<B> {
     /// A fresh cache for [`Self::encode_chunk`].
     ///
     /// # Errors
-    /// [`VaeError::Unsupported`] naming `temporal_norm` unless it is [`TemporalNorm::PerFrame`].
+    /// [`VaeError::Config`] (`ConfigError::Unsupported`) naming `temporal_norm` unless it is [`TemporalNorm::PerFrame`].
     pub fn encode_cache(&self) -> Result<CausalCache<B>, VaeError> {
         streamable(self.temporal_norm)?;
         Ok(CausalCache::new(
@@ -144,16 +145,16 @@ impl<B: Backend> TemporalAutoencoder<B> {
     /// that no frame is held back.
     ///
     /// # Errors
-    /// [`VaeError::NotDivisible`] naming `frames_in - 1` and the factor.
+    /// [`VaeError::Config`] (`ConfigError::NotDivisible`) naming `frames_in - 1` and the factor.
     pub fn encode_finish(&self, cache: &CausalCache<B>) -> Result<(), VaeError> {
         cache.check(CacheRole::Encode);
         crate::error::positive("frames_in", cache.frames_in)?;
-        crate::error::divisible(
+        Ok(crate::error::divisible(
             "frames_in - 1",
             cache.frames_in - 1,
             self.temporal_factor,
             Some("temporal_factor"),
-        )
+        )?)
     }
 
     /// Decodes the next `n ≥ 1` latent frames to `f·n` frames (the first `f − 1` frames of the

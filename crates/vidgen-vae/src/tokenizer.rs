@@ -26,6 +26,7 @@ pub use vq::{
     nearest_code_indices_reference,
 };
 
+use crate::error::ConfigError;
 use crate::error::VaeError;
 use burn::tensor::{Int, Tensor, backend::Backend};
 
@@ -84,10 +85,10 @@ pub(crate) fn non_negative(field: &'static str, value: f64) -> Result<(), VaeErr
     if value >= 0.0 {
         Ok(())
     } else {
-        Err(VaeError::OutOfDomain {
+        Err(VaeError::Config(ConfigError::OutOfDomain {
             field,
             value,
             requirement: ">= 0",
-        })
+        }))
     }
 }

@@ -6,6 +6,7 @@
 use burn::tensor::{Distribution, Tensor, backend::Backend};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
+use vidgen_vae::ConfigError;
 use vidgen_vae::VaeError;
 use vidgen_vae::causal3d::*;
 
@@ -248,41 +249,41 @@ fn config_errors_name_the_field() {
     let err = |c: TemporalAutoencoderConfig| c.init::<Cpu>(&d).unwrap_err();
     assert_eq!(
         err(tiny_temporal(TemporalNorm::Clip).with_filters(0)),
-        VaeError::Zero { field: "filters" }
+        VaeError::Config(ConfigError::Zero { field: "filters" })
     );
     assert!(matches!(
         err(tiny_temporal(TemporalNorm::Clip).with_num_groups(3)),
-        VaeError::NotDivisible {
+        VaeError::Config(ConfigError::NotDivisible {
             field: "filters * channel_multipliers[i]",
             value: 4,
             by: 3,
             ..
-        }
+        })
     ));
     assert!(matches!(
         err(tiny_temporal(TemporalNorm::Clip).with_temporal_downsample(vec![true])),
-        VaeError::ShapeMismatch {
+        VaeError::Config(ConfigError::ShapeMismatch {
             expected: 2,
             got: 1,
             ..
-        }
+        })
     ));
     assert!(matches!(
         err(tiny_temporal(TemporalNorm::Clip).with_norm_eps(0.0)),
-        VaeError::OutOfDomain {
+        VaeError::Config(ConfigError::OutOfDomain {
             field: "norm_eps",
             ..
-        }
+        })
     ));
     let conv = CausalConv3dConfig::new(2, 2, [3, 2, 3])
         .init::<Cpu>(&d)
         .unwrap_err();
     assert!(matches!(
         conv,
-        VaeError::Unsupported {
+        VaeError::Config(ConfigError::Unsupported {
             field: "kernel_size",
             ..
-        }
+        })
     ));
     let conv = CausalConv3dConfig::new(2, 2, [1, 3, 3])
         .with_stride(2)
@@ -290,10 +291,10 @@ fn config_errors_name_the_field() {
         .unwrap_err();
     assert!(matches!(
         conv,
-        VaeError::Unsupported {
+        VaeError::Config(ConfigError::Unsupported {
             field: "stride",
             ..
-        }
+        })
     ));
     let spatial = || {
         PixelShuffleAutoencoderConfig::new()
@@ -306,7 +307,10 @@ fn config_errors_name_the_field() {
         .with_scale(vec![1.0, 1.0, -1.0, 1.0])
         .init(spatial(), &d)
         .unwrap_err();
-    assert!(matches!(e, VaeError::OutOfDomain { field: "scale", .. }));
+    assert!(matches!(
+        e,
+        VaeError::Config(ConfigError::OutOfDomain { field: "scale", .. })
+    ));
     let e = video()
         .with_shift(vec![0.0; 3])
         .init(spatial(), &d)
@@ -314,11 +318,11 @@ fn config_errors_name_the_field() {
     assert!(
         matches!(
             e,
-            VaeError::ShapeMismatch {
+            VaeError::Config(ConfigError::ShapeMismatch {
                 expected: 4,
                 got: 3,
                 ..
-            }
+            })
         ),
         "{e}"
     );
@@ -329,9 +333,9 @@ fn config_errors_name_the_field() {
         .unwrap_err();
     assert_eq!(
         e,
-        VaeError::Zero {
+        VaeError::Config(ConfigError::Zero {
             field: "micro_batch_size"
-        }
+        })
     );
     let wide = PixelShuffleAutoencoderConfig::new()
         .with_latent_channels(8)
@@ -339,11 +343,11 @@ fn config_errors_name_the_field() {
         .unwrap();
     assert!(matches!(
         video().init(wide, &d).unwrap_err(),
-        VaeError::ShapeMismatch {
+        VaeError::Config(ConfigError::ShapeMismatch {
             expected: 4,
             got: 8,
             ..
-        }
+        })
     ));
     let e = PixelShuffleAutoencoderConfig::new()
         .with_decoder_kernel(2)
@@ -351,10 +355,10 @@ fn config_errors_name_the_field() {
         .unwrap_err();
     assert!(matches!(
         e,
-        VaeError::Unsupported {
+        VaeError::Config(ConfigError::Unsupported {
             field: "decoder_kernel",
             ..
-        }
+        })
     ));
 }
 

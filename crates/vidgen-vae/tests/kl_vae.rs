@@ -5,6 +5,7 @@
 
 use burn::tensor::{Distribution, Tensor, backend::Backend};
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, fixture_path};
+use vidgen_vae::ConfigError;
 use vidgen_vae::VaeError;
 use vidgen_vae::kl::*;
 use vidgen_vae::load::load_autoencoder_kl;
@@ -199,28 +200,28 @@ fn invalid_configs_name_the_field() {
     assert!(
         matches!(
             err,
-            VaeError::NotDivisible {
+            VaeError::Config(ConfigError::NotDivisible {
                 field: "block_out_channels",
                 value: 10,
                 by: 4,
                 ..
-            }
+            })
         ),
         "{err}"
     );
     let err = init_err(base().with_down_block_types(vec!["CrossAttnDownBlock2D".into()]));
     assert!(
-        matches!(&err, VaeError::Unsupported { field: "down_block_types", value, .. } if value == "CrossAttnDownBlock2D"),
+        matches!(&err, VaeError::Config(ConfigError::Unsupported { field: "down_block_types", value, .. }) if value == "CrossAttnDownBlock2D"),
         "{err}"
     );
     let err = init_err(base().with_up_block_types(vec!["AttnUpDecoderBlock2D".into()]));
     assert!(
         matches!(
             err,
-            VaeError::Unsupported {
+            VaeError::Config(ConfigError::Unsupported {
                 field: "up_block_types",
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -228,11 +229,11 @@ fn invalid_configs_name_the_field() {
     assert!(
         matches!(
             err,
-            VaeError::ShapeMismatch {
+            VaeError::Config(ConfigError::ShapeMismatch {
                 expected: 1,
                 got: 0,
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -241,49 +242,49 @@ fn invalid_configs_name_the_field() {
     assert!(
         matches!(
             err,
-            VaeError::Unsupported {
+            VaeError::Config(ConfigError::Unsupported {
                 field: "act_fn",
                 ..
-            }
+            })
         ),
         "{err}"
     );
     let err = init_err(base().with_latent_channels(0));
     assert_eq!(
         err,
-        VaeError::Zero {
+        VaeError::Config(ConfigError::Zero {
             field: "latent_channels"
-        }
+        })
     );
     let err = init_err(base().with_layers_per_block(0));
     assert_eq!(
         err,
-        VaeError::Zero {
+        VaeError::Config(ConfigError::Zero {
             field: "layers_per_block"
-        }
+        })
     );
     let err = init_err(base().with_norm_num_groups(0));
     assert_eq!(
         err,
-        VaeError::Zero {
+        VaeError::Config(ConfigError::Zero {
             field: "norm_num_groups"
-        }
+        })
     );
     let err = init_err(base().with_block_out_channels(vec![]));
     assert_eq!(
         err,
-        VaeError::Zero {
+        VaeError::Config(ConfigError::Zero {
             field: "block_out_channels"
-        }
+        })
     );
     let err = init_err(base().with_scaling_factor(0.0));
     assert!(
         matches!(
             err,
-            VaeError::OutOfDomain {
+            VaeError::Config(ConfigError::OutOfDomain {
                 field: "scaling_factor",
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -291,10 +292,10 @@ fn invalid_configs_name_the_field() {
     assert!(
         matches!(
             err,
-            VaeError::OutOfDomain {
+            VaeError::Config(ConfigError::OutOfDomain {
                 field: "shift_factor",
                 ..
-            }
+            })
         ),
         "{err}"
     );

@@ -6,6 +6,7 @@
 
 use burn::tensor::{ElementConversion, Tensor, backend::Backend};
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, fixture_path};
+use vidgen_vae::ConfigError;
 use vidgen_vae::VaeError;
 use vidgen_vae::opensora::*;
 
@@ -91,10 +92,10 @@ fn seeded_sampling<B: Backend>(device: &B::Device) {
     let odd = Tensor::<B, 5>::zeros([1, 3, 2, 5, 4], device);
     assert!(matches!(
         vae.encode_seeded(odd, 0).unwrap_err(),
-        VaeError::NotDivisible {
+        VaeError::Config(ConfigError::NotDivisible {
             field: "input height",
             ..
-        }
+        })
     ));
 }
 
@@ -115,11 +116,11 @@ fn latent_frames_and_pieces<B: Backend>(device: &B::Device) {
     assert!(vae.check_decode(6, 20).is_ok());
     assert_eq!(
         vae.check_decode(5, 20).unwrap_err(),
-        VaeError::ShapeMismatch {
+        VaeError::Config(ConfigError::ShapeMismatch {
             what: "latent frames for num_frames",
             expected: 6,
             got: 5
-        }
+        })
     );
 }
 
@@ -176,7 +177,7 @@ fn published_config_is_the_preset() {
 
 fn unsupported(json: &str) -> (&'static str, String) {
     match OpenSoraVaeConfig::from_json_str(json, "c.json").unwrap_err() {
-        VaeError::Unsupported { field, value, .. } => (field, value),
+        VaeError::Config(ConfigError::Unsupported { field, value, .. }) => (field, value),
         other => panic!("{other:?}"),
     }
 }
@@ -249,9 +250,9 @@ fn config_errors_name_the_key() {
                 &Default::default()
             )
             .unwrap_err(),
-        VaeError::Zero {
+        VaeError::Config(ConfigError::Zero {
             field: "micro_frame_size"
-        }
+        })
     );
 }
 

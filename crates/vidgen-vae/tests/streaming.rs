@@ -4,6 +4,7 @@
 
 use burn::tensor::{Distribution, ElementConversion, Tensor, backend::Backend};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
+use vidgen_vae::ConfigError;
 use vidgen_vae::VaeError;
 use vidgen_vae::causal3d::*;
 use vidgen_vae::streaming::*;
@@ -103,10 +104,10 @@ fn streaming_errors<B: Backend>(device: &B::Device) {
     let clip = tiny(TemporalNorm::Clip).init::<B>(device).unwrap();
     assert!(matches!(
         clip.encode_cache().unwrap_err(),
-        VaeError::Unsupported {
+        VaeError::Config(ConfigError::Unsupported {
             field: "temporal_norm",
             ..
-        }
+        })
     ));
     assert!(clip.decode_cache().is_err());
     let model = tiny(TemporalNorm::PerFrame).init::<B>(device).unwrap();
@@ -116,12 +117,12 @@ fn streaming_errors<B: Backend>(device: &B::Device) {
     assert_eq!(model.encode_chunk(x, &mut cache).unwrap().mean.dims()[2], 2);
     assert_eq!(
         model.encode_finish(&cache).unwrap_err(),
-        VaeError::NotDivisible {
+        VaeError::Config(ConfigError::NotDivisible {
             field: "frames_in - 1",
             value: 5,
             by: 4,
             by_field: Some("temporal_factor")
-        }
+        })
     );
 }
 
@@ -199,9 +200,9 @@ fn tiling_config_errors() {
         .unwrap_err();
     assert_eq!(
         e,
-        VaeError::Zero {
+        VaeError::Config(ConfigError::Zero {
             field: "tile_latent_size"
-        }
+        })
     );
     let e = TiledDecodeConfig::new()
         .with_tile_latent_size(4)
@@ -210,10 +211,10 @@ fn tiling_config_errors() {
         .unwrap_err();
     assert!(matches!(
         e,
-        VaeError::OutOfDomain {
+        VaeError::Config(ConfigError::OutOfDomain {
             field: "overlap_latent",
             ..
-        }
+        })
     ));
 }
 

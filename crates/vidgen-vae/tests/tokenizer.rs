@@ -13,6 +13,7 @@ use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData, backend::Backend};
 use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
+use vidgen_vae::ConfigError;
 use vidgen_vae::VaeError;
 use vidgen_vae::tokenizer::*;
 
@@ -481,9 +482,9 @@ fn lfq_gradients_match_golden<B: AutodiffBackend>(device: &B::Device) {
 /// The field an error names, and the kind of error.
 fn field_of(err: &VaeError) -> (&'static str, &'static str) {
     match err {
-        VaeError::Zero { field } => (field, "Zero"),
-        VaeError::OutOfDomain { field, .. } => (field, "OutOfDomain"),
-        VaeError::Unsupported { field, .. } => (field, "Unsupported"),
+        VaeError::Config(ConfigError::Zero { field }) => (field, "Zero"),
+        VaeError::Config(ConfigError::OutOfDomain { field, .. }) => (field, "OutOfDomain"),
+        VaeError::Config(ConfigError::Unsupported { field, .. }) => (field, "Unsupported"),
         other => panic!("unexpected error {other:?}"),
     }
 }
@@ -515,7 +516,9 @@ fn config_errors_name_the_field() {
     let fsq = |c: FsqConfig| c.init().unwrap_err();
     assert_eq!(field_of(&fsq(FsqConfig::new(vec![]))), ("levels", "Zero"));
     let err = fsq(FsqConfig::new(vec![3, 1, 4]));
-    assert!(matches!(err, VaeError::OutOfDomain { field: "levels", value, .. } if value == 1.0));
+    assert!(
+        matches!(err, VaeError::Config(ConfigError::OutOfDomain { field: "levels", value, .. }) if value == 1.0)
+    );
     let eps = FsqConfig::new(vec![5]).with_eps(-1.0);
     assert_eq!(field_of(&fsq(eps)), ("eps", "OutOfDomain"));
     let err = fsq(FsqConfig::new(vec![1 << 16, 1 << 16]));
@@ -526,7 +529,7 @@ fn config_errors_name_the_field() {
     assert_eq!(field_of(&lfq(LfqConfig::new(0))), ("code_dim", "Zero"));
     let err = lfq(LfqConfig::new(31));
     assert!(
-        matches!(&err, VaeError::Unsupported { field: "code_dim", value, .. } if value == "31")
+        matches!(&err, VaeError::Config(ConfigError::Unsupported { field: "code_dim", value, .. }) if value == "31")
     );
     assert!(LfqConfig::new(30).init().is_ok());
     let bad = [

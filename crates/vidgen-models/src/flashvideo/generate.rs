@@ -409,7 +409,7 @@ pub fn generate_video<B: Backend>(
 /// `[−1, 1]`.
 ///
 /// # Errors
-/// [`ModelError::ShapeMismatch`] if `code_dim ≠ 3·p·p` or a frame does not have `h·w` codes.
+/// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if `code_dim ≠ 3·p·p` or a frame does not have `h·w` codes.
 pub fn decode_video<B: Backend>(
     vq: &VectorQuantizer<B>,
     frames: &[Vec<usize>],

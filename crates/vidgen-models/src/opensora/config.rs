@@ -1,6 +1,7 @@
 //! Open-Sora's `STDiT3Config` (hub `config.json`) → [`StditConfig`].
 
 use super::json::{JsonObject, JsonValue, parse_object, read_object};
+use crate::error::ConfigError;
 use crate::error::ModelError;
 use crate::stdit::StditConfig;
 use std::path::Path;
@@ -102,11 +103,11 @@ struct Keys<'a> {
 }
 
 fn bad(key: &'static str, value: &JsonValue, reason: &'static str) -> ModelError {
-    ModelError::Unsupported {
+    ModelError::Config(ConfigError::Unsupported {
         field: key,
         value: value.to_string(),
         reason,
-    }
+    })
 }
 
 impl Keys<'_> {
@@ -207,7 +208,7 @@ impl StditConfig {
     /// [`UpstreamConfigReport::unknown_keys`].
     ///
     /// # Errors
-    /// [`ModelError::Parse`] if `json` is not a JSON object; [`ModelError::Unsupported`] naming
+    /// [`ModelError::Parse`] if `json` is not a JSON object; [`ModelError::Config`] (`ConfigError::Unsupported`) naming
     /// the key and its value for a wrong type or value, `model_type` other than `"STDiT3"`, or
     /// `skip_y_embedder = true`; any error of [`validate`](Self::validate).
     pub fn from_upstream_config(json: &str) -> Result<(Self, UpstreamConfigReport), ModelError> {

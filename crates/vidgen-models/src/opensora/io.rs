@@ -3,6 +3,7 @@
 
 use super::config::UpstreamConfigReport;
 use super::load::{from_checkpoint, load_stdit3_weights, stdit3_checkpoint_files};
+use crate::error::ConfigError;
 use crate::error::ModelError;
 use crate::stdit::{StditConfig, StditInput};
 use burn::tensor::{Bool, DType, Tensor, TensorData, backend::Backend, bf16, f16};
@@ -405,7 +406,7 @@ pub(super) fn write_out<B: Backend>(
 /// [`forward_files`] with an `I64` `mask` and a `Bool` `x_mask`.
 ///
 /// # Errors
-/// [`ModelError::Unsupported`] naming the tensor for another dtype, an empty or repeated name;
+/// [`ModelError::Config`] (`ConfigError::Unsupported`) naming the tensor for another dtype, an empty or repeated name;
 /// [`ModelError::Io`] naming `path` if it cannot be written.
 pub fn write_safetensors(
     path: impl AsRef<Path>,
@@ -419,11 +420,11 @@ pub fn write_safetensors(
     let mut views = Vec::with_capacity(tensors.len());
     for (i, (name, data)) in tensors.iter().enumerate() {
         if name.is_empty() || tensors[..i].iter().any(|(n, _)| n == name) {
-            return Err(ModelError::Unsupported {
+            return Err(ModelError::Config(ConfigError::Unsupported {
                 field: "tensor name",
                 value: format!("{name:?}"),
                 reason: "must be non-empty and unique",
-            });
+            }));
         }
         let dtype = match data.dtype {
             DType::F64 => Dtype::F64,
@@ -435,11 +436,11 @@ pub fn write_safetensors(
             DType::U8 => Dtype::U8,
             DType::Bool(_) => Dtype::BOOL,
             other => {
-                return Err(ModelError::Unsupported {
+                return Err(ModelError::Config(ConfigError::Unsupported {
                     field: "tensor dtype",
                     value: format!("{name}: {other:?}"),
                     reason: "write F64, F32, F16, BF16, I64, I32, U8 or Bool tensors",
-                });
+                }));
             }
         };
         let bytes = match data.dtype {

@@ -2,6 +2,7 @@
 //! `model.safetensors.index.json`, f32/f16/bf16) into [`Stdit`] by their upstream names.
 
 use super::config::UpstreamConfigReport;
+use crate::error::ConfigError;
 use crate::error::ModelError;
 use crate::stdit::{
     CaptionEmbedder, FinalLayer, Stdit, StditBlock, StditConfig, TemporalStditBlock,
@@ -142,7 +143,7 @@ pub(super) fn from_checkpoint(error: CheckpointError) -> ModelError {
 /// [`ModelError::Io`] / [`ModelError::Parse`] naming the file; [`ModelError::MissingKeys`] /
 /// [`ModelError::UnexpectedKeys`] listing the keys in upstream spelling;
 /// [`ModelError::TensorShapeMismatch`] / [`ModelError::DtypeMismatch`] naming the file and key;
-/// [`ModelError::Unsupported`] naming `rope.freqs` if the file's RoPE frequencies are not
+/// [`ModelError::Config`] (`ConfigError::Unsupported`) naming `rope.freqs` if the file's RoPE frequencies are not
 /// `θ^(−2k/d)` with the model's `θ`. On `Err`, `model` is unchanged.
 pub fn load_stdit3_weights<B: Backend, P: AsRef<Path>>(
     model: &mut Stdit<B>,
@@ -158,11 +159,11 @@ pub fn load_stdit3_weights<B: Backend, P: AsRef<Path>>(
         .zip(&expected)
         .any(|(f, e)| (f - e).abs().is_nan() || (f - e).abs() > ROPE_FREQS_RTOL * e.abs());
     if off || found.len() != expected.len() {
-        return Err(ModelError::Unsupported {
+        return Err(ModelError::Config(ConfigError::Unsupported {
             field: "rope.freqs",
             value: format!("{found:?}"),
             reason: "the temporal RoPE uses fixed frequencies θ^(−2k/d) (rope_theta)",
-        });
+        }));
     }
     *model = Stdit {
         x_embedder: layout.x_embedder,

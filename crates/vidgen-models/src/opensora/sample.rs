@@ -38,7 +38,7 @@ pub struct Stdit3Prompt<B: Backend> {
 /// # Errors
 /// [`ModelError::Component`] (part `"scheduler"`) for a schedule the sampler rejects (see
 /// [`OpenSoraRflow::timesteps`]) or a batch that disagrees with the extent;
-/// [`ModelError::OutOfDomain`] if the captions are longer than the null caption; those of
+/// [`ModelError::Config`] (`ConfigError::OutOfDomain`) if the captions are longer than the null caption; those of
 /// [`Stdit::forward_input`].
 pub fn sample_stdit3<B: Backend>(
     model: &Stdit<B>,

@@ -4,6 +4,7 @@
 
 use super::{SnapFit, SnapFitCond};
 use crate::denoise::{Conditioning, Denoiser, TextConditioning, sample};
+use crate::error::ConfigError;
 use crate::error::{ModelError, same_size};
 use burn::tensor::{Tensor, backend::Backend};
 use std::cell::RefCell;
@@ -71,11 +72,11 @@ impl<B: Backend> Denoiser<B> for SnapFitDenoiser<'_, B> {
         let n = x.dims()[0];
         let b = self.fps.dims()[0];
         if b == 0 || !n.is_multiple_of(b) {
-            return Err(ModelError::ShapeMismatch {
+            return Err(ModelError::Config(ConfigError::ShapeMismatch {
                 what: "batch (a multiple of the fps length)",
                 expected: b,
                 got: n,
-            });
+            }));
         }
         let k = n / b;
         let cond = SnapFitCond {

@@ -3,6 +3,7 @@
 //! `t_mask_select`.
 
 use super::{NORM_EPS, StditConfig};
+use crate::error::ConfigError;
 use crate::error::ModelError;
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Linear, LinearConfig};
@@ -282,15 +283,15 @@ impl<B: Backend> CaptionEmbedder<B> {
     /// → `[batch, len, d_text]`
     ///
     /// # Errors
-    /// [`ModelError::OutOfDomain`] naming `len` if it exceeds `text_max_len`.
+    /// [`ModelError::Config`] (`ConfigError::OutOfDomain`) naming `len` if it exceeds `text_max_len`.
     pub fn null(&self, batch: usize, len: usize) -> Result<Tensor<B, 3>, ModelError> {
         let [max_len, d_text] = self.y_embedding.dims();
         if len > max_len {
-            return Err(ModelError::OutOfDomain {
+            return Err(ModelError::Config(ConfigError::OutOfDomain {
                 field: "len",
                 value: len as f64,
                 requirement: "<= text_max_len (rows of y_embedding)",
-            });
+            }));
         }
         let rows = self.y_embedding.val().narrow(0, 0, len);
         Ok(rows.reshape([1, len, d_text]).expand([batch, len, d_text]))

@@ -3,6 +3,7 @@
 
 use super::block::{BlockInputs, component};
 use super::{Stdit, StditInput};
+use crate::error::ConfigError;
 use crate::error::{ModelError, positive, same_size};
 use burn::tensor::{Bool, Tensor, backend::Backend};
 use vidgen_nn::{sincos_1d, sincos_2d, unpatchify_3d};
@@ -36,18 +37,18 @@ impl<B: Backend> Stdit<B> {
             .as_ref()
             .map_or(usize::MAX, |r| r.rotary.freq_complex.dims()[0]);
         if grid[0] > max_frames {
-            return Err(ModelError::OutOfDomain {
+            return Err(ModelError::Config(ConfigError::OutOfDomain {
                 field: "frames (T / pt)",
                 value: grid[0] as f64,
                 requirement: "<= max_frames",
-            });
+            }));
         }
         if !(p.pos_scale.is_finite() && p.pos_scale > 0.0) {
-            return Err(ModelError::OutOfDomain {
+            return Err(ModelError::Config(ConfigError::OutOfDomain {
                 field: "positional-embedding scale (√(height·width) / input_sq_size)",
                 value: p.pos_scale,
                 requirement: "finite and > 0",
-            });
+            }));
         }
         Ok(grid)
     }

@@ -12,6 +12,7 @@
 use super::Stdit;
 use super::block::component;
 use crate::denoise::{CfgMode, Conditioning, Denoiser, Guidance, TextConditioning, sample};
+use crate::error::ConfigError;
 use crate::error::{ModelError, same_size};
 use crate::text::{TextEmbedder, WordTokenizer};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
@@ -86,7 +87,7 @@ impl<B: Backend> StditDenoiser<'_, B> {
     /// of the clean latent `clean` (`[B, C, T, H, W]`).
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] if the mask is not `[B, T]` of `clean`.
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if the mask is not `[B, T]` of `clean`.
     pub fn with_frames(
         mut self,
         mask: Tensor<B, 2, Bool>,
@@ -119,19 +120,19 @@ impl<B: Backend> StditDenoiser<'_, B> {
         let dims = x.dims();
         let b = clean.dims()[0];
         if b == 0 || !dims[0].is_multiple_of(b) {
-            return Err(ModelError::ShapeMismatch {
+            return Err(ModelError::Config(ConfigError::ShapeMismatch {
                 what: "batch (a multiple of the clean latent's)",
                 expected: b,
                 got: dims[0],
-            });
+            }));
         }
         for (axis, (e, g)) in clean.dims().iter().zip(dims).enumerate().skip(1) {
             if *e != g {
-                return Err(ModelError::ShapeMismatch {
+                return Err(ModelError::Config(ConfigError::ShapeMismatch {
                     what: ["clean B", "clean C", "clean T", "clean H", "clean W"][axis],
                     expected: *e,
                     got: g,
-                });
+                }));
             }
         }
         let k = dims[0] / b;
@@ -169,7 +170,7 @@ impl<B: Backend> Denoiser<B> for StditDenoiser<'_, B> {
 /// `[B, C, T, H, W]`
 ///
 /// # Errors
-/// [`ModelError::ShapeMismatch`] if the texts or the clean latent disagree with `latent_shape`;
+/// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if the texts or the clean latent disagree with `latent_shape`;
 /// [`ModelError::Component`] for a frame mask of the wrong size; [`ModelError::NonFinite`] naming
 /// the step from the check; any error of [`Stdit::forward`].
 #[allow(clippy::too_many_arguments)]
@@ -189,11 +190,11 @@ pub fn sample_stdit<B: Backend>(
     if let Some((m, clean)) = &cond.frames {
         for (axis, (e, g)) in latent_shape.iter().zip(clean.dims()).enumerate() {
             if *e != g {
-                return Err(ModelError::ShapeMismatch {
+                return Err(ModelError::Config(ConfigError::ShapeMismatch {
                     what: ["clean B", "clean C", "clean T", "clean H", "clean W"][axis],
                     expected: *e,
                     got: g,
-                });
+                }));
             }
         }
         let mask = frame_mask_tensor::<B>(m, [b, t], &device)?;
@@ -272,7 +273,7 @@ impl<B: Backend> TextToVideo<B> {
     /// Pairs the parts.
     ///
     /// # Errors
-    /// [`ModelError::ShapeMismatch`] if the embedding width is not the model's `d_text`, or the
+    /// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if the embedding width is not the model's `d_text`, or the
     /// tokenizer's vocabulary is not the embedding's.
     pub fn new(
         model: Stdit<B>,
@@ -329,7 +330,7 @@ impl<B: Backend> TextToVideo<B> {
     /// `text`: `[N, L, d_text]`, `text_lens`: `N` → `[N, C, T, H, W]`
     ///
     /// # Errors
-    /// [`ModelError::Component`] for invalid flow or guidance settings; [`ModelError::OutOfDomain`]
+    /// [`ModelError::Component`] for invalid flow or guidance settings; [`ModelError::Config`] (`ConfigError::OutOfDomain`)
     /// if `L` exceeds the null caption; any error of [`sample_stdit`].
     pub fn generate_from_embeddings(
         &self,

@@ -18,6 +18,7 @@
 //! there (a 2×2 square for images), so `d_k` is defined for every grid with two or more tokens.
 
 use super::{ScanOrder, grid_len, invert, raster_index};
+use crate::error::ConfigError;
 use crate::error::{SsmError, positive};
 
 /// Which 2×2×2 cubes `d_k` averages over.
@@ -60,11 +61,11 @@ fn check_inputs(grid: [usize; 3], layers: &[ScanOrder]) -> Result<(), SsmError> 
     positive("grid[2] (W)", grid[2])?;
     positive("layers", layers.len())?;
     if grid_len(grid) < 2 {
-        return Err(SsmError::Unsupported {
+        return Err(SsmError::Config(ConfigError::Unsupported {
             field: "grid",
             value: format!("{grid:?}"),
             reason: "a single token has no adjacent pairs",
-        });
+        }));
     }
     Ok(())
 }
@@ -76,7 +77,7 @@ fn check_inputs(grid: [usize; 3], layers: &[ScanOrder]) -> Result<(), SsmError> 
 /// that contain it (a product of per-axis counts), so no cube is enumerated.
 ///
 /// # Errors
-/// [`SsmError::Zero`] naming a grid side or `layers` if it is 0; [`SsmError::Unsupported`]
+/// [`SsmError::Config`] (`ConfigError::Zero`) naming a grid side or `layers` if it is 0; [`SsmError::Config`] (`ConfigError::Unsupported`)
 /// naming `grid` if it holds a single token.
 pub fn adjacency_curve(
     grid: [usize; 3],

@@ -40,7 +40,7 @@ impl ReviewTokensConfig {
     /// Builds the review-token builder.
     ///
     /// # Errors
-    /// [`SsmError::Zero`] naming `pool_t`, `pool_h` or `pool_w`.
+    /// [`SsmError::Config`] (`ConfigError::Zero`) naming `pool_t`, `pool_h` or `pool_w`.
     pub fn init(&self) -> Result<ReviewTokens, SsmError> {
         positive("pool_t", self.pool_t)?;
         positive("pool_h", self.pool_h)?;

@@ -5,6 +5,7 @@
 //! (`k_h/2`, `k_w/2`), then convolves without padding. Burn's `PaddingConfig3d::Explicit` is
 //! symmetric, so the spatial padding goes to the conv and the front time padding is ours.
 
+use crate::error::ConfigError;
 use crate::error::{VaeError, positive};
 use burn::config::Config;
 use burn::module::Module;
@@ -89,8 +90,8 @@ impl CausalConv3dConfig {
     /// Builds the conv.
     ///
     /// # Errors
-    /// [`VaeError::Zero`] for a zero channel count, kernel size or stride;
-    /// [`VaeError::Unsupported`] for an even spatial kernel or `stride > k_t`.
+    /// [`VaeError::Config`] (`ConfigError::Zero`) for a zero channel count, kernel size or stride;
+    /// [`VaeError::Config`] (`ConfigError::Unsupported`) for an even spatial kernel or `stride > k_t`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<CausalConv3d<B>, VaeError> {
         positive("chan_in", self.chan_in)?;
         positive("chan_out", self.chan_out)?;
@@ -100,18 +101,18 @@ impl CausalConv3dConfig {
             positive("kernel_size", k)?;
         }
         if kh.is_multiple_of(2) || kw.is_multiple_of(2) {
-            return Err(VaeError::Unsupported {
+            return Err(VaeError::Config(ConfigError::Unsupported {
                 field: "kernel_size",
                 value: format!("{:?}", self.kernel_size),
                 reason: "spatial kernel sizes must be odd (same padding)",
-            });
+            }));
         }
         if self.stride > kt {
-            return Err(VaeError::Unsupported {
+            return Err(VaeError::Config(ConfigError::Unsupported {
                 field: "stride",
                 value: self.stride.to_string(),
                 reason: "a temporal stride above k_t gives a negative causal padding",
-            });
+            }));
         }
         let conv = Conv3dConfig::new([self.chan_in, self.chan_out], self.kernel_size)
             .with_stride([self.stride, 1, 1])

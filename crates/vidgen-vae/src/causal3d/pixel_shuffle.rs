@@ -4,6 +4,7 @@
 //! overlap of at least `k − 1` latent pixels is exact up to the blending.
 
 use super::SpatialAutoencoder;
+use crate::error::ConfigError;
 use crate::error::{VaeError, positive};
 use burn::config::Config;
 use burn::module::Module;
@@ -29,7 +30,7 @@ impl PixelShuffleAutoencoderConfig {
     /// Builds it with random weights.
     ///
     /// # Errors
-    /// [`VaeError::Zero`] for a zero field; [`VaeError::Unsupported`] for an even `decoder_kernel`.
+    /// [`VaeError::Config`] (`ConfigError::Zero`) for a zero field; [`VaeError::Config`] (`ConfigError::Unsupported`) for an even `decoder_kernel`.
     pub fn init<B: Backend>(
         &self,
         device: &B::Device,
@@ -38,11 +39,11 @@ impl PixelShuffleAutoencoderConfig {
         positive("latent_channels", self.latent_channels)?;
         positive("decoder_kernel", self.decoder_kernel)?;
         if self.decoder_kernel.is_multiple_of(2) {
-            return Err(VaeError::Unsupported {
+            return Err(VaeError::Config(ConfigError::Unsupported {
                 field: "decoder_kernel",
                 value: self.decoder_kernel.to_string(),
                 reason: "must be odd (same padding)",
-            });
+            }));
         }
         let (f, c, k) = (
             self.spatial_factor,

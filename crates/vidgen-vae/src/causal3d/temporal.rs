@@ -115,9 +115,9 @@ impl TemporalAutoencoderConfig {
     /// Builds the autoencoder.
     ///
     /// # Errors
-    /// [`VaeError::Zero`] for a zero size; [`VaeError::ShapeMismatch`] if `temporal_downsample`
-    /// does not have `len(channel_multipliers) − 1` entries; [`VaeError::NotDivisible`] if a level
-    /// width is not a multiple of `num_groups`; [`VaeError::OutOfDomain`] for `norm_eps <= 0`.
+    /// [`VaeError::Config`] (`ConfigError::Zero`) for a zero size; [`VaeError::Config`] (`ConfigError::ShapeMismatch`) if `temporal_downsample`
+    /// does not have `len(channel_multipliers) − 1` entries; [`VaeError::Config`] (`ConfigError::NotDivisible`) if a level
+    /// width is not a multiple of `num_groups`; [`VaeError::Config`] (`ConfigError::OutOfDomain`) for `norm_eps <= 0`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<TemporalAutoencoder<B>, VaeError> {
         self.validate()?;
         let plan = Plan { cfg: self };

@@ -36,10 +36,10 @@ impl VideoAutoencoderConfig {
     /// Builds the video VAE around `spatial`.
     ///
     /// # Errors
-    /// Those of [`TemporalAutoencoderConfig::init`]; [`VaeError::ShapeMismatch`] if `shift` or
+    /// Those of [`TemporalAutoencoderConfig::init`]; [`VaeError::Config`] (`ConfigError::ShapeMismatch`) if `shift` or
     /// `scale` do not have `embed_dim` entries or the spatial latent channels differ from
-    /// `temporal.in_out_channels`; [`VaeError::OutOfDomain`] for a `scale` entry or
-    /// `spatial_scaling_factor` `<= 0`; [`VaeError::Zero`] for `micro_batch_size` or
+    /// `temporal.in_out_channels`; [`VaeError::Config`] (`ConfigError::OutOfDomain`) for a `scale` entry or
+    /// `spatial_scaling_factor` `<= 0`; [`VaeError::Config`] (`ConfigError::Zero`) for `micro_batch_size` or
     /// `micro_frame_size` `= Some(0)`.
     pub fn init<B: Backend, S: SpatialAutoencoder<B>>(
         &self,
@@ -155,13 +155,13 @@ impl<B: Backend, S: SpatialAutoencoder<B>> VideoAutoencoder<B, S> {
     /// Checks that a latent of `latent_frames` frames decodes to `num_frames` frames.
     ///
     /// # Errors
-    /// [`VaeError::ShapeMismatch`] naming the latent frames `num_frames` needs.
+    /// [`VaeError::Config`] (`ConfigError::ShapeMismatch`) naming the latent frames `num_frames` needs.
     pub fn check_decode(&self, latent_frames: usize, num_frames: usize) -> Result<(), VaeError> {
-        same_size(
+        Ok(same_size(
             "latent frames for num_frames",
             self.latent_frames(num_frames),
             latent_frames,
-        )
+        )?)
     }
 
     /// Temporal encode piece by piece ([`Self::frame_pieces`]); `each` turns a piece's posterior

@@ -3,6 +3,7 @@
 
 use super::OpenSoraVae;
 use crate::causal3d::{Activation, TemporalAutoencoderConfig, VideoAutoencoderConfig};
+use crate::error::ConfigError;
 use crate::error::VaeError;
 use crate::kl::AutoencoderKlConfig;
 use burn::config::Config;
@@ -164,7 +165,7 @@ impl OpenSoraVaeConfig {
     ///
     /// # Errors
     /// [`VaeError::Parse`] (with `path` = `source`) if the text is not a JSON object;
-    /// [`VaeError::Unsupported`] naming the key (e.g. `vae_temporal.filters`) for a missing
+    /// [`VaeError::Config`] (`ConfigError::Unsupported`) naming the key (e.g. `vae_temporal.filters`) for a missing
     /// required key, a value of the wrong type, an unknown `type` or `from_pretrained`, or a
     /// `shift`/`scale` of the wrong length.
     pub fn from_json_str(text: &str, source: &str) -> Result<Self, VaeError> {
@@ -285,11 +286,11 @@ fn parse_vae_temporal(k: &Keys) -> Result<TemporalAutoencoderConfig, VaeError> {
         } else {
             "not a VAE_Temporal argument"
         };
-        return Err(VaeError::Unsupported {
+        return Err(VaeError::Config(ConfigError::Unsupported {
             field: "vae_temporal",
             value: format!("key `{key}` (in {})", k.source),
             reason,
-        });
+        }));
     }
     let set = |v: &mut usize, key| k.usize_opt(key).map(|o| *v = o.unwrap_or(*v));
     set(&mut c.in_out_channels, "vae_temporal.in_out_channels")?;
@@ -335,11 +336,11 @@ impl<'a> Keys<'a> {
     }
 
     fn bad(&self, field: &'static str, value: &dyn Display, reason: &'static str) -> VaeError {
-        VaeError::Unsupported {
+        VaeError::Config(ConfigError::Unsupported {
             field,
             value: format!("{value} (in {})", self.source),
             reason,
-        }
+        })
     }
 
     fn missing(&self, field: &'static str) -> VaeError {

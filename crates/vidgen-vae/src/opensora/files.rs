@@ -2,6 +2,7 @@
 //! `x_rec`, as `.safetensors`.
 
 use super::{OpenSoraVae, OpenSoraVaeConfig, load_open_sora_vae};
+use crate::error::ConfigError;
 use crate::error::VaeError;
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 use burn_store::{ModuleStore, SafetensorsStore, SafetensorsStoreError};
@@ -112,7 +113,7 @@ pub fn read_video_input<B: Backend>(
 /// order given.
 ///
 /// # Errors
-/// [`VaeError::Io`] naming `path` if it cannot be written; [`VaeError::Unsupported`] naming
+/// [`VaeError::Io`] naming `path` if it cannot be written; [`VaeError::Config`] (`ConfigError::Unsupported`) naming
 /// `tensor name` for a repeated or empty name.
 pub fn write_f32_safetensors(
     path: impl AsRef<Path>,
@@ -123,11 +124,11 @@ pub fn write_f32_safetensors(
     let mut bytes: Vec<u8> = Vec::new();
     for (name, data) in tensors {
         if name.is_empty() || header.contains_key(*name) || *name == "__metadata__" {
-            return Err(VaeError::Unsupported {
+            return Err(VaeError::Config(ConfigError::Unsupported {
                 field: "tensor name",
                 value: format!("{name:?}"),
                 reason: "must be non-empty, unique and not `__metadata__`",
-            });
+            }));
         }
         let values = data.clone().convert_dtype(DType::F32);
         let start = bytes.len();

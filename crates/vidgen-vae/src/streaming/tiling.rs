@@ -3,6 +3,7 @@
 //! `blend_v`, `blend_h`). Peak activation memory scales with the tile area instead of the frame
 //! area (see `docs/vae.md` for a measurement).
 
+use crate::error::ConfigError;
 use crate::error::{VaeError, positive};
 use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
@@ -23,16 +24,16 @@ impl TiledDecodeConfig {
     /// Validates the sizes.
     ///
     /// # Errors
-    /// [`VaeError::Zero`] for `tile_latent_size = 0`; [`VaeError::OutOfDomain`] naming
+    /// [`VaeError::Config`] (`ConfigError::Zero`) for `tile_latent_size = 0`; [`VaeError::Config`] (`ConfigError::OutOfDomain`) naming
     /// `overlap_latent` if it is not below `tile_latent_size`.
     pub fn init(&self) -> Result<TiledDecode, VaeError> {
         positive("tile_latent_size", self.tile_latent_size)?;
         if self.overlap_latent >= self.tile_latent_size {
-            return Err(VaeError::OutOfDomain {
+            return Err(VaeError::Config(ConfigError::OutOfDomain {
                 field: "overlap_latent",
                 value: self.overlap_latent as f64,
                 requirement: "< tile_latent_size",
-            });
+            }));
         }
         Ok(TiledDecode {
             tile: self.tile_latent_size,

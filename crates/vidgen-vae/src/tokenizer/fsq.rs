@@ -4,6 +4,7 @@
 //! indexed in mixed radix (channel 0 least significant).
 
 use super::{flatten_channels, flatten_indices, index_shape};
+use crate::error::ConfigError;
 use crate::error::{VaeError, positive_f64};
 use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
@@ -26,19 +27,19 @@ impl FsqConfig {
     /// Builds the quantizer.
     ///
     /// # Errors
-    /// [`VaeError::Zero`] naming `levels` if it is empty; [`VaeError::OutOfDomain`] naming
-    /// `levels` with the first level below 2, or `eps` (`<= 0`); [`VaeError::Unsupported`] naming
+    /// [`VaeError::Config`] (`ConfigError::Zero`) naming `levels` if it is empty; [`VaeError::Config`] (`ConfigError::OutOfDomain`) naming
+    /// `levels` with the first level below 2, or `eps` (`<= 0`); [`VaeError::Config`] (`ConfigError::Unsupported`) naming
     /// `levels` if `∏ L_i` exceeds `i32::MAX`.
     pub fn init(&self) -> Result<Fsq, VaeError> {
         if self.levels.is_empty() {
-            return Err(VaeError::Zero { field: "levels" });
+            return Err(VaeError::Config(ConfigError::Zero { field: "levels" }));
         }
         if let Some(&bad) = self.levels.iter().find(|&&l| l < 2) {
-            return Err(VaeError::OutOfDomain {
+            return Err(VaeError::Config(ConfigError::OutOfDomain {
                 field: "levels",
                 value: bad as f64,
                 requirement: ">= 2 for every channel",
-            });
+            }));
         }
         positive_f64("eps", self.eps)?;
         let mut basis = Vec::with_capacity(self.levels.len());
@@ -48,10 +49,12 @@ impl FsqConfig {
             size = size
                 .checked_mul(l)
                 .filter(|&s| s <= MAX_CODEBOOK)
-                .ok_or_else(|| VaeError::Unsupported {
-                    field: "levels",
-                    value: format!("{:?}", self.levels),
-                    reason: "the codebook size ∏ L_i must not exceed i32::MAX",
+                .ok_or_else(|| {
+                    VaeError::Config(ConfigError::Unsupported {
+                        field: "levels",
+                        value: format!("{:?}", self.levels),
+                        reason: "the codebook size ∏ L_i must not exceed i32::MAX",
+                    })
                 })?;
         }
         Ok(Fsq {

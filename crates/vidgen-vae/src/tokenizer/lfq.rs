@@ -5,6 +5,7 @@
 //! codebook use.
 
 use super::{flatten_channels, flatten_indices, index_shape, non_negative, straight_through};
+use crate::error::ConfigError;
 use crate::error::{VaeError, positive, positive_f64};
 use burn::config::Config;
 use burn::tensor::activation::softmax;
@@ -42,18 +43,18 @@ impl LfqConfig {
     /// Builds the quantizer.
     ///
     /// # Errors
-    /// [`VaeError::Zero`] naming `code_dim`; [`VaeError::Unsupported`] naming `code_dim` above 30
-    /// (indices are 32-bit); [`VaeError::OutOfDomain`] naming `entropy_weight`,
+    /// [`VaeError::Config`] (`ConfigError::Zero`) naming `code_dim`; [`VaeError::Config`] (`ConfigError::Unsupported`) naming `code_dim` above 30
+    /// (indices are 32-bit); [`VaeError::Config`] (`ConfigError::OutOfDomain`) naming `entropy_weight`,
     /// `commitment_weight` or `diversity_gamma` (`< 0`), `inv_temperature` or `codebook_scale`
     /// (`<= 0`).
     pub fn init(&self) -> Result<Lfq, VaeError> {
         positive("code_dim", self.code_dim)?;
         if self.code_dim > MAX_CODE_DIM {
-            return Err(VaeError::Unsupported {
+            return Err(VaeError::Config(ConfigError::Unsupported {
                 field: "code_dim",
                 value: self.code_dim.to_string(),
                 reason: "indices are 32-bit integers: at most 30 channels",
-            });
+            }));
         }
         non_negative("entropy_weight", self.entropy_weight)?;
         non_negative("commitment_weight", self.commitment_weight)?;

@@ -6,6 +6,7 @@
 //! `[n_codes, code_dim]`) and lucidrains' EMA buffers (`cluster_size`, `embed_avg`).
 
 use super::{flatten_channels, flatten_indices, index_shape, non_negative, straight_through};
+use crate::error::ConfigError;
 use crate::error::{VaeError, positive, positive_f64};
 use burn::config::Config;
 use burn::module::{Module, Param};
@@ -46,7 +47,7 @@ impl VectorQuantizerConfig {
     /// replacing the fields.
     ///
     /// # Errors
-    /// [`VaeError::Zero`] naming `n_codes` or `code_dim`; [`VaeError::OutOfDomain`] naming `beta`
+    /// [`VaeError::Config`] (`ConfigError::Zero`) naming `n_codes` or `code_dim`; [`VaeError::Config`] (`ConfigError::OutOfDomain`) naming `beta`
     /// (`< 0`), `ema.decay` (outside `(0, 1)`) or `ema.eps` (`<= 0`).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<VectorQuantizer<B>, VaeError> {
         positive("n_codes", self.n_codes)?;
@@ -54,11 +55,11 @@ impl VectorQuantizerConfig {
         non_negative("beta", self.beta)?;
         if let Some(ema) = &self.ema {
             if !(ema.decay > 0.0 && ema.decay < 1.0) {
-                return Err(VaeError::OutOfDomain {
+                return Err(VaeError::Config(ConfigError::OutOfDomain {
                     field: "ema.decay",
                     value: ema.decay,
                     requirement: "in (0, 1)",
-                });
+                }));
             }
             positive_f64("ema.eps", ema.eps)?;
         }
@@ -183,7 +184,7 @@ impl<B: Backend> VectorQuantizer<B> {
     /// `z`: `[.., code_dim]`, `indices`: `[.., 1]` with the same leading axes.
     ///
     /// # Errors
-    /// [`VaeError::Unsupported`] naming `ema` if the quantizer was built without EMA.
+    /// [`VaeError::Config`] (`ConfigError::Unsupported`) naming `ema` if the quantizer was built without EMA.
     ///
     /// # Panics
     /// If the shapes disagree or an index is out of range.
@@ -197,11 +198,11 @@ impl<B: Backend> VectorQuantizer<B> {
             self.cluster_size.clone(),
             self.embed_avg.clone(),
         ) else {
-            return Err(VaeError::Unsupported {
+            return Err(VaeError::Config(ConfigError::Unsupported {
                 field: "ema",
                 value: "None".into(),
                 reason: "ema_update needs a quantizer built with EMA",
-            });
+            }));
         };
         let (k, c) = self.dims();
         let flat = flatten_channels(z, c, "VectorQuantizer::ema_update").detach();
