@@ -75,7 +75,9 @@ mod input;
 mod pipeline;
 
 pub use crate::denoise::CfgMode;
-pub use block::{CaptionEmbedder, FinalLayer, StditBlock, TemporalStditBlock};
+pub use block::{
+    CaptionEmbedder, FinalLayer, FrameAttention, SpatialStditBlock, StditBlock, TemporalStditBlock,
+};
 pub use input::StditInput;
 pub use pipeline::{
     GenerateOptions, StditConditioning, StditDenoiser, TextToVideo, frame_mask_tensor, sample_stdit,
@@ -324,7 +326,7 @@ impl StditConfig {
             .map_err(component("t_block"))?;
         let (mut spatial_blocks, mut temporal_blocks) = (Vec::new(), Vec::new());
         for _ in 0..self.depth {
-            spatial_blocks.push(StditBlock::new(self, device)?);
+            spatial_blocks.push(SpatialStditBlock::new(self, device)?);
             temporal_blocks.push(TemporalStditBlock::new(self, device)?);
         }
         let out_width = self.patch_size.iter().product::<usize>() * self.out_channels();
@@ -364,7 +366,7 @@ pub struct Stdit<B: Backend> {
     /// Text projection and null caption.
     pub y_embedder: CaptionEmbedder<B>,
     /// Attention within frames, one per depth.
-    pub spatial_blocks: Vec<StditBlock<B>>,
+    pub spatial_blocks: Vec<SpatialStditBlock<B>>,
     /// Attention across frames, one per depth.
     pub temporal_blocks: Vec<TemporalStditBlock<B>>,
     /// Final modulation and projection to patch vectors.

@@ -5,7 +5,7 @@ use super::config::UpstreamConfigReport;
 use crate::error::ConfigError;
 use crate::error::ModelError;
 use crate::stdit::{
-    CaptionEmbedder, FinalLayer, Stdit, StditBlock, StditConfig, TemporalStditBlock,
+    CaptionEmbedder, FinalLayer, SpatialStditBlock, Stdit, StditConfig, TemporalStditBlock,
 };
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, backend::Backend};
@@ -60,7 +60,7 @@ struct Stdit3Layout<B: Backend> {
     fps_embedder: TimestepEmbedder<B>,
     t_block: AdaLnModulation<B>,
     y_embedder: CaptionEmbedder<B>,
-    spatial_blocks: Vec<StditBlock<B>>,
+    spatial_blocks: Vec<SpatialStditBlock<B>>,
     temporal_blocks: Vec<TemporalStditBlock<B>>,
     final_layer: FinalLayer<B>,
     rope: RopeFreqs<B>,

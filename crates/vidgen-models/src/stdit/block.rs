@@ -9,7 +9,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Bool, Tensor, backend::Backend};
 use vidgen_attention::{
-    AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, SpatialAttention,
+    AttentionArgs, AttentionError, MultiHeadAttention, MultiHeadAttentionConfig, SpatialAttention,
     TemporalAttention,
 };
 use vidgen_nn::{Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate};
@@ -150,12 +150,102 @@ fn zero_weight<B: Backend>(linear: &mut Linear<B>, device: &B::Device) {
     linear.weight = Param::from_tensor(Tensor::zeros(dims, device));
 }
 
-/// A spatial STDiT3 block: self-attention within each frame, cross-attention to text, MLP, all
-/// with adaLN-single modulation.
+/// The self-attention an [`StditBlock`] mixes its tokens with: within each frame
+/// ([`SpatialAttention`]) or across the frames at each position, with temporal RoPE
+/// ([`TemporalAttention`]).
+pub trait FrameAttention<B: Backend>: Sized {
+    /// The part named in errors.
+    const PART: &'static str;
+
+    /// Builds the attention of `config`.
+    ///
+    /// # Errors
+    /// [`ModelError::Component`] naming [`Self::PART`] for an invalid attention config.
+    fn build(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError>;
+
+    /// Whether the block's output projections start at zero (upstream: the temporal blocks).
+    fn zero_init(config: &StditConfig) -> bool;
+
+    /// Self-attention over `[B, T·S, D]` tokens, `T = frames` frames of `S = spatial` tokens;
+    /// `reference` selects the naive twin.
+    ///
+    /// # Errors
+    /// The attention's shape errors.
+    fn attend(
+        &self,
+        x: Tensor<B, 3>,
+        frames: usize,
+        spatial: usize,
+        reference: bool,
+    ) -> Result<Tensor<B, 3>, AttentionError>;
+}
+
+impl<B: Backend> FrameAttention<B> for SpatialAttention<B> {
+    const PART: &'static str = "spatial attn";
+
+    fn build(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError> {
+        config
+            .attention()
+            .init_spatial(device)
+            .map_err(component(Self::PART))
+    }
+
+    fn zero_init(_: &StditConfig) -> bool {
+        false
+    }
+
+    fn attend(
+        &self,
+        x: Tensor<B, 3>,
+        frames: usize,
+        spatial: usize,
+        reference: bool,
+    ) -> Result<Tensor<B, 3>, AttentionError> {
+        if reference {
+            self.forward_reference(x, frames, spatial)
+        } else {
+            self.forward(x, frames, spatial)
+        }
+    }
+}
+
+impl<B: Backend> FrameAttention<B> for TemporalAttention<B> {
+    const PART: &'static str = "temporal attn";
+
+    fn build(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError> {
+        config
+            .attention()
+            .init_temporal(device)
+            .map_err(component(Self::PART))
+    }
+
+    fn zero_init(config: &StditConfig) -> bool {
+        config.zero_init_temporal
+    }
+
+    fn attend(
+        &self,
+        x: Tensor<B, 3>,
+        frames: usize,
+        spatial: usize,
+        reference: bool,
+    ) -> Result<Tensor<B, 3>, AttentionError> {
+        if reference {
+            self.forward_reference(x, frames, spatial)
+        } else {
+            self.forward(x, frames, spatial)
+        }
+    }
+}
+
+/// An STDiT3 block: self-attention `A` ([`FrameAttention`]: within frames or across them),
+/// cross-attention to text, MLP, all with adaLN-single modulation. Upstream's spatial and
+/// temporal blocks are [`SpatialStditBlock`] and [`TemporalStditBlock`]; both have the same
+/// parameter names.
 #[derive(Module, Debug)]
-pub struct StditBlock<B: Backend> {
-    /// Self-attention within frames.
-    pub attn: SpatialAttention<B>,
+pub struct StditBlock<B: Backend, A> {
+    /// Self-attention within or across frames.
+    pub attn: A,
     /// Cross-attention from tokens to the projected text (`q_linear`, `kv_linear`, `proj`).
     pub cross_attn: MultiHeadAttention<B>,
     /// GELU(tanh) MLP.
@@ -164,62 +254,18 @@ pub struct StditBlock<B: Backend> {
     pub scale_shift_table: ScaleShiftTable<B>,
 }
 
-impl<B: Backend> StditBlock<B> {
-    pub(crate) fn new(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError> {
-        let (cross_attn, mlp, scale_shift_table) = block_parts(config, false, device)?;
-        let attn = config
-            .attention()
-            .init_spatial(device)
-            .map_err(component("spatial attn"))?;
-        Ok(Self {
-            attn,
-            cross_attn,
-            mlp,
-            scale_shift_table,
-        })
-    }
+/// A spatial STDiT3 block: self-attention within each frame.
+pub type SpatialStditBlock<B> = StditBlock<B, SpatialAttention<B>>;
 
-    pub(crate) fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        inputs: &BlockInputs<B>,
-    ) -> Result<Tensor<B, 3>, ModelError> {
-        let parts = (&self.scale_shift_table, &self.cross_attn, &self.mlp);
-        let (frames, spatial) = (inputs.frames, inputs.spatial);
-        block_forward(x, parts, inputs, |y| {
-            let y = if inputs.reference {
-                self.attn.forward_reference(y, frames, spatial)
-            } else {
-                self.attn.forward(y, frames, spatial)
-            };
-            y.map_err(component("spatial attn"))
-        })
-    }
-}
+/// A temporal STDiT3 block: self-attention across frames (temporal RoPE).
+pub type TemporalStditBlock<B> = StditBlock<B, TemporalAttention<B>>;
 
-/// A temporal STDiT3 block: as [`StditBlock`] with self-attention across frames (temporal RoPE).
-#[derive(Module, Debug)]
-pub struct TemporalStditBlock<B: Backend> {
-    /// Self-attention across frames.
-    pub attn: TemporalAttention<B>,
-    /// Cross-attention to the projected text.
-    pub cross_attn: MultiHeadAttention<B>,
-    /// GELU(tanh) MLP.
-    pub mlp: Mlp<B>,
-    /// This block's `[6, D]` learnt offsets.
-    pub scale_shift_table: ScaleShiftTable<B>,
-}
-
-impl<B: Backend> TemporalStditBlock<B> {
+impl<B: Backend, A: FrameAttention<B>> StditBlock<B, A> {
     pub(crate) fn new(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError> {
         let (cross_attn, mlp, scale_shift_table) =
-            block_parts(config, config.zero_init_temporal, device)?;
-        let attn = config
-            .attention()
-            .init_temporal(device)
-            .map_err(component("temporal attn"))?;
+            block_parts(config, A::zero_init(config), device)?;
         Ok(Self {
-            attn,
+            attn: A::build(config, device)?,
             cross_attn,
             mlp,
             scale_shift_table,
@@ -234,12 +280,9 @@ impl<B: Backend> TemporalStditBlock<B> {
         let parts = (&self.scale_shift_table, &self.cross_attn, &self.mlp);
         let (frames, spatial) = (inputs.frames, inputs.spatial);
         block_forward(x, parts, inputs, |y| {
-            let y = if inputs.reference {
-                self.attn.forward_reference(y, frames, spatial)
-            } else {
-                self.attn.forward(y, frames, spatial)
-            };
-            y.map_err(component("temporal attn"))
+            self.attn
+                .attend(y, frames, spatial, inputs.reference)
+                .map_err(component(A::PART))
         })
     }
 }
