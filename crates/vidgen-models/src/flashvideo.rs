@@ -146,7 +146,7 @@ impl FlashVideoConfig {
         positive("text_vocab_size", self.text_vocab_size)?;
         positive("d_model", self.d_model)?;
         positive("n_heads", self.n_heads)?;
-        positive("depth", self.depth)?;
+        vidgen_nn::error::layer_count("depth", self.depth)?;
         positive("frame_grid[0]", self.frame_grid[0])?;
         positive("frame_grid[1]", self.frame_grid[1])?;
         positive("n_frames", self.n_frames)?;

@@ -121,6 +121,7 @@ impl LinGenConfig {
     /// [`ModelError::Config`] (`ConfigError::NotDivisible`) for `d_model % n_heads` or `d_inner % mamba_head_dim`;
     /// [`ModelError::Config`] (`ConfigError::OutOfDomain`) for `norm_eps <= 0`.
     pub fn validate(&self) -> Result<(), ModelError> {
+        vidgen_nn::error::layer_count("depth", self.depth)?;
         for (field, value) in [
             ("in_channels", self.in_channels),
             ("d_model", self.d_model),

@@ -138,7 +138,10 @@ impl SnapFitConfig {
         for g in self.group_size {
             positive("group_size", g)?;
         }
-        positive("n_blocks", self.n_blocks)?;
+        vidgen_nn::error::layer_count("n_blocks", self.n_blocks)?;
+        if self.n_latent_layers > vidgen_nn::error::MAX_LAYERS {
+            vidgen_nn::error::layer_count("n_latent_layers", self.n_latent_layers)?;
+        }
         positive("n_heads", self.n_heads)?;
         positive("d_text", self.d_text)?;
         positive("frequency_dim", self.frequency_dim)?;

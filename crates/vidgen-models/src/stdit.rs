@@ -211,6 +211,7 @@ impl StditConfig {
     /// `qk_norm_eps`, `rope_theta`, `pos_interpolation_scale` or `input_sq_size` not > 0,
     /// `frequency_dim < 2`, sizes whose parameter count exceeds [`MAX_PARAMETERS`].
     pub fn validate(&self) -> Result<(), ModelError> {
+        vidgen_nn::error::layer_count("depth", self.depth)?;
         for (field, value) in [
             ("d_model", self.d_model),
             ("n_heads", self.n_heads),

@@ -129,6 +129,28 @@ pub fn positive(field: &'static str, value: usize) -> Result<(), ConfigError> {
     }
 }
 
+/// The most layers or blocks a configuration may repeat. Layer counts allocate their modules
+/// when a model is built, before any weight is read; a count above this (a corrupted or
+/// mistyped config) is rejected instead of exhausting memory. Published video models use
+/// fewer than 100.
+pub const MAX_LAYERS: usize = 1024;
+
+/// `Err` unless `1 ≤ value ≤` [`MAX_LAYERS`].
+///
+/// # Errors
+/// [`ConfigError::Zero`] for 0, [`ConfigError::OutOfDomain`] naming `field` above the maximum.
+pub fn layer_count(field: &'static str, value: usize) -> Result<(), ConfigError> {
+    positive(field, value)?;
+    if value > MAX_LAYERS {
+        return Err(ConfigError::OutOfDomain {
+            field,
+            value: value as f64,
+            requirement: "<= 1024 (MAX_LAYERS)",
+        });
+    }
+    Ok(())
+}
+
 /// `Err(NotDivisible)` unless `by` divides `value` (`by = 0` divides nothing).
 ///
 /// # Errors

@@ -156,7 +156,7 @@ impl AutoencoderKlConfig {
         positive("in_channels", self.in_channels)?;
         positive("out_channels", self.out_channels)?;
         positive("latent_channels", self.latent_channels)?;
-        positive("layers_per_block", self.layers_per_block)?;
+        vidgen_nn::error::layer_count("layers_per_block", self.layers_per_block)?;
         positive("norm_num_groups", self.norm_num_groups)?;
         positive("sample_size", self.sample_size)?;
         positive("block_out_channels", self.block_out_channels.len())?;

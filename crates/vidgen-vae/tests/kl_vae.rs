@@ -263,6 +263,19 @@ fn invalid_configs_name_the_field() {
             field: "layers_per_block"
         })
     );
+    // A huge count is rejected before the blocks are allocated (a 100k-case fuzz run once
+    // aborted on `layers_per_block` ≈ 2^50).
+    let err = init_err(base().with_layers_per_block(1 << 50));
+    assert!(
+        matches!(
+            err,
+            VaeError::Config(ConfigError::OutOfDomain {
+                field: "layers_per_block",
+                ..
+            })
+        ),
+        "{err}"
+    );
     let err = init_err(base().with_norm_num_groups(0));
     assert_eq!(
         err,

@@ -91,7 +91,7 @@ impl TemporalAutoencoderConfig {
         positive("latent_embed_dim", self.latent_embed_dim)?;
         positive("embed_dim", self.embed_dim)?;
         positive("filters", self.filters)?;
-        positive("num_res_blocks", self.num_res_blocks)?;
+        vidgen_nn::error::layer_count("num_res_blocks", self.num_res_blocks)?;
         positive("channel_multipliers", self.channel_multipliers.len())?;
         positive("num_groups", self.num_groups)?;
         positive_f64("norm_eps", self.norm_eps)?;
