@@ -113,3 +113,8 @@ pub mod cli {
         ExitCode::from(2)
     }
 }
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
