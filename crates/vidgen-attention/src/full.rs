@@ -53,10 +53,8 @@
 
 mod sdpa;
 
-pub use sdpa::{
-    attention_reference, attention_weights_reference, causal_mask, expand_key_padding,
-    key_padding_mask, scaled_dot_product_attention,
-};
+pub use crate::mask::{causal_mask, expand_key_padding, key_padding_mask};
+pub use sdpa::{attention_reference, attention_weights_reference, scaled_dot_product_attention};
 
 use crate::error::{AttentionError, divisible, positive, positive_f64};
 use burn::config::Config;

@@ -4,6 +4,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`blocked`] | memory-bounded attention: query/key blocks with an online softmax, and the dispatch between it and Burn's fused op |
+//! | [`mask`] | key-padding and causal masks, their broadcast to the score shape, the mask forms the kernels take |
 //! | [`full`] | multi-head self/cross attention: QK-norm, RoPE, key-padding and causal masks, through Burn's fused `attention` op |
 //! | [`spatial_temporal`] | Open-Sora STDiT spatial attention per frame and temporal attention per position |
 //! | [`window`] | Swin / Video Swin window attention in 2D and 3D, shifted windows, relative position bias, LinGen's TESA |
@@ -15,6 +16,7 @@ pub mod blocked;
 pub mod error;
 pub mod full;
 pub mod host;
+pub mod mask;
 pub mod retention;
 pub mod spatial_temporal;
 pub mod window;

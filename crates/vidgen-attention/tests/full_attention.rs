@@ -6,12 +6,14 @@
 //! is upstream's packed block-diagonal cross-attention; config errors.
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::{Bool, Tensor};
 use vidgen_attention::AttentionError;
 use vidgen_attention::ConfigError;
 use vidgen_attention::full::*;
 use vidgen_nn::{Rope1dConfig, RopeLayout, RopeTables};
-use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
+use vidgen_testing::{
+    Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests, det, golden,
+};
 
 /// Fused kernel vs reference: the same f32 math in a different order (Flex's kernel fuses the
 /// scale, mask and an online softmax), so only rounding differs.
@@ -20,31 +22,6 @@ const FUSED_VS_REFERENCE: Tolerance = Tolerance::new("FUSED_VS_REFERENCE", 1e-5,
 /// run in f64 (its RMSNorm and softmax in f32). Measured on Flex: max abs error 1.5e-7 (self,
 /// causal), 6e-8 (cross): at most 0.08 of this allowance.
 const ATTENTION_BLOCK: Tolerance = Tolerance::new("ATTENTION_BLOCK", 1e-6, 1e-5);
-
-/// Deterministic values in [-2, 2) from an LCG (no backend RNG state involved).
-fn det<B: Backend, const D: usize>(
-    shape: [usize; D],
-    seed: u64,
-    device: &B::Device,
-) -> Tensor<B, D> {
-    let n: usize = shape.iter().product();
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let data: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(data, shape), device)
-}
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn no_nan<B: Backend, const D: usize>(x: Tensor<B, D>) {
     let v: Vec<f32> = x.into_data().to_vec().unwrap();

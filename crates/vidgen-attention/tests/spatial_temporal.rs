@@ -8,7 +8,7 @@ use vidgen_attention::AttentionError;
 use vidgen_attention::ConfigError;
 use vidgen_attention::full::MultiHeadAttention;
 use vidgen_attention::spatial_temporal::*;
-use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
+use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, det, golden};
 
 /// Fused kernel vs reference: same f32 math, different summation order.
 const FUSED_VS_REFERENCE: Tolerance = Tolerance::new("FUSED_VS_REFERENCE", 1e-5, 1e-4);
@@ -16,26 +16,6 @@ const FUSED_VS_REFERENCE: Tolerance = Tolerance::new("FUSED_VS_REFERENCE", 1e-5,
 /// f64 (its RMSNorm and softmax in f32). Measured on Flex: max abs error 1.2e-7 (spatial,
 /// temporal), 4.8e-7 (residual pair, values up to a few units): at most 0.13 of this allowance.
 const ATTENTION_BLOCK: Tolerance = Tolerance::new("ATTENTION_BLOCK", 1e-6, 1e-5);
-
-fn det<B: Backend, const D: usize>(
-    shape: [usize; D],
-    seed: u64,
-    device: &B::Device,
-) -> Tensor<B, D> {
-    let n: usize = shape.iter().product();
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let data: Vec<f32> = (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(data, shape), device)
-}
 
 fn layout_helpers_invert_and_index_correctly<B: Backend>(device: &B::Device) {
     let (b, t, s, c) = (2, 3, 5, 2);
@@ -108,10 +88,6 @@ fn spatial_temporal_match_open_sora<B: Backend>(device: &B::Device) {
     assert_close(out, g.tensor("pair_out", device), ATTENTION_BLOCK);
     let out = st.forward_reference(x, t, s).unwrap();
     assert_close(out, g.tensor("pair_out", device), ATTENTION_BLOCK);
-}
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn fused_matches_reference_on_odd_grids<B: Backend>(device: &B::Device) {

@@ -12,7 +12,7 @@ use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData, backend::Backend
 use vidgen_attention::AttentionError;
 use vidgen_attention::ConfigError;
 use vidgen_attention::window::*;
-use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
+use vidgen_testing::{Tolerance, assert_close, autodiff_backend_tests, backend_tests, golden};
 
 /// Fused (Burn's `attention` op on windows) against the dense reference (explicit matmul and
 /// softmax over the whole padded grid): the same f32 math summed in a different order, and the
@@ -22,10 +22,6 @@ const FUSED_VS_REFERENCE: Tolerance = Tolerance::new("FUSED_VS_REFERENCE", 1e-5,
 /// f32); Swin's additive −100 mask differs from our −∞ by under e^−100 relative. Measured on
 /// flex: max abs error 1.2e-7 on values of O(1).
 const SWIN_GOLDEN: Tolerance = Tolerance::new("SWIN_GOLDEN", 1e-6, 1e-5);
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
     t.into_data().convert::<i64>().to_vec::<i64>().unwrap()

@@ -7,15 +7,11 @@
 
 use burn::tensor::{Tensor, backend::Backend};
 use vidgen_nn::*;
-use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
+use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, golden};
 
 /// Sinusoids of timesteps up to 999 in f32: the argument `t·f` carries an f32 rounding of up to
 /// 6e-5 (one ulp at 1000), which both sides make independently.
 const TIMESTEP_F32: Tolerance = Tolerance::new("TIMESTEP_F32", 2e-4, 1e-4);
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn timestep_embedding_matches_diffusers<B: Backend>(device: &B::Device) {
     let g = golden("nn_timestep_embedding.safetensors");

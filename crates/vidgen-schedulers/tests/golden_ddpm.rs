@@ -11,7 +11,7 @@ use vidgen_schedulers::betas::BetaSchedule;
 use vidgen_schedulers::ddim::{DdimConfig, PrevTimestep};
 use vidgen_schedulers::ddpm::{DdpmConfig, TimestepSpacing, VarianceType};
 use vidgen_schedulers::{ConfigEnum, Sampler, SchedulerConfig};
-use vidgen_testing::{Golden, Tolerance, assert_close, assert_close_data, backend_tests};
+use vidgen_testing::{Golden, Tolerance, assert_close, assert_close_data, backend_tests, golden};
 
 /// ᾱ tables: diffusers builds betas and their cumulative product in f32 (up to 1000 roundings of
 /// ~6e-8 each); ours are f64. Measured: ≤ 1.2e-6 relative wherever `ᾱ > 5e-6`. Below that
@@ -35,10 +35,6 @@ const DDPM_SCHEDULES: [&str; 5] = [
     "trained",
 ];
 const DDIM_SCHEDULES: [&str; 4] = ["linear", "scaled_linear", "squaredcos_cap_v2", "trained"];
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn host(values: &[f64]) -> TensorData {
     TensorData::new(values.to_vec(), [values.len()])

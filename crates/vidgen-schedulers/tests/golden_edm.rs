@@ -9,7 +9,7 @@ use vidgen_schedulers::edm::*;
 use vidgen_schedulers::{
     FiniteCheck, FixedNoise, PredictionType, Progress, Sampler, SchedulerConfig, SchedulerError,
 };
-use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests};
+use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, golden};
 
 /// Schedule tables: ours in f64, the reference's f32 output; one f32 rounding plus `powf`/`ln`.
 const TABLE: Tolerance = Tolerance::new("TABLE", 1e-7, 1e-5);
@@ -19,10 +19,6 @@ const TABLE: Tolerance = Tolerance::new("TABLE", 1e-7, 1e-5);
 const DIFFUSERS_F32_BETAS: Tolerance = Tolerance::new("DIFFUSERS_F32_BETAS", 2e-3, 2e-4);
 /// Sampling trajectories of 5–10 f32 steps.
 const TRAJECTORY: Tolerance = Tolerance::new("TRAJECTORY", 1e-4, 1e-4);
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn table<B: Backend>(values: &[f64], device: &B::Device) -> Tensor<B, 1> {
     let v: Vec<f32> = values.iter().map(|&x| x as f32).collect();

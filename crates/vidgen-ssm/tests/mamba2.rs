@@ -11,7 +11,9 @@ use vidgen_ssm::ConfigError;
 use vidgen_ssm::SsmError;
 use vidgen_ssm::bidirectional::{BiMamba2Config, BiMerge};
 use vidgen_ssm::mamba2::{Mamba2, Mamba2Cache, Mamba2Config};
-use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
+use vidgen_testing::{
+    Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests, golden,
+};
 
 /// A whole tiny Mamba2 layer in f32 against PyTorch: in_proj, conv, scan, norm and out_proj each
 /// round differently; outputs are O(1–10) with weights of std 0.3, so a block-level bound.
@@ -20,10 +22,6 @@ const MAMBA2_GOLDEN: Tolerance = Tolerance::new("MAMBA2_GOLDEN", 1e-4, 1e-3);
 const MAMBA2_EQUIV: Tolerance = Tolerance::new("MAMBA2_EQUIV", 1e-4, 1e-3);
 /// Parameter gradients summed over every token and batch entry.
 const MAMBA2_GRAD: Tolerance = Tolerance::new("MAMBA2_GRAD", 1e-4, 1e-3);
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn meta_usize(g: &Golden, key: &str) -> usize {
     g.meta(key).unwrap().parse().unwrap()

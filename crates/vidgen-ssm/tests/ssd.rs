@@ -6,7 +6,7 @@
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, ElementConversion, Tensor, TensorData};
 use vidgen_ssm::ssd::{SsdOutput, segsum, ssd_chunked, ssd_reference, ssd_step};
-use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
+use vidgen_testing::{Tolerance, assert_close, autodiff_backend_tests, backend_tests, golden};
 
 /// Chunked vs recurrent in f32: the two sum the same O(L·N) products in different orders and
 /// form decays as `exp(Σa)` vs products of `exp(a)`; outputs are O(1–10), so 1e-4 absolute
@@ -18,10 +18,6 @@ const SSD_GOLDEN: Tolerance = Tolerance::new("SSD_GOLDEN", 1e-4, 1e-4);
 /// Gradients summed over up to 13 steps and 2 heads per group; the same f32 reordering as the
 /// forward, amplified by the loss weights (O(1)).
 const SSD_GRAD: Tolerance = Tolerance::new("SSD_GRAD", 2e-4, 1e-3);
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// Random scan inputs: `x` (already times dt), `a = dt·A ∈ (−1, 0)`, `b`, `c`, optional state.
 struct Inputs<B: Backend> {

@@ -84,6 +84,14 @@ fn le_chunks<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T
         .collect()
 }
 
+/// Opens `golden/fixtures/<file_name>` for a test.
+///
+/// # Panics
+/// With the [`GoldenError`] message (path and reason) if the fixture cannot be read.
+pub fn golden(file_name: &str) -> Golden {
+    Golden::open(file_name).unwrap_or_else(|e| panic!("{e}"))
+}
+
 impl Golden {
     /// Opens `golden/fixtures/<file_name>`.
     ///

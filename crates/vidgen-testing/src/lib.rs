@@ -18,7 +18,9 @@ mod backends;
 mod close;
 pub mod fuzz;
 mod golden;
+mod inputs;
 
 pub use backends::*;
 pub use close::{CloseReport, REPORT_ENV, Tolerance, assert_close, assert_close_data, compare};
-pub use golden::{Golden, GoldenError, fixture_path};
+pub use golden::{Golden, GoldenError, fixture_path, golden};
+pub use inputs::det;

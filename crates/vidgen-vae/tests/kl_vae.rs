@@ -4,7 +4,7 @@
 //! compared element by element. Plus the fast/reference twins and config validation.
 
 use burn::tensor::{Distribution, Tensor, backend::Backend};
-use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, fixture_path};
+use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, fixture_path, golden};
 use vidgen_vae::ConfigError;
 use vidgen_vae::VaeError;
 use vidgen_vae::kl::*;
@@ -20,10 +20,6 @@ const DECODER_F32: Tolerance = Tolerance::new("DECODER_F32", 1e-5, 1e-6);
 /// Per-sample KL sums of `C·h·w` terms of O(1): the rounding grows with the sum; measured on
 /// flex, max abs error 4.8e-7 on sums of ~7 (9.5e-7 on an earlier build).
 const KL_SUM_F32: Tolerance = Tolerance::new("KL_SUM_F32", 3e-6, 1e-7);
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn list<T: std::str::FromStr>(raw: &str) -> Vec<T> {
     raw.split(',')

@@ -12,7 +12,9 @@
 use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData, backend::Backend};
-use vidgen_testing::{Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests};
+use vidgen_testing::{
+    Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests, golden,
+};
 use vidgen_vae::ConfigError;
 use vidgen_vae::VaeError;
 use vidgen_vae::tokenizer::*;
@@ -27,10 +29,6 @@ const LFQ_ENTROPY: Tolerance = Tolerance::new("LFQ_ENTROPY", 1e-4, 1e-3);
 
 /// 25 EMA steps in f32 against f64: each step adds a few ulps to the running averages.
 const EMA_LOOP: Tolerance = Tolerance::new("EMA_LOOP", 1e-5, 1e-4);
-
-fn golden(name: &str) -> Golden {
-    Golden::open(name).unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
     t.into_data().convert::<i64>().to_vec().unwrap()
