@@ -93,12 +93,12 @@ pub enum ModelError {
         expected: &'static str,
     },
     /// A component from another vidgen crate rejected its configuration or input.
-    #[error("{part}: {message}")]
+    #[error("{part}: {source}")]
     Component {
         /// Which part of the model (e.g. `"x_embedder"`, `"temporal attn"`).
         part: &'static str,
-        /// The component's error, rendered.
-        message: String,
+        /// The component's own typed error.
+        source: Box<ComponentError>,
     },
     /// A checkpoint lacks tensors the module needs.
     #[error("{path}: {} missing key(s): {}", keys.len(), keys.join(", "))]
@@ -140,8 +140,97 @@ impl From<vidgen_schedulers::SchedulerError> for ModelError {
             }
             e => Self::Component {
                 part: "scheduler",
-                message: e.to_string(),
+                source: Box::new(e.into()),
             },
         }
+    }
+}
+
+/// The typed error of a component crate inside [`ModelError::Component`].
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum ComponentError {
+    /// A shared layer (vidgen-nn).
+    #[error(transparent)]
+    Nn(#[from] vidgen_nn::NnError),
+    /// An attention block (vidgen-attention).
+    #[error(transparent)]
+    Attention(#[from] vidgen_attention::AttentionError),
+    /// A state-space layer (vidgen-ssm).
+    #[error(transparent)]
+    Ssm(#[from] vidgen_ssm::SsmError),
+    /// A VAE or tokenizer (vidgen-vae).
+    #[error(transparent)]
+    Vae(#[from] vidgen_vae::VaeError),
+    /// A scheduler (vidgen-schedulers); shared because its JSON errors cannot be cloned.
+    #[error(transparent)]
+    Scheduler(std::sync::Arc<vidgen_schedulers::SchedulerError>),
+    /// A configuration value or input size.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An error a dependency outside vidgen reports only as text (burn-train's schedulers).
+    #[error("{0}")]
+    Message(String),
+}
+
+impl From<vidgen_schedulers::SchedulerError> for ComponentError {
+    fn from(e: vidgen_schedulers::SchedulerError) -> Self {
+        Self::Scheduler(std::sync::Arc::new(e))
+    }
+}
+
+/// Equal when of the same kind with equal contents (scheduler errors compare by their message).
+impl PartialEq for ComponentError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Nn(a), Self::Nn(b)) => a == b,
+            (Self::Attention(a), Self::Attention(b)) => a == b,
+            (Self::Ssm(a), Self::Ssm(b)) => a == b,
+            (Self::Vae(a), Self::Vae(b)) => a == b,
+            (Self::Scheduler(a), Self::Scheduler(b)) => a.to_string() == b.to_string(),
+            (Self::Config(a), Self::Config(b)) => a == b,
+            (Self::Message(a), Self::Message(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Maps a component crate's error to [`ModelError::Component`] naming the part.
+pub(crate) fn component<E: Into<ComponentError>>(part: &'static str) -> impl Fn(E) -> ModelError {
+    move |e| ModelError::Component {
+        part,
+        source: Box::new(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn component_errors_keep_their_typed_source() {
+        let scheduler = vidgen_schedulers::SchedulerError::Zero { field: "num_steps" };
+        let e = component("flow")(scheduler);
+        let ModelError::Component { part, source } = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(*part, "flow");
+        assert!(
+            matches!(**source, ComponentError::Scheduler(_)),
+            "{source:?}"
+        );
+        assert!(e.to_string().starts_with("flow: "), "{e}");
+        assert!(e.source().is_some());
+        let attention =
+            vidgen_attention::AttentionError::Config(ConfigError::Zero { field: "n_heads" });
+        let e = component("spatial attn")(attention.clone());
+        assert_eq!(
+            e,
+            ModelError::Component {
+                part: "spatial attn",
+                source: Box::new(ComponentError::Attention(attention)),
+            }
+        );
     }
 }

@@ -38,7 +38,7 @@ pub mod video_io;
 pub use checkpoint::{load_checkpoint, save_checkpoint};
 pub use data::{MovingShapes, MovingShapesBatcher, MovingShapesConfig, VideoBatch};
 pub use denoise::{CfgMode, Conditioning, Denoiser, Guidance, TextConditioning, guided, sample};
-pub use error::{ConfigError, ModelError};
+pub use error::{ComponentError, ConfigError, ModelError};
 pub use flashvideo::{
     Decoder, FlashVideo, FlashVideoConfig, FlashVideoState, GenerationStats, InterpolationPlan,
     RetNetBlock, Sampling, TokenClass, Video, classify_tokens, decode_video, generate_key_frames,

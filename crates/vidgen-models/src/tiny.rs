@@ -17,7 +17,7 @@ use crate::data::{
     measure_motion, tokenizer,
 };
 use crate::denoise::TextConditioning;
-use crate::error::ModelError;
+use crate::error::{ModelError, component};
 use crate::stdit::{GenerateOptions, Stdit, StditConfig, TextToVideo};
 use crate::text::{TextEmbedder, TextEmbedderConfig};
 use burn::config::Config;
@@ -244,17 +244,11 @@ impl<B: Backend> TextVideoModel<B> {
         let flow = RectifiedFlowConfig::default()
             .init(1, None)
             .and_then(|f| f.with_training(self.flow.clone()))
-            .map_err(|e| ModelError::Component {
-                part: "rectified flow",
-                message: e.to_string(),
-            })?;
+            .map_err(component("rectified flow"))?;
         let noise = rng.normal::<B, 5>(dims, &device);
-        let times =
-            flow.sample_training_times(&dims, &mut rng)
-                .map_err(|e| ModelError::Component {
-                    part: "training times",
-                    message: e.to_string(),
-                })?;
+        let times = flow
+            .sample_training_times(&dims, &mut rng)
+            .map_err(component("training times"))?;
         let drop: Vec<bool> = rng
             .uniform_f64(dims[0])
             .into_iter()
@@ -262,10 +256,7 @@ impl<B: Backend> TextVideoModel<B> {
             .collect();
         let tb = flow
             .training_batch(batch.videos.clone(), noise, &times)
-            .map_err(|e| ModelError::Component {
-                part: "training batch",
-                message: e.to_string(),
-            })?;
+            .map_err(component("training batch"))?;
         let text = self.text_embedder.forward(batch.ids.clone());
         let [n, len, d] = text.dims();
         let null = self.model.y_embedder.null(n, len)?;

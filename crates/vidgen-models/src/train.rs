@@ -6,7 +6,7 @@
 //! a PNG loss curve. Feature `train` (burn-train and png).
 
 use crate::data::{MovingShapesBatcher, MovingShapesConfig, VideoBatch};
-use crate::error::ModelError;
+use crate::error::{ComponentError, ModelError};
 use crate::tiny::{LossGuard, TextVideoModel, TinyTrainConfig};
 use burn::config::Config;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder, DataLoaderIterator};
@@ -241,7 +241,7 @@ pub fn train_with<B: AutodiffBackend>(
         .init()
         .map_err(|message| ModelError::Component {
             part: "learning-rate schedule",
-            message,
+            source: Box::new(ComponentError::Message(message)),
         })?;
     let recorder = checkpoint_recorder();
     let done = if options.resume {
@@ -327,7 +327,7 @@ pub fn check_resume<B: AutodiffBackend>(
         .init()
         .map_err(|message| ModelError::Component {
             part: "learning-rate schedule",
-            message,
+            source: Box::new(ComponentError::Message(message)),
         })?;
     let dir = artifact_dir.join("checkpoint");
     validate_checkpoint::<B>(&dir, epoch, &model, &optim, &schedule, device)?;

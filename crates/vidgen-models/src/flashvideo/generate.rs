@@ -350,10 +350,8 @@ pub struct Video {
 /// `p + 1` for pair `p`). Sizes come from `key_model`.
 ///
 /// # Errors
-/// Those of [`Decoder::sample_next`] (non-finite logits).
-///
-/// # Panics
-/// If the two models have different frame grids or vocabularies.
+/// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) if the two models have different frame
+/// grids or vocabularies; those of [`Decoder::sample_next`] (non-finite logits).
 pub fn generate_video<B: Backend>(
     key_model: &FlashVideo<B>,
     interp_model: &FlashVideo<B>,
@@ -362,11 +360,25 @@ pub fn generate_video<B: Backend>(
     selection_seed: u64,
     device: &B::Device,
 ) -> Result<Video, ModelError> {
-    assert!(
-        key_model.frame_grid == interp_model.frame_grid
-            && key_model.vocab_size == interp_model.vocab_size,
-        "key and interpolation models differ in frame grid or vocabulary"
-    );
+    for (what, key, interp) in [
+        (
+            "interpolation model frame rows",
+            key_model.frame_grid[0],
+            interp_model.frame_grid[0],
+        ),
+        (
+            "interpolation model frame columns",
+            key_model.frame_grid[1],
+            interp_model.frame_grid[1],
+        ),
+        (
+            "interpolation model vocabulary",
+            key_model.vocab_size,
+            interp_model.vocab_size,
+        ),
+    ] {
+        same_size(what, key, interp)?;
+    }
     let stride = key_model.key_frame_stride;
     let n_key = (key_model.n_frames - 1) / stride + 1;
     let mut dec = Decoder::new(key_model, sampling.derive(0), device);

@@ -14,13 +14,7 @@ use vidgen_attention::{
 };
 use vidgen_nn::{Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate};
 
-/// Maps an error of a component crate to [`ModelError::Component`] naming the part.
-pub(crate) fn component<E: std::fmt::Display>(part: &'static str) -> impl Fn(E) -> ModelError {
-    move |e| ModelError::Component {
-        part,
-        message: e.to_string(),
-    }
-}
+pub(crate) use crate::error::component;
 
 /// LayerNorm over the last axis without affine parameters (upstream
 /// `LayerNorm(D, elementwise_affine=False, eps=1e-6)`): `(x − μ)/√(σ² + ε)`, biased variance.
