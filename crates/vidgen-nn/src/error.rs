@@ -151,6 +151,27 @@ pub fn layer_count(field: &'static str, value: usize) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// The widest channel count a configuration may ask for. Weight shapes multiply channel counts
+/// (`c_out·c_in·k³`), so a corrupted config could overflow them before any weight exists; no
+/// published video model comes near 2^20 channels.
+pub const MAX_WIDTH: usize = 1 << 20;
+
+/// `Err` unless `1 ≤ value ≤` [`MAX_WIDTH`].
+///
+/// # Errors
+/// [`ConfigError::Zero`] for 0, [`ConfigError::OutOfDomain`] naming `field` above the maximum.
+pub fn width(field: &'static str, value: usize) -> Result<(), ConfigError> {
+    positive(field, value)?;
+    if value > MAX_WIDTH {
+        return Err(ConfigError::OutOfDomain {
+            field,
+            value: value as f64,
+            requirement: "<= 2^20 (MAX_WIDTH)",
+        });
+    }
+    Ok(())
+}
+
 /// `Err(NotDivisible)` unless `by` divides `value` (`by = 0` divides nothing).
 ///
 /// # Errors

@@ -153,15 +153,15 @@ impl AutoencoderKlConfig {
     }
 
     fn validate(&self) -> Result<(), VaeError> {
-        positive("in_channels", self.in_channels)?;
-        positive("out_channels", self.out_channels)?;
-        positive("latent_channels", self.latent_channels)?;
+        vidgen_nn::error::width("in_channels", self.in_channels)?;
+        vidgen_nn::error::width("out_channels", self.out_channels)?;
+        vidgen_nn::error::width("latent_channels", self.latent_channels)?;
         vidgen_nn::error::layer_count("layers_per_block", self.layers_per_block)?;
         positive("norm_num_groups", self.norm_num_groups)?;
         positive("sample_size", self.sample_size)?;
         positive("block_out_channels", self.block_out_channels.len())?;
         for &ch in &self.block_out_channels {
-            positive("block_out_channels", ch)?;
+            vidgen_nn::error::width("block_out_channels", ch)?;
             divisible(
                 "block_out_channels",
                 ch,

@@ -272,6 +272,18 @@ fn invalid_configs_name_the_field() {
         ),
         "{err}"
     );
+    // So is a channel count whose weight shapes would overflow (found by the same fuzz run).
+    let err = init_err(base().with_in_channels(usize::MAX));
+    assert!(
+        matches!(
+            err,
+            VaeError::Config(ConfigError::OutOfDomain {
+                field: "in_channels",
+                ..
+            })
+        ),
+        "{err}"
+    );
     let err = init_err(base().with_norm_num_groups(0));
     assert_eq!(
         err,

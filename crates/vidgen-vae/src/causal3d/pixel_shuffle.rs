@@ -36,7 +36,7 @@ impl PixelShuffleAutoencoderConfig {
         device: &B::Device,
     ) -> Result<PixelShuffleAutoencoder<B>, VaeError> {
         positive("spatial_factor", self.spatial_factor)?;
-        positive("latent_channels", self.latent_channels)?;
+        vidgen_nn::error::width("latent_channels", self.latent_channels)?;
         positive("decoder_kernel", self.decoder_kernel)?;
         if self.decoder_kernel.is_multiple_of(2) {
             return Err(VaeError::Config(ConfigError::Unsupported {

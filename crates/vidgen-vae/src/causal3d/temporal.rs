@@ -87,10 +87,10 @@ impl TemporalAutoencoderConfig {
     }
 
     fn validate(&self) -> Result<(), VaeError> {
-        positive("in_out_channels", self.in_out_channels)?;
-        positive("latent_embed_dim", self.latent_embed_dim)?;
-        positive("embed_dim", self.embed_dim)?;
-        positive("filters", self.filters)?;
+        vidgen_nn::error::width("in_out_channels", self.in_out_channels)?;
+        vidgen_nn::error::width("latent_embed_dim", self.latent_embed_dim)?;
+        vidgen_nn::error::width("embed_dim", self.embed_dim)?;
+        vidgen_nn::error::width("filters", self.filters)?;
         vidgen_nn::error::layer_count("num_res_blocks", self.num_res_blocks)?;
         positive("channel_multipliers", self.channel_multipliers.len())?;
         positive("num_groups", self.num_groups)?;
@@ -102,9 +102,11 @@ impl TemporalAutoencoderConfig {
         )?;
         for &m in &self.channel_multipliers {
             positive("channel_multipliers", m)?;
+            let level = self.filters.checked_mul(m).unwrap_or(usize::MAX);
+            vidgen_nn::error::width("filters * channel_multipliers[i]", level)?;
             divisible(
                 "filters * channel_multipliers[i]",
-                self.filters * m,
+                level,
                 self.num_groups,
                 Some("num_groups"),
             )?;
