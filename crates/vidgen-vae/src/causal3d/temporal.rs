@@ -102,7 +102,7 @@ impl TemporalAutoencoderConfig {
         )?;
         for &m in &self.channel_multipliers {
             positive("channel_multipliers", m)?;
-            let level = self.filters.checked_mul(m).unwrap_or(usize::MAX);
+            let level = self.filters.saturating_mul(m);
             vidgen_nn::error::width("filters * channel_multipliers[i]", level)?;
             divisible(
                 "filters * channel_multipliers[i]",
