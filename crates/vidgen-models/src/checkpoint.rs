@@ -62,14 +62,12 @@ pub fn save_checkpoint<B: Backend, M: Module<B>>(
 /// to the module's parameter dtype as they are read.
 ///
 /// # Errors
-/// - [`ModelError::Io`] if the file cannot be read;
-/// - [`ModelError::Parse`] if it is not valid safetensors;
-/// - [`ModelError::MissingKeys`] listing every parameter the file lacks;
-/// - [`ModelError::UnexpectedKeys`] listing every file tensor the module has no place for;
-/// - [`ModelError::TensorShapeMismatch`] naming the first key whose shape differs, with both
-///   shapes (PyTorch layout);
-/// - [`ModelError::DtypeMismatch`] naming the first key whose element type cannot be converted
-///   (an integer tensor for a float parameter).
+/// [`ModelError::Checkpoint`] with the path and: `Io` if the file cannot be read; `Parse` if it
+/// is not valid safetensors; `MissingKeys` listing every parameter the file lacks;
+/// `UnexpectedKeys` listing every file tensor the module has no place for;
+/// `TensorShapeMismatch` naming the first key whose shape differs, with both shapes (PyTorch
+/// layout); `UnsupportedDtype` naming the first key whose element type cannot be converted (an
+/// integer tensor for a float parameter).
 ///
 /// On `Err`, `module` is unchanged.
 pub fn load_checkpoint<B: Backend, M: Module<B> + Clone>(
@@ -81,67 +79,10 @@ pub fn load_checkpoint<B: Backend, M: Module<B> + Clone>(
         .map_err(checkpoint_error)
 }
 
-/// A [`CheckpointError`] (from [`vidgen_nn::checkpoint`]'s loaders) in this crate's terms: the
-/// variant of the same name where there is one, [`ModelError::Parse`] with the rendered error
-/// otherwise (duplicate keys across shards, missing shard files).
+/// A [`CheckpointError`] (from [`vidgen_nn::checkpoint`]'s loaders) as a [`ModelError`]: kept
+/// whole, with its path and key, as [`ModelError::Checkpoint`].
 pub fn checkpoint_error(error: CheckpointError) -> ModelError {
-    match error {
-        CheckpointError::MissingKeys { path, keys } => ModelError::MissingKeys { path, keys },
-        CheckpointError::UnexpectedKeys { path, keys } => ModelError::UnexpectedKeys { path, keys },
-        CheckpointError::TensorShapeMismatch {
-            key,
-            expected,
-            found,
-            ..
-        } => ModelError::TensorShapeMismatch {
-            key,
-            expected,
-            found,
-        },
-        CheckpointError::UnsupportedDtype {
-            path,
-            key,
-            expected,
-            found,
-        } => ModelError::DtypeMismatch {
-            path,
-            name: key,
-            found: format!("{found:?}"),
-            expected: dtype_name(expected),
-        },
-        CheckpointError::Io { path, message, .. } => ModelError::Io { path, message },
-        CheckpointError::Parse { path, key, message } => ModelError::Parse {
-            path,
-            message: match key {
-                Some(key) => format!("`{key}`: {message}"),
-                None => message,
-            },
-        },
-        other => {
-            let message = other.to_string();
-            let path = match other {
-                CheckpointError::DuplicateKey { path, .. }
-                | CheckpointError::MissingShard { path, .. } => path,
-                _ => String::new(),
-            };
-            ModelError::Parse { path, message }
-        }
-    }
-}
-
-/// A static name for the dtypes our modules use.
-fn dtype_name(dtype: burn::tensor::DType) -> &'static str {
-    use burn::tensor::DType;
-    match dtype {
-        DType::F64 => "F64",
-        DType::F32 => "F32",
-        DType::F16 => "F16",
-        DType::BF16 => "BF16",
-        DType::I64 => "I64",
-        DType::I32 => "I32",
-        DType::Bool(_) => "Bool",
-        _ => "the module's dtype",
-    }
+    ModelError::Checkpoint(error)
 }
 
 #[cfg(test)]

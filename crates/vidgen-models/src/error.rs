@@ -100,32 +100,10 @@ pub enum ModelError {
         /// The component's own typed error.
         source: Box<ComponentError>,
     },
-    /// A checkpoint lacks tensors the module needs.
-    #[error("{path}: {} missing key(s): {}", keys.len(), keys.join(", "))]
-    MissingKeys {
-        /// The checkpoint file.
-        path: String,
-        /// The missing keys, sorted.
-        keys: Vec<String>,
-    },
-    /// A checkpoint holds tensors the module has no place for.
-    #[error("{path}: {} unexpected key(s): {}", keys.len(), keys.join(", "))]
-    UnexpectedKeys {
-        /// The checkpoint file.
-        path: String,
-        /// The extra keys, sorted.
-        keys: Vec<String>,
-    },
-    /// A checkpoint tensor's shape differs from the module parameter's.
-    #[error("`{key}`: shape {found:?} in the checkpoint, the module expects {expected:?}")]
-    TensorShapeMismatch {
-        /// The checkpoint key.
-        key: String,
-        /// Shape the module needs.
-        expected: Vec<usize>,
-        /// Shape in the file.
-        found: Vec<usize>,
-    },
+    /// Loading a safetensors checkpoint failed: the file path and the key or reason (missing
+    /// or unexpected keys, a shape or dtype mismatch, a truncated or corrupted file).
+    #[error(transparent)]
+    Checkpoint(#[from] vidgen_nn::checkpoint::CheckpointError),
 }
 
 pub(crate) use vidgen_nn::error::{divisible, positive, positive_f64, same_size};

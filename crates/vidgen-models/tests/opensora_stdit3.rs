@@ -10,6 +10,7 @@ use vidgen_models::opensora::{
     STDIT3_KEY_MAP, load_stdit3_dir, load_stdit3_weights, read_forward_inputs,
 };
 use vidgen_models::stdit::{Stdit, StditConfig};
+use vidgen_nn::checkpoint::CheckpointError;
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, fixture_path};
 
 /// f32 model vs upstream's float64 run of the same weights: two block pairs of f32 rounding;
@@ -183,7 +184,7 @@ fn key_map_covers_upstream_state_dict() {
     let mut small = wrong.init::<Cpu>(&Default::default()).unwrap();
     let err = load_stdit3_weights(&mut small, &[dir.join("model.safetensors")]).unwrap_err();
     match &err {
-        ModelError::UnexpectedKeys { keys, .. } => {
+        ModelError::Checkpoint(CheckpointError::UnexpectedKeys { keys, .. }) => {
             assert!(keys.iter().all(|k| k.contains("blocks.1.")), "{keys:?}");
             assert!(keys.contains(&"spatial_blocks.1.attn.qkv.weight".to_owned()));
         }
@@ -196,7 +197,7 @@ fn key_map_covers_upstream_state_dict() {
         .unwrap();
     let err = load_stdit3_weights(&mut narrow, &[dir.join("model.safetensors")]).unwrap_err();
     assert!(
-        matches!(&err, ModelError::TensorShapeMismatch { key, .. } if key.contains("mlp.fc")),
+        matches!(&err, ModelError::Checkpoint(CheckpointError::TensorShapeMismatch { key, .. }) if key.contains("mlp.fc")),
         "{err}"
     );
     assert_eq!(

@@ -95,41 +95,9 @@ fn to_layout<B: Backend>(model: &Stdit<B>) -> (Stdit3Layout<B>, Stdit<B>) {
     (layout, rest)
 }
 
-/// `ModelError` for a checkpoint failure.
+/// `ModelError` for a checkpoint failure: [`ModelError::Checkpoint`], path and key kept.
 pub(super) fn from_checkpoint(error: CheckpointError) -> ModelError {
-    match error {
-        CheckpointError::Io { path, message, .. } => ModelError::Io { path, message },
-        CheckpointError::MissingKeys { path, keys } => ModelError::MissingKeys { path, keys },
-        CheckpointError::UnexpectedKeys { path, keys } => ModelError::UnexpectedKeys { path, keys },
-        CheckpointError::TensorShapeMismatch {
-            path,
-            key,
-            expected,
-            found,
-        } => ModelError::TensorShapeMismatch {
-            key: format!("{path}: {key}"),
-            expected,
-            found,
-        },
-        CheckpointError::UnsupportedDtype {
-            path, key, found, ..
-        } => ModelError::DtypeMismatch {
-            path,
-            name: key,
-            found: format!("{found:?}"),
-            expected: "a float dtype (F64, F32, F16, BF16)",
-        },
-        CheckpointError::Parse { ref path, .. }
-        | CheckpointError::DuplicateKey { ref path, .. }
-        | CheckpointError::MissingShard { ref path, .. } => ModelError::Parse {
-            path: path.clone(),
-            message: error.to_string(),
-        },
-        other => ModelError::Parse {
-            path: String::new(),
-            message: other.to_string(),
-        },
-    }
+    ModelError::Checkpoint(error)
 }
 
 /// Loads an Open-Sora STDiT3 checkpoint — one `.safetensors` file or the shards of one — into
@@ -140,9 +108,8 @@ pub(super) fn from_checkpoint(error: CheckpointError) -> ModelError {
 /// included).
 ///
 /// # Errors
-/// [`ModelError::Io`] / [`ModelError::Parse`] naming the file; [`ModelError::MissingKeys`] /
-/// [`ModelError::UnexpectedKeys`] listing the keys in upstream spelling;
-/// [`ModelError::TensorShapeMismatch`] / [`ModelError::DtypeMismatch`] naming the file and key;
+/// [`ModelError::Checkpoint`] naming the file: unreadable or malformed, missing or unexpected
+/// keys (listed in upstream spelling), a shape or dtype mismatch (naming the key);
 /// [`ModelError::Config`] (`ConfigError::Unsupported`) naming `rope.freqs` if the file's RoPE frequencies are not
 /// `θ^(−2k/d)` with the model's `θ`. On `Err`, `model` is unchanged.
 pub fn load_stdit3_weights<B: Backend, P: AsRef<Path>>(
