@@ -139,7 +139,8 @@ impl SnapFitConfig {
             positive("group_size", g)?;
         }
         vidgen_nn::error::layer_count("n_blocks", self.n_blocks)?;
-        if self.n_latent_layers > vidgen_nn::error::MAX_LAYERS {
+        // Zero latent layers is valid (groups then interact only through read and write).
+        if self.n_latent_layers > 0 {
             vidgen_nn::error::layer_count("n_latent_layers", self.n_latent_layers)?;
         }
         positive("n_heads", self.n_heads)?;

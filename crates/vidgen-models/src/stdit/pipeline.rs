@@ -188,15 +188,8 @@ pub fn sample_stdit<B: Backend>(
     let [b, _, t, _, _] = latent_shape;
     let mut denoiser = model.denoiser(cond.fps).with_resolution(cond.resolution);
     if let Some((m, clean)) = &cond.frames {
-        for (axis, (e, g)) in latent_shape.iter().zip(clean.dims()).enumerate() {
-            if *e != g {
-                return Err(ModelError::Config(ConfigError::ShapeMismatch {
-                    what: ["clean B", "clean C", "clean T", "clean H", "clean W"][axis],
-                    expected: *e,
-                    got: g,
-                }));
-            }
-        }
+        // The mask is built for `[B, T]`; `with_frames` checks the clean latent against it and
+        // `reinsert` (on the initial noise below) checks its other axes.
         let mask = frame_mask_tensor::<B>(m, [b, t], &device)?;
         denoiser = denoiser.with_frames(mask, clean.clone())?;
     }
