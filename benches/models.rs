@@ -61,7 +61,7 @@ fn bench_diffusion_models(c: &mut Criterion) {
         .unwrap();
     group.bench_function("lingen", |b| {
         b.iter(|| {
-            let y = lingen.forward(x.clone(), t.clone(), text.clone(), None);
+            let y = lingen.forward(x.clone(), t.clone(), &prompt);
             black_box(y.unwrap()).into_data()
         })
     });

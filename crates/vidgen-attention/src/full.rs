@@ -61,7 +61,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Bool, Tensor, backend::Backend};
-use vidgen_nn::{Rope1d, RopeTables};
+use vidgen_nn::{Kernel, Rope1d, RopeTables};
 
 /// Configuration of [`MultiHeadAttention`].
 #[derive(Config, Debug)]
@@ -152,6 +152,7 @@ impl MultiHeadAttentionConfig {
             k_norm: norm(),
             proj: proj.init(device),
             n_heads: self.n_heads,
+            kernel: Kernel::Fast,
         })
     }
 }
@@ -235,6 +236,10 @@ pub struct MultiHeadAttention<B: Backend> {
     pub proj: Linear<B>,
     /// Number of heads.
     pub n_heads: usize,
+    /// The attention [`forward_with`](Self::forward_with) runs: the fused op or its reference
+    /// twin ([`with_kernel`](Self::with_kernel)).
+    #[module(skip)]
+    pub kernel: Kernel,
 }
 
 /// Projected heads `q`, `k`, `v`, each `[B, H, L, Dh]`.
@@ -253,6 +258,13 @@ fn split_heads<B: Backend>(x: Tensor<B, 3>, n: usize, heads: usize) -> Vec<Tenso
 }
 
 impl<B: Backend> MultiHeadAttention<B> {
+    /// This layer computing with `kernel`: [`Kernel::Reference`] makes every forward run
+    /// [`forward_reference`](Self::forward_reference).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
     /// Whether this layer was built for cross-attention (`d_context = Some(..)`).
     pub fn is_cross(&self) -> bool {
         self.q_linear.is_some()
@@ -331,7 +343,8 @@ impl<B: Backend> MultiHeadAttention<B> {
     }
 
     /// Attention with optional context, RoPE, key-padding and causal masks, through Burn's fused
-    /// op ([`scaled_dot_product_attention`]).
+    /// op ([`scaled_dot_product_attention`]), or through [`attention_reference`] when built with
+    /// [`Kernel::Reference`].
     ///
     /// # Shapes
     /// `x`: `[B, Lq, D]`, `context`: `[B, Lk, Dc]` (cross only), `args.key_padding`: `[B, Lk]`
@@ -346,6 +359,9 @@ impl<B: Backend> MultiHeadAttention<B> {
         context: Option<Tensor<B, 3>>,
         args: AttentionArgs<'_, B>,
     ) -> Tensor<B, 3> {
+        if self.kernel.is_reference() {
+            return self.forward_reference(x, context, args);
+        }
         let (q, k, v) = self.project(x, context, args.rope);
         let mask = args
             .key_padding
@@ -361,7 +377,8 @@ impl<B: Backend> MultiHeadAttention<B> {
     }
 
     /// Reference twin of [`forward_with`](Self::forward_with): the same projections, attention
-    /// by [`attention_reference`] (matmul → softmax → matmul, explicit causal mask).
+    /// by [`attention_reference`] (matmul → softmax → matmul, explicit causal mask), whatever
+    /// the layer's [`Kernel`].
     ///
     /// # Shapes
     /// As [`forward_with`](Self::forward_with).

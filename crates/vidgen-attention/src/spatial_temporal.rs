@@ -35,7 +35,7 @@ use crate::full::{AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, R
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_nn::{Rope1d, Rope1dConfig};
+use vidgen_nn::{Kernel, Rope1d, Rope1dConfig};
 
 /// Checks `frames, spatial > 0` and `N == frames·spatial` for `x: [B, N, C]`.
 fn check_grid<B: Backend>(
@@ -213,6 +213,12 @@ pub struct SpatialAttention<B: Backend> {
 }
 
 impl<B: Backend> SpatialAttention<B> {
+    /// This attention computing with `kernel` (kept by its [`MultiHeadAttention`]).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.attn = self.attn.with_kernel(kernel);
+        self
+    }
+
     /// `from_spatial_batch(attn(to_spatial_batch(x)))`.
     ///
     /// # Shapes
@@ -230,7 +236,8 @@ impl<B: Backend> SpatialAttention<B> {
         Ok(from_spatial_batch(y, frames))
     }
 
-    /// Reference twin: the same layout, attention by the naive reference.
+    /// Reference twin: the same layout, attention by the naive reference whatever the
+    /// [`Kernel`].
     ///
     /// # Errors
     /// As [`forward`](Self::forward).
@@ -259,6 +266,12 @@ pub struct TemporalAttention<B: Backend> {
 }
 
 impl<B: Backend> TemporalAttention<B> {
+    /// This attention computing with `kernel` (kept by its [`MultiHeadAttention`]).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.attn = self.attn.with_kernel(kernel);
+        self
+    }
+
     /// `Err(OutOfDomain)` if `frames` exceeds the RoPE table.
     fn check_frames(&self, frames: usize) -> Result<(), AttentionError> {
         match &self.rope {
@@ -301,7 +314,8 @@ impl<B: Backend> TemporalAttention<B> {
         Ok(from_temporal_batch(y, spatial))
     }
 
-    /// Reference twin: the same layout and RoPE, attention by the naive reference.
+    /// Reference twin: the same layout and RoPE, attention by the naive reference whatever the
+    /// [`Kernel`].
     ///
     /// # Errors
     /// As [`forward`](Self::forward).
@@ -330,6 +344,13 @@ pub struct SpatialTemporalAttention<B: Backend> {
 }
 
 impl<B: Backend> SpatialTemporalAttention<B> {
+    /// Both attentions computing with `kernel`.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.spatial = self.spatial.with_kernel(kernel);
+        self.temporal = self.temporal.with_kernel(kernel);
+        self
+    }
+
     /// `y = x + spatial(x)`, then `y + temporal(y)`.
     ///
     /// # Shapes

@@ -8,8 +8,8 @@
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Tensor};
 use vidgen_attention::AttentionError;
-use vidgen_attention::ConfigError;
 use vidgen_attention::full::*;
+use vidgen_attention::{ConfigError, Kernel};
 use vidgen_nn::{Rope1dConfig, RopeLayout, RopeTables};
 use vidgen_testing::{
     Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests, det, golden,
@@ -166,8 +166,21 @@ fn module_fused_matches_reference<B: Backend>(device: &B::Device) {
     assert_eq!(fused.dims(), [b, lq, d]);
     assert_close(
         fused,
-        cross.forward_reference(x, Some(c), args()),
+        cross.forward_reference(x.clone(), Some(c.clone()), args()),
         FUSED_VS_REFERENCE,
+    );
+
+    // Built with Kernel::Reference, every forward is the reference twin, bit for bit.
+    assert_eq!(cross.kernel, Kernel::Fast);
+    let naive = cross.clone().with_kernel(Kernel::Reference);
+    let values = |y: Tensor<B, 3>| y.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    assert_eq!(
+        values(naive.forward_with(x.clone(), Some(c.clone()), args())),
+        values(cross.forward_reference(x.clone(), Some(c.clone()), args()))
+    );
+    assert_eq!(
+        values(naive.forward_cross(x.clone(), c.clone())),
+        values(cross.forward_reference(x, Some(c), AttentionArgs::default()))
     );
 }
 

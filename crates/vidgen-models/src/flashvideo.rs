@@ -68,7 +68,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use vidgen_attention::{MultiScaleRetention, MultiScaleRetentionConfig, RetentionState};
-use vidgen_nn::{SwiGluMlp, SwiGluMlpConfig};
+use vidgen_nn::{Kernel, SwiGluMlp, SwiGluMlpConfig};
 
 /// Configuration of [`FlashVideo`].
 #[derive(Config, Debug)]
@@ -229,6 +229,7 @@ impl FlashVideoConfig {
             unstable_radius: self.unstable_radius,
             repeat_text: self.repeat_text,
             chunk_size: self.chunk_size,
+            kernel: Kernel::Fast,
         })
     }
 }
@@ -286,13 +287,6 @@ impl<B: Backend> FlashVideoState<B> {
     }
 }
 
-/// Which retention form a forward pass uses.
-#[derive(Clone, Copy, Debug)]
-enum Form {
-    Parallel,
-    Reference,
-}
-
 /// FlashVideo's RetNet decoder over visual, text and serial-number tokens (see the module docs for
 /// the sequence layout). Field names follow torchscale's `RetNetDecoder` (`embed_tokens`,
 /// `layers`, `layer_norm`, `output_projection`).
@@ -333,6 +327,9 @@ pub struct FlashVideo<B: Backend> {
     /// Chunk size for absorbing known tokens.
     #[module(skip)]
     pub chunk_size: usize,
+    /// What [`forward_parallel`](Self::forward_parallel) runs ([`with_kernel`](Self::with_kernel)).
+    #[module(skip)]
+    pub kernel: Kernel,
 }
 
 impl<B: Backend> FlashVideo<B> {
@@ -432,23 +429,19 @@ impl<B: Backend> FlashVideo<B> {
         self.output_projection.forward(self.layer_norm.forward(x))
     }
 
-    fn forward_form(&self, tokens: Tensor<B, 2, Int>, form: Form) -> Tensor<B, 3> {
-        let mut x = self.embed_tokens.forward(tokens);
-        for layer in &self.layers {
-            let h = layer.retention_layer_norm.forward(x.clone());
-            let h = match form {
-                Form::Parallel => layer.retention.forward_parallel(h),
-                Form::Reference => layer.retention.forward_reference(h),
-            };
-            x = x + h;
-            x = x.clone() + layer.ffn.forward(layer.final_layer_norm.forward(x));
-        }
-        self.head(x)
+    /// This model computing with `kernel`: [`Kernel::Reference`] makes
+    /// [`forward_parallel`](Self::forward_parallel) run retention as RetNet's unnormalised
+    /// recurrence ([`MultiScaleRetention::forward_reference`]), equal to the parallel form when
+    /// `retention_eps` is 0. The chunkwise and recurrent forms are separate methods.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     /// Training form (RetNet eq. 5, FlashVideo sec. 3.1): every block's retention in the parallel
-    /// form over the whole sequence from position 0; the logits at position `i` predict the visual
-    /// code at `i + 1`.
+    /// form over the whole sequence from position 0 (or its reference twin, see
+    /// [`with_kernel`](Self::with_kernel)); the logits at position `i` predict the visual code at
+    /// `i + 1`.
     ///
     /// # Shapes
     /// `tokens`: `[B, L]` → logits `[B, L, V]`
@@ -456,17 +449,17 @@ impl<B: Backend> FlashVideo<B> {
     /// # Panics
     /// If `L` is 0 or an id is `>= V + T + n_frames`.
     pub fn forward_parallel(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.forward_form(tokens, Form::Parallel)
-    }
-
-    /// Reference twin of [`Self::forward_parallel`]: retention as RetNet's unnormalised
-    /// recurrence ([`MultiScaleRetention::forward_reference`]); equal to the fast forms when
-    /// `retention_eps` is 0.
-    ///
-    /// # Shapes
-    /// `tokens`: `[B, L]` → logits `[B, L, V]`
-    pub fn forward_reference(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.forward_form(tokens, Form::Reference)
+        let mut x = self.embed_tokens.forward(tokens);
+        for layer in &self.layers {
+            let h = layer.retention_layer_norm.forward(x.clone());
+            let h = match self.kernel {
+                Kernel::Fast => layer.retention.forward_parallel(h),
+                Kernel::Reference => layer.retention.forward_reference(h),
+            };
+            x = x + h;
+            x = x.clone() + layer.ffn.forward(layer.final_layer_norm.forward(x));
+        }
+        self.head(x)
     }
 
     /// Chunkwise form (RetNet eq. 7) from `state`: absorbs `L` known tokens (a prompt, or copied

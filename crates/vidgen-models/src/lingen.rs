@@ -33,15 +33,16 @@ pub mod sampling;
 pub use block::{BlockContext, MateBlock};
 pub use cost::LinGenFlops;
 
+use crate::denoise::TextConditioning;
 use crate::error::ConfigError;
 use crate::error::{ModelError, divisible, positive, positive_f64, same_size};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
-use burn::tensor::{Bool, Tensor, backend::Backend};
+use burn::tensor::{Tensor, backend::Backend};
 use vidgen_attention::{MultiHeadAttentionConfig, TesaConfig, WindowPlanCache};
 use vidgen_nn::{
-    AdaLnModulation, AdaLnModulationConfig, FactorizedPosEmbed, FactorizedPosEmbedConfig,
+    AdaLnModulation, AdaLnModulationConfig, FactorizedPosEmbed, FactorizedPosEmbedConfig, Kernel,
     PatchEmbed3d, PatchEmbed3dConfig, SwiGluMlpConfig, TimestepEmbedder, TimestepEmbedderConfig,
     modulate, unpatchify_3d,
 };
@@ -261,6 +262,7 @@ impl LinGenConfig {
                 .map_err(component("adaln"))?,
             scan_order: RotaryMajorScan::for_layer(k),
             review,
+            kernel: Kernel::Fast,
         })
     }
 }
@@ -334,52 +336,35 @@ impl<B: Backend> LinGenDit<B> {
         Ok(grid)
     }
 
-    /// Velocity prediction (fast path).
+    /// This model computing with `kernel` in every block: [`Kernel::Reference`] runs
+    /// the reference twin of [`MateBlock::forward`] (host-side permutations, recurrent Mamba2,
+    /// dense TESA, unfused cross-attention) instead of the fast path.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .map(|b| b.with_kernel(kernel))
+            .collect();
+        self
+    }
+
+    /// Velocity prediction, by the blocks' [`Kernel`] ([`with_kernel`](Self::with_kernel)).
     ///
     /// # Shapes
-    /// `x`: `[B, C, T, H, W]`, `t`: `[B]` (flow time × 1000), `text`: `[B, L, d_text]`,
-    /// `text_mask`: `[B, L]` (`true` = padded token) → `[B, C, T, H, W]`
+    /// `x`: `[B, C, T, H, W]`, `t`: `[B]` (flow time × 1000), `text.tokens`: `[B, L, d_text]`,
+    /// `text.padding`: `[B, L]` (`true` = padded token) → `[B, C, T, H, W]`
     ///
     /// # Errors
-    /// As [`grid`](Self::grid); [`ModelError::Config`] (`ConfigError::ShapeMismatch`) for the channels, the text width or
-    /// batch sizes.
+    /// As [`grid`](Self::grid); [`ModelError::Config`] (`ConfigError::ShapeMismatch`) for the
+    /// channels, the text width or batch sizes.
     pub fn forward(
         &self,
         x: Tensor<B, 5>,
         t: Tensor<B, 1>,
-        text: Tensor<B, 3>,
-        text_mask: Option<Tensor<B, 2, Bool>>,
+        text: &TextConditioning<B>,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        self.run(x, t, text, text_mask, false)
-    }
-
-    /// Reference twin of [`forward`](Self::forward): every block by
-    /// [`MateBlock::forward_reference`] (host-side permutations, recurrent Mamba2, dense TESA,
-    /// unfused cross-attention).
-    ///
-    /// # Shapes
-    /// As [`forward`](Self::forward).
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward).
-    pub fn forward_reference(
-        &self,
-        x: Tensor<B, 5>,
-        t: Tensor<B, 1>,
-        text: Tensor<B, 3>,
-        text_mask: Option<Tensor<B, 2, Bool>>,
-    ) -> Result<Tensor<B, 5>, ModelError> {
-        self.run(x, t, text, text_mask, true)
-    }
-
-    fn run(
-        &self,
-        x: Tensor<B, 5>,
-        t: Tensor<B, 1>,
-        text: Tensor<B, 3>,
-        text_mask: Option<Tensor<B, 2, Bool>>,
-        reference: bool,
-    ) -> Result<Tensor<B, 5>, ModelError> {
+        let text_mask = text.padding.clone();
+        let text = text.tokens.clone();
         let [b, c, tt, hh, ww] = x.dims();
         same_size("input channels", self.in_channels, c)?;
         same_size("timestep batch", b, t.dims()[0])?;
@@ -393,22 +378,16 @@ impl<B: Backend> LinGenDit<B> {
         let device = x.device();
         let mut h = self.x_embedder.forward(x) + self.pos_embed.forward(grid).unsqueeze::<3>();
         let cond = self.t_embedder.forward(t);
-        if reference {
-            for block in &self.blocks {
-                h = block.forward_reference(h, cond.clone(), text.clone(), grid, text_mask.clone());
-            }
-        } else {
-            let plans = scan_plans(&self.blocks, grid, &device);
-            let mut windows = WindowPlanCache::new();
-            let mut ctx = BlockContext {
-                grid,
-                plans: &plans,
-                windows: &mut windows,
-                text_mask,
-            };
-            for block in &self.blocks {
-                h = block.forward(h, cond.clone(), text.clone(), &mut ctx);
-            }
+        let plans = scan_plans(&self.blocks, grid, &device);
+        let mut windows = WindowPlanCache::new();
+        let mut ctx = BlockContext {
+            grid,
+            plans: &plans,
+            windows: &mut windows,
+            text_mask,
+        };
+        for block in &self.blocks {
+            h = block.forward(h, cond.clone(), text.clone(), &mut ctx);
         }
         let m = self.final_adaln.forward(cond);
         let h = modulate(self.final_norm.forward(h), m[0].clone(), m[1].clone());

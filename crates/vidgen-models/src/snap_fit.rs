@@ -67,7 +67,7 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_nn::{
-    PatchEmbed3d, PatchEmbed3dConfig, TimestepEmbedder, TimestepEmbedderConfig, sincos_2d,
+    Kernel, PatchEmbed3d, PatchEmbed3dConfig, TimestepEmbedder, TimestepEmbedderConfig, sincos_2d,
     sincos_3d, unpatchify_3d,
 };
 
@@ -211,6 +211,7 @@ impl SnapFitConfig {
             group_size: self.group_size,
             in_channels: self.in_channels,
             d_text: self.d_text,
+            kernel: Kernel::Fast,
         })
     }
 }
@@ -264,6 +265,9 @@ pub struct SnapFit<B: Backend> {
     pub in_channels: usize,
     /// Width of the text tokens.
     pub d_text: usize,
+    /// How [`forward`](Self::forward) computes ([`with_kernel`](Self::with_kernel)).
+    #[module(skip)]
+    pub kernel: Kernel,
 }
 
 /// Everything both forward paths share, computed once.
@@ -393,6 +397,19 @@ impl<B: Backend> SnapFit<B> {
         unpatchify_3d(y, grid, self.patch_size)
     }
 
+    /// This model computing with `kernel`: [`Kernel::Reference`] makes
+    /// [`forward`](Self::forward) run its reference twin (raster-order patches, group-wise read
+    /// and write as masked full attention, every attention by the naive reference).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .map(|b| b.with_kernel(kernel))
+            .collect();
+        self
+    }
+
     /// The network output `F` and the final latents, checking the inputs first.
     ///
     /// Self-conditioning (Sec. 3.4; RIN's latent self-conditioning): the initial latents are
@@ -414,6 +431,9 @@ impl<B: Backend> SnapFit<B> {
         cond: &SnapFitCond<B>,
         prev_latents: Option<Tensor<B, 3>>,
     ) -> Result<(Tensor<B, 5>, Tensor<B, 3>), ModelError> {
+        if self.kernel.is_reference() {
+            return self.forward_masked(x, c_noise, cond, prev_latents);
+        }
         let b = x.dims()[0];
         let p = self.prepare(x, c_noise, cond, prev_latents)?;
         let mut patches = group_patches(p.patches, p.grid, self.group_size);
@@ -426,16 +446,11 @@ impl<B: Backend> SnapFit<B> {
         Ok((self.finish(patches, p.grid), latents))
     }
 
-    /// Reference twin of [`forward`](Self::forward): no grouping reshapes; the group-wise
-    /// read and write are full cross-attentions with a block-diagonal group mask
-    /// ([`group_read_mask`]) through the naive [`attention_reference`](vidgen_attention::attention_reference).
-    ///
-    /// # Shapes
-    /// As [`forward`](Self::forward).
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward).
-    pub fn forward_reference(
+    /// Reference twin of [`forward`](Self::forward), run by a model built with
+    /// [`Kernel::Reference`]: no grouping reshapes; the group-wise read and write are full
+    /// cross-attentions with a block-diagonal group mask ([`group_read_mask`]) through the naive
+    /// [`attention_reference`](vidgen_attention::attention_reference).
+    fn forward_masked(
         &self,
         x: Tensor<B, 5>,
         c_noise: Tensor<B, 1>,
@@ -447,7 +462,7 @@ impl<B: Backend> SnapFit<B> {
         let mask = group_read_mask::<B>(p.grid, self.group_size, self.n_latents(), &device);
         let (mut patches, mut latents) = (p.patches, p.latents);
         for block in &self.blocks {
-            (patches, latents) = block.forward_reference(
+            (patches, latents) = block.forward_masked(
                 patches,
                 latents,
                 p.cond.clone(),

@@ -94,8 +94,8 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 use forward::Prepared;
 use vidgen_attention::SpatialTemporalConfig;
 use vidgen_nn::{
-    AdaLnModulation, AdaLnModulationConfig, PatchEmbed3d, PatchEmbed3dConfig, TimestepEmbedder,
-    TimestepEmbedderConfig,
+    AdaLnModulation, AdaLnModulationConfig, Kernel, PatchEmbed3d, PatchEmbed3dConfig,
+    TimestepEmbedder, TimestepEmbedderConfig,
 };
 
 /// Configuration of [`Stdit`]. Defaults are Open-Sora 1.2 STDiT3's where they are not sizes.
@@ -396,6 +396,22 @@ impl<B: Backend> Stdit<B> {
         self.final_layer.linear.weight.dims()[1] / volume
     }
 
+    /// This model computing every attention with `kernel`: [`Kernel::Reference`] runs the naive
+    /// reference (matmul → softmax → matmul) instead of Burn's fused op, in every block.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.spatial_blocks = self
+            .spatial_blocks
+            .into_iter()
+            .map(|b| b.with_kernel(kernel))
+            .collect();
+        self.temporal_blocks = self
+            .temporal_blocks
+            .into_iter()
+            .map(|b| b.with_kernel(kernel))
+            .collect();
+        self
+    }
+
     /// Runs the network with upstream `STDiT3.forward`'s arguments ([`StditInput`]) and returns
     /// every output channel.
     ///
@@ -409,18 +425,7 @@ impl<B: Backend> Stdit<B> {
     /// `T / pt` exceeds `max_frames` or the resolution is not positive; a frame mask needs
     /// `pt = 1`.
     pub fn forward_input(&self, input: StditInput<B>) -> Result<Tensor<B, 5>, ModelError> {
-        self.forward_prepared(self.prepare(input), false)
-    }
-
-    /// Reference twin of [`forward_input`](Self::forward_input) (naive attention).
-    ///
-    /// # Errors
-    /// As [`forward_input`](Self::forward_input).
-    pub fn forward_input_reference(
-        &self,
-        input: StditInput<B>,
-    ) -> Result<Tensor<B, 5>, ModelError> {
-        self.forward_prepared(self.prepare(input), true)
+        self.forward_prepared(self.prepare(input))
     }
 
     /// Predicts the flow velocity: the first `C` output channels, at the fixed positional scale
@@ -443,23 +448,7 @@ impl<B: Backend> Stdit<B> {
         fps: Tensor<B, 1>,
         frame_mask: Option<Tensor<B, 2, Bool>>,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        self.velocity(x, [t, fps], text, frame_mask, None, false)
-    }
-
-    /// Reference twin of [`forward`](Self::forward): every attention by the naive reference
-    /// (matmul → softmax → matmul) instead of Burn's fused op.
-    ///
-    /// # Errors
-    /// As [`forward`](Self::forward).
-    pub fn forward_reference(
-        &self,
-        x: Tensor<B, 5>,
-        t: Tensor<B, 1>,
-        text: &TextConditioning<B>,
-        fps: Tensor<B, 1>,
-        frame_mask: Option<Tensor<B, 2, Bool>>,
-    ) -> Result<Tensor<B, 5>, ModelError> {
-        self.velocity(x, [t, fps], text, frame_mask, None, true)
+        self.velocity(x, [t, fps], text, frame_mask, None)
     }
 
     /// The velocity (first `C` channels) under a text with its key-padding mask and a
@@ -472,7 +461,6 @@ impl<B: Backend> Stdit<B> {
         text: &TextConditioning<B>,
         frame_mask: Option<Tensor<B, 2, Bool>>,
         resolution: Option<[f64; 2]>,
-        reference: bool,
     ) -> Result<Tensor<B, 5>, ModelError> {
         let [b, c, ..] = x.dims();
         same_size("input channels", self.in_channels(), c)?;
@@ -488,7 +476,7 @@ impl<B: Backend> Stdit<B> {
             cond_frames: frame_mask,
             pos_scale: self.pos_scale(resolution),
         };
-        Ok(self.forward_prepared(prepared, reference)?.narrow(1, 0, c))
+        Ok(self.forward_prepared(prepared)?.narrow(1, 0, c))
     }
 
     /// The shared conditioning `c = t_embedder(t) + fps_embedder(fps)` and its adaLN-single

@@ -6,7 +6,9 @@ use burn::tensor::{Distribution, ElementConversion, Tensor, backend::Backend};
 use vidgen_attention::key_padding_mask;
 use vidgen_models::ConfigError;
 use vidgen_models::lingen::{LinGenConfig, LinGenDit};
-use vidgen_models::{CfgMode, Conditioning, Guidance, ModelError, TextConditioning, sample};
+use vidgen_models::{
+    CfgMode, Conditioning, Guidance, Kernel, ModelError, TextConditioning, sample,
+};
 use vidgen_schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
 use vidgen_ssm::{BiMerge, RotaryMajorScan, attention_flops};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
@@ -46,19 +48,19 @@ fn inputs<B: Backend>(
     batch: usize,
     size: [usize; 3],
     device: &B::Device,
-) -> (Tensor<B, 5>, Tensor<B, 1>, Tensor<B, 3>) {
+) -> (Tensor<B, 5>, Tensor<B, 1>, TextConditioning<B>) {
     let [t, h, w] = size;
     (
         normal([batch, 3, t, h, w], device),
         Tensor::from_floats(&[250.0, 900.0][..batch], device),
-        normal([batch, TEXT_LEN, D_TEXT], device),
+        TextConditioning::new(normal([batch, TEXT_LEN, D_TEXT], device)),
     )
 }
 
 fn video_shape<B: Backend>(device: &B::Device) {
     let model: LinGenDit<B> = tiny().init(device).unwrap();
     let (x, t, text) = inputs::<B>(2, [2, 6, 6], device);
-    let out = model.forward(x, t, text, None).unwrap();
+    let out = model.forward(x, t, &text).unwrap();
     assert_eq!(out.dims(), [2, 3, 2, 6, 6]);
 }
 
@@ -67,11 +69,19 @@ fn video_shape<B: Backend>(device: &B::Device) {
 fn image_t1<B: Backend>(device: &B::Device) {
     let model: LinGenDit<B> = tiny().init(device).unwrap();
     let (x, t, text) = inputs::<B>(1, [1, 6, 4], device);
-    let out = model
-        .forward(x.clone(), t.clone(), text.clone(), None)
-        .unwrap();
+    let out = model.forward(x.clone(), t.clone(), &text).unwrap();
     assert_eq!(out.dims(), [1, 3, 1, 6, 4]);
-    let reference = model.forward_reference(x, t, text, None).unwrap();
+    let naive = model.with_kernel(Kernel::Reference);
+    for block in &naive.blocks {
+        let kernels = [
+            block.kernel,
+            block.cross_attn.kernel,
+            block.bimamba.mamba_fwd.kernel,
+            block.bimamba.mamba_bwd.kernel,
+        ];
+        assert_eq!(kernels, [Kernel::Reference; 4]);
+    }
+    let reference = naive.forward(x, t, &text).unwrap();
     assert_close(out, reference, MODEL_TWIN);
 }
 
@@ -87,8 +97,9 @@ fn forward_matches_reference<B: Backend>(device: &B::Device) {
         let model: LinGenDit<B> = cfg.init(device).unwrap();
         let (x, t, text) = inputs::<B>(2, [2, 6, 6], device);
         let mask = key_padding_mask::<B>(&[5, 2], TEXT_LEN, device);
-        let fast = model.forward(x.clone(), t.clone(), text.clone(), Some(mask.clone()));
-        let slow = model.forward_reference(x, t, text, Some(mask));
+        let text = TextConditioning::with_padding(text.tokens, mask);
+        let fast = model.forward(x.clone(), t.clone(), &text);
+        let slow = model.with_kernel(Kernel::Reference).forward(x, t, &text);
         assert_close(fast.unwrap(), slow.unwrap(), MODEL_TWIN);
     }
 }
@@ -131,15 +142,13 @@ fn scan_order_per_layer<B: Backend>(device: &B::Device) {
     );
     // Through the whole model: raster scans everywhere give another output.
     let (x, t, text) = inputs::<B>(1, [2, 6, 6], device);
-    let rms = model
-        .forward(x.clone(), t.clone(), text.clone(), None)
-        .unwrap();
+    let rms = model.forward(x.clone(), t.clone(), &text).unwrap();
     let mut raster = model.clone();
     raster
         .blocks
         .iter_mut()
         .for_each(|b| b.scan_order = vidgen_ssm::ScanOrder::RASTER);
-    let plain = raster.forward(x, t, text, None).unwrap();
+    let plain = raster.forward(x, t, &text).unwrap();
     let diff = num((rms - plain).abs().max().into_scalar());
     assert!(diff > 1e-6, "the model ignores the scan orders ({diff})");
 }
@@ -203,14 +212,13 @@ fn config_errors_name_fields() {
 fn input_errors<B: Backend>(device: &B::Device) {
     let model: LinGenDit<B> = tiny().init(device).unwrap();
     let (x, t, text) = inputs::<B>(1, [2, 6, 6], device);
-    let bad = model.forward(x.clone().narrow(4, 0, 5), t.clone(), text.clone(), None);
+    let bad = model.forward(x.clone().narrow(4, 0, 5), t.clone(), &text);
     assert!(bad.unwrap_err().to_string().contains("patch_size"));
     let big = normal::<B, 5>([1, 3, 5, 6, 6], device);
-    let err = model
-        .forward(big, t.clone(), text.clone(), None)
-        .unwrap_err();
+    let err = model.forward(big, t.clone(), &text).unwrap_err();
     assert!(err.to_string().contains("max_grid"), "{err}");
-    let err = model.forward(x, t, text.narrow(2, 0, 4), None).unwrap_err();
+    let narrow = TextConditioning::new(text.tokens.narrow(2, 0, 4));
+    let err = model.forward(x, t, &narrow).unwrap_err();
     assert!(matches!(
         err,
         ModelError::Config(ConfigError::ShapeMismatch {

@@ -5,11 +5,11 @@
 
 use burn::tensor::{Tensor, backend::Backend};
 use vidgen_models::ConfigError;
-use vidgen_models::ModelError;
 use vidgen_models::opensora::{
     STDIT3_KEY_MAP, load_stdit3_dir, load_stdit3_weights, read_forward_inputs,
 };
 use vidgen_models::stdit::{Stdit, StditConfig};
+use vidgen_models::{Kernel, ModelError};
 use vidgen_nn::checkpoint::CheckpointError;
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, fixture_path};
 
@@ -61,7 +61,8 @@ fn matches_upstream_on_every_case<B: Backend>(device: &B::Device) {
     }
     // The reference twin (naive attention) agrees as well.
     let input = read_forward_inputs::<B>(fixture_path(CASES_FILE), "x_mask.", device).unwrap();
-    let slow = model.forward_input_reference(input).unwrap();
+    let slow = model.with_kernel(Kernel::Reference);
+    let slow = slow.forward_input(input).unwrap();
     assert_close(slow, expected::<B>("x_mask", device), UPSTREAM);
 }
 

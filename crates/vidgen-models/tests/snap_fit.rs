@@ -6,7 +6,7 @@
 use burn::tensor::{Distribution, ElementConversion, Tensor, TensorData, backend::Backend};
 use std::cell::Cell;
 use vidgen_models::snap_fit::{EdmSolver, SnapFit, SnapFitCond, SnapFitConfig};
-use vidgen_models::{Conditioning, Denoiser, ModelError, TextConditioning, sample};
+use vidgen_models::{Conditioning, Denoiser, Kernel, ModelError, TextConditioning, sample};
 use vidgen_schedulers::edm::{Churn, Edm, EdmConfig, EdmSampler, snap_video_sigma_in};
 use vidgen_schedulers::{FiniteCheck, NoiseGenerator};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
@@ -80,7 +80,18 @@ fn forward_shapes_and_reference_twin<B: Backend>(device: &B::Device) {
         .unwrap();
     assert_eq!(out.dims(), dims);
     assert_eq!(latents.dims(), [b, 4 * 3, 16]);
-    let (out_ref, latents_ref) = m.forward_reference(x, cn, &c, Some(prev)).unwrap();
+    let reference = m.with_kernel(Kernel::Reference);
+    assert_eq!(reference.kernel, Kernel::Reference);
+    for block in &reference.blocks {
+        assert_eq!(block.cond_read.kernel, Kernel::Reference);
+        assert!(
+            block
+                .latent_layers
+                .iter()
+                .all(|l| l.attn.kernel == Kernel::Reference)
+        );
+    }
+    let (out_ref, latents_ref) = reference.forward(x, cn, &c, Some(prev)).unwrap();
     assert_close(out, out_ref, GROUPED_VS_MASKED);
     assert_close(latents, latents_ref, GROUPED_VS_MASKED);
 }

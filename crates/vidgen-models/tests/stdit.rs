@@ -8,7 +8,8 @@ use vidgen_models::stdit::{
     sample_stdit,
 };
 use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
-use vidgen_models::{ModelError, TextConditioning};
+use vidgen_models::{Kernel, ModelError, TextConditioning};
+use vidgen_nn::materialize;
 use vidgen_schedulers::{
     ClassifierFreeGuidance, FiniteCheck, FrameMask, NoiseGenerator, RectifiedFlowConfig,
 };
@@ -65,7 +66,21 @@ fn run<B: Backend>(
 }
 
 fn output_shape_and_reference_twin<B: Backend>(device: &B::Device) {
-    let model = config(2).init::<B>(device).unwrap();
+    let model = materialize(config(2).init::<B>(device).unwrap());
+    let naive = model.clone().with_kernel(Kernel::Reference);
+    // The kernel reaches every attention of every block.
+    let kernels: Vec<Kernel> = naive
+        .spatial_blocks
+        .iter()
+        .flat_map(|b| [b.attn.attn.kernel, b.cross_attn.kernel])
+        .chain(
+            naive
+                .temporal_blocks
+                .iter()
+                .flat_map(|b| [b.attn.attn.kernel, b.cross_attn.kernel]),
+        )
+        .collect();
+    assert_eq!(kernels, vec![Kernel::Reference; 8]);
     // T = 3, H = 4, W = 6 (non-square grid 2×3), two samples, one with a short text.
     for ([b, c, t, h, w], lens) in [([2, 4, 3, 4, 6], vec![5, 2]), ([1, 4, 1, 2, 2], vec![0])] {
         let x = rand::<B, 5>(1, [b, c, t, h, w], device);
@@ -85,8 +100,8 @@ fn output_shape_and_reference_twin<B: Backend>(device: &B::Device) {
             )
             .unwrap();
         assert_eq!(fast.dims(), [b, c, t, h, w]);
-        let slow = model
-            .forward_reference(x, args.0, &tc(args.1, &lens), args.2, args.3)
+        let slow = naive
+            .forward(x, args.0, &tc(args.1, &lens), args.2, args.3)
             .unwrap();
         assert_close(fast, slow, TWIN);
     }
@@ -448,7 +463,9 @@ fn cross_attention_qk_norm<B: Backend>(device: &B::Device) {
         .unwrap();
     let (t, fps) = args();
     let slow = normed
-        .forward_reference(x.clone(), t, &tc(text.clone(), &lens), fps, None)
+        .clone()
+        .with_kernel(Kernel::Reference)
+        .forward(x.clone(), t, &tc(text.clone(), &lens), fps, None)
         .unwrap();
     assert_close(fast.clone(), slow, TWIN);
     let mut stripped = normed.clone();

@@ -10,6 +10,8 @@
 //! | [`pos_embed`] | 1D/2D/3D sin-cos tables and factorized learnable per-axis embeddings |
 //! | [`rope`] | RoPE 1D (Burn's `RotaryEncoding`) and 3D-axial |
 //! | [`qk_norm`] | RMSNorm over each head of q and k |
+//! | [`kernel`] | [`Kernel`]: fast path or reference twin, chosen when a module is built |
+//! | [`materialize`](mod@materialize) | forcing lazily initialised parameters, so that clones share weights |
 //! | [`checkpoint`] | loading PyTorch-named `.safetensors` checkpoints (f32/f16/bf16, sharded) |
 //!
 //! Invalid configurations fail in `init` with an [`NnError`] naming the field and its value.
@@ -20,6 +22,8 @@
 pub mod adaln;
 pub mod checkpoint;
 pub mod error;
+pub mod kernel;
+pub mod materialize;
 pub mod mlp;
 pub mod patch;
 pub mod pos_embed;
@@ -31,6 +35,8 @@ pub use adaln::{
     AdaLnModulation, AdaLnModulationConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate,
 };
 pub use error::{ConfigError, NnError};
+pub use kernel::Kernel;
+pub use materialize::materialize;
 pub use mlp::{Mlp, MlpConfig, SwiGluMlp, SwiGluMlpConfig, gelu_tanh};
 pub use patch::{
     PatchEmbed2d, PatchEmbed2dConfig, PatchEmbed3d, PatchEmbed3dConfig, patchify_3d, unpatchify_2d,

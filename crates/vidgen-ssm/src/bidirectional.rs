@@ -17,6 +17,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, backend::Backend};
+use vidgen_nn::Kernel;
 
 /// How the two directions are merged.
 #[derive(Config, Debug, PartialEq, Eq, Copy)]
@@ -75,7 +76,15 @@ pub struct BiMamba2<B: Backend> {
 }
 
 impl<B: Backend> BiMamba2<B> {
-    /// Both scans with the chunked SSD, merged.
+    /// Both directions scanning with `kernel` (see [`Mamba2::with_kernel`]).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.mamba_fwd = self.mamba_fwd.with_kernel(kernel);
+        self.mamba_bwd = self.mamba_bwd.with_kernel(kernel);
+        self
+    }
+
+    /// Both scans with the chunked SSD (or, built with [`Kernel::Reference`], the reference
+    /// scan), merged.
     ///
     /// # Shapes
     /// `u`: `[B, L, d_model]` → `[B, L, d_model]`

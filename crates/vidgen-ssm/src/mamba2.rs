@@ -66,6 +66,7 @@ use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
+use vidgen_nn::Kernel;
 
 /// Configuration of [`Mamba2`]; defaults are mamba-ssm's `Mamba2.__init__` (LinGen uses
 /// `d_state = 128`, `head_dim = 64`, supplement sec. E.2).
@@ -241,6 +242,7 @@ impl Mamba2Config {
             out_proj: LinearConfig::new(d_inner, self.d_model)
                 .with_bias(self.bias)
                 .init(device),
+            kernel: Kernel::Fast,
             d_state: self.d_state,
             d_conv: self.d_conv,
             head_dim: self.head_dim,
@@ -318,6 +320,10 @@ pub struct Mamba2<B: Backend> {
     pub chunk_size: usize,
     /// Clamp range of `dt` after the softplus.
     pub dt_limit: (f64, f64),
+    /// The scan [`forward`](Self::forward) runs: the chunked SSD or the token-by-token
+    /// reference twin ([`with_kernel`](Self::with_kernel)).
+    #[module(skip)]
+    pub kernel: Kernel,
 }
 
 /// The per-token projections after `in_proj` and the convolution, before the scan.
@@ -345,7 +351,15 @@ impl<B: Backend> Mamba2<B> {
         self.d_inner() + 2 * self.n_groups * self.d_state
     }
 
-    /// Full-sequence forward from zero states.
+    /// This layer scanning with `kernel`: [`Kernel::Reference`] makes
+    /// [`forward`](Self::forward) run [`forward_reference`](Self::forward_reference).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// Full-sequence forward from zero states: the chunked SSD, or the token-by-token reference
+    /// twin when built with [`Kernel::Reference`].
     ///
     /// # Shapes
     /// `u`: `[B, L, d_model]` → `[B, L, d_model]`
@@ -353,7 +367,10 @@ impl<B: Backend> Mamba2<B> {
     /// # Panics
     /// If the last axis of `u` is not `d_model` or `L == 0`.
     pub fn forward(&self, u: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.forward_cached(u, None).0
+        match self.kernel {
+            Kernel::Fast => self.forward_cached(u, None).0,
+            Kernel::Reference => self.forward_reference(u),
+        }
     }
 
     /// Splits `in_proj(u)` into `z`, `xBC` and `dt` (mamba-ssm's packing `[z, x, B, C, dt]`).

@@ -7,10 +7,11 @@
 use burn::module::Param;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor};
+use vidgen_nn::materialize;
 use vidgen_ssm::ConfigError;
-use vidgen_ssm::SsmError;
 use vidgen_ssm::bidirectional::{BiMamba2Config, BiMerge};
 use vidgen_ssm::mamba2::{Mamba2, Mamba2Cache, Mamba2Config};
+use vidgen_ssm::{Kernel, SsmError};
 use vidgen_testing::{
     Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests, golden,
 };
@@ -205,7 +206,8 @@ fn bidirectional_matches_step_loops<B: Backend>(device: &B::Device) {
 /// the clamp changes the output.
 fn dt_limit_clamps_both_paths<B: Backend>(device: &B::Device) {
     B::seed(device, 9);
-    let free = perturbed::<B>(&tiny(1, 4), device);
+    // Materialised first: a clone of lazily initialised parameters draws its own weights.
+    let free = materialize(perturbed::<B>(&tiny(1, 4), device));
     let mut clamped = free.clone();
     clamped.dt_limit = (0.02, 0.03);
     let u = tokens::<B>(10, device);
@@ -223,7 +225,38 @@ fn dt_limit_clamps_both_paths<B: Backend>(device: &B::Device) {
     assert_eq!(config.init::<B>(device).unwrap().dt_limit, (0.02, 0.03));
 }
 
+fn values<B: Backend>(x: Tensor<B, 3>) -> Vec<f32> {
+    x.into_data().convert::<f32>().to_vec().unwrap()
+}
+
+/// `with_kernel(Kernel::Reference)` makes `forward` run the step loop (bit for bit the reference
+/// twin), for one layer and for both directions of a bidirectional one; `Fast` is the default.
+fn kernel_chosen_at_build<B: Backend>(device: &B::Device) {
+    B::seed(device, 11);
+    let m = materialize(perturbed::<B>(&tiny(2, 3), device));
+    assert_eq!(m.kernel, Kernel::Fast);
+    let u = tokens::<B>(7, device);
+    let reference = m.clone().with_kernel(Kernel::Reference);
+    assert_eq!(
+        values(reference.forward(u.clone())),
+        values(m.forward_reference(u.clone()))
+    );
+    assert_eq!(
+        values(m.forward(u.clone())),
+        values(m.forward_cached(u.clone(), None).0)
+    );
+    let bi = materialize(BiMamba2Config::new(tiny(1, 4)).init::<B>(device).unwrap());
+    let bi_ref = bi.clone().with_kernel(Kernel::Reference);
+    assert_eq!(bi_ref.mamba_bwd.kernel, Kernel::Reference);
+    assert_close(
+        bi_ref.forward(u.clone()),
+        bi.forward_reference(u),
+        MAMBA2_EQUIV,
+    );
+}
+
 backend_tests!(
+    kernel_chosen_at_build,
     matches_mamba_ssm_one_group,
     dt_limit_clamps_both_paths,
     matches_mamba_ssm_two_groups,

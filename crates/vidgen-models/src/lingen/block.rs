@@ -22,7 +22,7 @@ use burn::module::Module;
 use burn::nn::{Linear, RmsNorm};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_attention::{AttentionArgs, MultiHeadAttention, WindowAttention, WindowPlanCache};
-use vidgen_nn::{AdaLnModulation, SwiGluMlp, gate, modulate};
+use vidgen_nn::{AdaLnModulation, Kernel, SwiGluMlp, gate, modulate};
 use vidgen_ssm::{BiMamba2, BiMerge, ReviewTokens, ScanOrder, ScanPlan};
 
 /// One MATE block (fields mirror the components' checkpoint keys; the names of the block's own
@@ -49,6 +49,10 @@ pub struct MateBlock<B: Backend> {
     /// Review-token builder, `None` when review tokens are off.
     #[module(skip)]
     pub review: Option<ReviewTokens>,
+    /// What [`forward`](Self::forward) runs: the fast path or the reference twin
+    /// ([`with_kernel`](Self::with_kernel)).
+    #[module(skip)]
+    pub kernel: Kernel,
 }
 
 /// Per-forward data shared by every block: the token grid, the scan plans of the (at most 3)
@@ -65,7 +69,18 @@ pub struct BlockContext<'a, B: Backend> {
 }
 
 impl<B: Backend> MateBlock<B> {
-    /// The block (fast path).
+    /// This block computing with `kernel`, its Mamba2 scans and cross-attention included.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self.bimamba = self.bimamba.with_kernel(kernel);
+        self.cross_attn = self.cross_attn.with_kernel(kernel);
+        self
+    }
+
+    /// The block: the fast path (scan plans and window plans of `ctx`), or, when built with
+    /// [`Kernel::Reference`], its reference twin: the MA-branch by
+    /// [`ma_branch_reference`](Self::ma_branch_reference), TESA by the dense
+    /// [`WindowAttention::forward_reference`], cross-attention by matmul → softmax → matmul.
     ///
     /// # Shapes
     /// `x`: `[B, t·h·w, d_model]` (raster order), `cond`: `[B, d_model]`, `text`:
@@ -80,6 +95,9 @@ impl<B: Backend> MateBlock<B> {
         text: Tensor<B, 3>,
         ctx: &mut BlockContext<'_, B>,
     ) -> Tensor<B, 3> {
+        if self.kernel.is_reference() {
+            return self.forward_reference(x, cond, text, ctx.grid, ctx.text_mask.clone());
+        }
         let m = self.adaln.forward(cond);
         let h = modulate(self.norm1.forward(x.clone()), m[0].clone(), m[1].clone());
         let plan = ctx
@@ -91,18 +109,21 @@ impl<B: Backend> MateBlock<B> {
         let ma = self.ma_branch(h.clone(), ctx.grid, plan);
         let te = self.tesa.forward_sequence(h, ctx.grid, ctx.windows);
         let x = x + gate(ma + te, m[2].clone());
-        let x = x.clone() + self.cross(x, text, ctx.text_mask.clone(), false);
+        let args = text_args(ctx.text_mask.clone());
+        let x = x.clone() + self.cross_attn.forward_with(x, Some(text), args);
         let h = modulate(self.norm2.forward(x.clone()), m[3].clone(), m[4].clone());
         x + gate(self.mlp.forward(h), m[5].clone())
     }
 
-    /// Reference twin of [`forward`](Self::forward): the MA-branch by
+    /// Reference twin of [`forward`](Self::forward), run by a block built with
+    /// [`Kernel::Reference`]: the MA-branch by
     /// [`ma_branch_reference`](Self::ma_branch_reference), TESA by its dense
-    /// [`WindowAttention::forward_reference`], cross-attention by matmul → softmax → matmul.
+    /// [`WindowAttention::forward_reference`], cross-attention by matmul → softmax → matmul,
+    /// whatever the block's [`Kernel`].
     ///
     /// # Shapes
     /// As [`forward`](Self::forward).
-    pub fn forward_reference(
+    fn forward_reference(
         &self,
         x: Tensor<B, 3>,
         cond: Tensor<B, 2>,
@@ -118,27 +139,10 @@ impl<B: Backend> MateBlock<B> {
             .tesa
             .forward_reference(h.reshape([b, grid[0], grid[1], grid[2], d]));
         let x = x + gate(ma + te.reshape([b, l, d]), m[2].clone());
-        let x = x.clone() + self.cross(x, text, text_mask, true);
+        let args = text_args(text_mask);
+        let x = x.clone() + self.cross_attn.forward_reference(x, Some(text), args);
         let h = modulate(self.norm2.forward(x.clone()), m[3].clone(), m[4].clone());
         x + gate(self.mlp.forward(h), m[5].clone())
-    }
-
-    fn cross(
-        &self,
-        x: Tensor<B, 3>,
-        text: Tensor<B, 3>,
-        mask: Option<Tensor<B, 2, Bool>>,
-        reference: bool,
-    ) -> Tensor<B, 3> {
-        let args = match mask {
-            Some(m) => AttentionArgs::default().with_key_padding(m),
-            None => AttentionArgs::default(),
-        };
-        if reference {
-            self.cross_attn.forward_reference(x, Some(text), args)
-        } else {
-            self.cross_attn.forward_with(x, Some(text), args)
-        }
     }
 
     /// MA-branch: reorder the tokens into this layer's scan order (`plan`), prepend the review
@@ -213,6 +217,14 @@ impl<B: Backend> MateBlock<B> {
         let mut restore = vec![0; n];
         perm.iter().enumerate().for_each(|(i, &p)| restore[p] = i);
         host_gather(merge(&self.bimamba, y_f, y_b), &restore)
+    }
+}
+
+/// Cross-attention arguments with the text's key-padding mask.
+fn text_args<'a, B: Backend>(mask: Option<Tensor<B, 2, Bool>>) -> AttentionArgs<'a, B> {
+    match mask {
+        Some(m) => AttentionArgs::default().with_key_padding(m),
+        None => AttentionArgs::default(),
     }
 }
 

@@ -16,6 +16,6 @@ impl<B: Backend> Denoiser<B> for LinGenDit<B> {
         time: Tensor<B, 1>,
         text: &TextConditioning<B>,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        self.forward(x, time, text.tokens.clone(), text.padding.clone())
+        self.forward(x, time, text)
     }
 }

@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 use vidgen_attention::{
     AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, attention_reference,
 };
-use vidgen_nn::{Mlp, MlpConfig};
+use vidgen_nn::{Kernel, Mlp, MlpConfig};
 
 /// Widths and counts of one [`FitBlock`] (derived from
 /// [`SnapFitConfig`](super::SnapFitConfig), which validates them).
@@ -172,35 +172,40 @@ fn cross_reference<B: Backend>(
 }
 
 impl<B: Backend> FitBlock<B> {
-    /// Step 1, the conditioning read (fused attention, or the reference twin).
+    /// This block's attentions computing with `kernel` (the group-wise read and write are the
+    /// model's choice of layout: see [`SnapFit::with_kernel`](super::SnapFit::with_kernel)).
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.cond_read = self.cond_read.with_kernel(kernel);
+        self.read = self.read.with_kernel(kernel);
+        self.write = self.write.with_kernel(kernel);
+        self.latent_layers = self
+            .latent_layers
+            .into_iter()
+            .map(|mut layer| {
+                layer.attn = layer.attn.with_kernel(kernel);
+                layer
+            })
+            .collect();
+        self
+    }
+
+    /// Step 1, the conditioning read.
     fn read_conditioning(
         &self,
         latents: Tensor<B, 3>,
         cond: Tensor<B, 3>,
         padding: Option<Tensor<B, 2, Bool>>,
-        reference: bool,
     ) -> Tensor<B, 3> {
         let q = self.cond_norm.forward(latents.clone());
-        let y = if reference {
-            self.cond_read
-                .forward_reference(q, Some(cond), args(padding))
-        } else {
-            self.cond_read.forward_with(q, Some(cond), args(padding))
-        };
+        let y = self.cond_read.forward_with(q, Some(cond), args(padding));
         self.cond_ff.forward(latents + y)
     }
 
     /// Step 3, the latent self-attention layers.
-    fn compute(&self, mut latents: Tensor<B, 3>, reference: bool) -> Tensor<B, 3> {
+    fn compute(&self, mut latents: Tensor<B, 3>) -> Tensor<B, 3> {
         for layer in &self.latent_layers {
             let x = layer.norm.forward(latents.clone());
-            let y = if reference {
-                layer
-                    .attn
-                    .forward_reference(x, None, AttentionArgs::default())
-            } else {
-                layer.attn.forward(x)
-            };
+            let y = layer.attn.forward(x);
             latents = layer.ff.forward(latents + y);
         }
         latents
@@ -229,7 +234,7 @@ impl<B: Backend> FitBlock<B> {
             "FitBlock: {bg} patch groups and {gn} latents for batch {b}"
         );
         let n = gn / (bg / b);
-        let latents = self.read_conditioning(latents, cond, cond_padding, false);
+        let latents = self.read_conditioning(latents, cond, cond_padding);
         // Group-wise read: [B, G·n, D] → [B·G, n, D] is a free reshape (group-major latents).
         let z = latents.reshape([bg, n, dl]);
         let ctx = self.read_norm_patches.forward(patches.clone());
@@ -237,7 +242,7 @@ impl<B: Backend> FitBlock<B> {
             .read
             .forward_cross(self.read_norm_latents.forward(z.clone()), ctx);
         let latents = self.read_ff.forward(z + y).reshape([b, gn, dl]);
-        let latents = self.compute(latents, false);
+        let latents = self.compute(latents);
         // Group-wise write.
         let ctx = self
             .write_norm_latents
@@ -248,15 +253,17 @@ impl<B: Backend> FitBlock<B> {
         (self.write_ff.forward(patches + y), latents)
     }
 
-    /// Reference twin of [`forward`](Self::forward): patch tokens stay in raster order and the
-    /// group-wise read/write are full cross-attentions through [`attention_reference`] with a
-    /// block-diagonal mask that hides every patch of another group.
+    /// Reference twin of [`forward`](Self::forward), what a model built with
+    /// [`Kernel::Reference`] runs: patch tokens stay in raster order and the group-wise
+    /// read/write are full cross-attentions through [`attention_reference`] with a
+    /// block-diagonal mask that hides every patch of another group; the conditioning read and
+    /// the latent self-attention by the block's kernel.
     ///
     /// # Shapes
     /// `patches`: `[B, L, d_patch]` (raster order), `latents`: `[B, G·n, d_latent]`,
     /// `read_mask`: `[G·n, L]` (`true` where the latent's group differs from the patch's; the
     /// write uses its transpose); others as [`forward`](Self::forward)
-    pub fn forward_reference(
+    pub(crate) fn forward_masked(
         &self,
         patches: Tensor<B, 3>,
         latents: Tensor<B, 3>,
@@ -264,11 +271,11 @@ impl<B: Backend> FitBlock<B> {
         cond_padding: Option<Tensor<B, 2, Bool>>,
         read_mask: Tensor<B, 2, Bool>,
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
-        let latents = self.read_conditioning(latents, cond, cond_padding, true);
+        let latents = self.read_conditioning(latents, cond, cond_padding);
         let ctx = self.read_norm_patches.forward(patches.clone());
         let q = self.read_norm_latents.forward(latents.clone());
         let y = cross_reference(&self.read, q, ctx, read_mask.clone());
-        let latents = self.compute(self.read_ff.forward(latents + y), true);
+        let latents = self.compute(self.read_ff.forward(latents + y));
         let ctx = self.write_norm_latents.forward(latents.clone());
         let q = self.write_norm_patches.forward(patches.clone());
         let y = cross_reference(&self.write, q, ctx, read_mask.transpose());

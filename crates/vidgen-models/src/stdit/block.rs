@@ -12,7 +12,7 @@ use vidgen_attention::{
     AttentionArgs, AttentionError, MultiHeadAttention, MultiHeadAttentionConfig, SpatialAttention,
     TemporalAttention,
 };
-use vidgen_nn::{Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate};
+use vidgen_nn::{Kernel, Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate};
 
 pub(crate) use crate::error::component;
 
@@ -40,8 +40,6 @@ pub(crate) struct BlockInputs<B: Backend> {
     pub frames: usize,
     /// Tokens per frame `S`.
     pub spatial: usize,
-    /// Use the reference attention.
-    pub reference: bool,
 }
 
 /// The six modulation vectors at `t` and, for conditioning frames, at timestep 0.
@@ -98,12 +96,7 @@ fn block_forward<B: Backend>(
         args = args.with_key_padding(pad.clone());
     }
     let context = Some(inputs.text.clone());
-    let y = if inputs.reference {
-        cross_attn.forward_reference(x.clone(), context, args)
-    } else {
-        cross_attn.forward_with(x.clone(), context, args)
-    };
-    let x = x + y;
+    let x = x.clone() + cross_attn.forward_with(x, context, args);
     // 3. MLP on modulated tokens, gated residual
     let y = mlp.forward(m.modulate(&layer_norm(x.clone()), 3));
     Ok(x + m.gate(&y, 5))
@@ -160,8 +153,10 @@ pub trait FrameAttention<B: Backend>: Sized {
     /// Whether the block's output projections start at zero (upstream: the temporal blocks).
     fn zero_init(config: &StditConfig) -> bool;
 
-    /// Self-attention over `[B, T·S, D]` tokens, `T = frames` frames of `S = spatial` tokens;
-    /// `reference` selects the naive twin.
+    /// This attention computing with `kernel`.
+    fn with_kernel(self, kernel: Kernel) -> Self;
+
+    /// Self-attention over `[B, T·S, D]` tokens, `T = frames` frames of `S = spatial` tokens.
     ///
     /// # Errors
     /// The attention's shape errors.
@@ -170,7 +165,6 @@ pub trait FrameAttention<B: Backend>: Sized {
         x: Tensor<B, 3>,
         frames: usize,
         spatial: usize,
-        reference: bool,
     ) -> Result<Tensor<B, 3>, AttentionError>;
 }
 
@@ -188,18 +182,17 @@ impl<B: Backend> FrameAttention<B> for SpatialAttention<B> {
         false
     }
 
+    fn with_kernel(self, kernel: Kernel) -> Self {
+        Self::with_kernel(self, kernel)
+    }
+
     fn attend(
         &self,
         x: Tensor<B, 3>,
         frames: usize,
         spatial: usize,
-        reference: bool,
     ) -> Result<Tensor<B, 3>, AttentionError> {
-        if reference {
-            self.forward_reference(x, frames, spatial)
-        } else {
-            self.forward(x, frames, spatial)
-        }
+        self.forward(x, frames, spatial)
     }
 }
 
@@ -217,18 +210,17 @@ impl<B: Backend> FrameAttention<B> for TemporalAttention<B> {
         config.zero_init_temporal
     }
 
+    fn with_kernel(self, kernel: Kernel) -> Self {
+        Self::with_kernel(self, kernel)
+    }
+
     fn attend(
         &self,
         x: Tensor<B, 3>,
         frames: usize,
         spatial: usize,
-        reference: bool,
     ) -> Result<Tensor<B, 3>, AttentionError> {
-        if reference {
-            self.forward_reference(x, frames, spatial)
-        } else {
-            self.forward(x, frames, spatial)
-        }
+        self.forward(x, frames, spatial)
     }
 }
 
@@ -266,6 +258,13 @@ impl<B: Backend, A: FrameAttention<B>> StditBlock<B, A> {
         })
     }
 
+    /// This block's self- and cross-attention computing with `kernel`.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.attn = self.attn.with_kernel(kernel);
+        self.cross_attn = self.cross_attn.with_kernel(kernel);
+        self
+    }
+
     pub(crate) fn forward(
         &self,
         x: Tensor<B, 3>,
@@ -275,7 +274,7 @@ impl<B: Backend, A: FrameAttention<B>> StditBlock<B, A> {
         let (frames, spatial) = (inputs.frames, inputs.spatial);
         block_forward(x, parts, inputs, |y| {
             self.attn
-                .attend(y, frames, spatial, inputs.reference)
+                .attend(y, frames, spatial)
                 .map_err(component(A::PART))
         })
     }

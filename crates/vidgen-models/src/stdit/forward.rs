@@ -125,11 +125,7 @@ impl<B: Backend> Stdit<B> {
         Ok(pos + table.reshape([1, frames, 1, d]))
     }
 
-    pub(super) fn forward_prepared(
-        &self,
-        p: Prepared<B>,
-        reference: bool,
-    ) -> Result<Tensor<B, 5>, ModelError> {
+    pub(super) fn forward_prepared(&self, p: Prepared<B>) -> Result<Tensor<B, 5>, ModelError> {
         let grid = self.check(&p)?;
         let [b, _, t_in, h_in, w_in] = p.x.dims();
         let device = p.x.device();
@@ -158,7 +154,6 @@ impl<B: Backend> Stdit<B> {
             text_pad: p.text_pad,
             frames,
             spatial,
-            reference,
         };
         for (sb, tb) in self.spatial_blocks.iter().zip(&self.temporal_blocks) {
             h = sb.forward(h, &inputs)?;

@@ -155,7 +155,7 @@ impl<B: Backend> Denoiser<B> for StditDenoiser<'_, B> {
         let n = x.dims()[0];
         let fps = Tensor::full([n], self.fps, &x.device());
         self.model
-            .velocity(x, [time, fps], text, frame_mask, self.resolution, false)
+            .velocity(x, [time, fps], text, frame_mask, self.resolution)
     }
 }
 
