@@ -3,9 +3,13 @@
 //! and a random VQ codebook of RGB patches turns the tokens into a GIF.
 //!
 //! ```text
-//! cargo run --example flashvideo_retnet [out.gif]                   # CPU (flex)
+//! cargo run --example flashvideo_retnet                            # CPU (flex)
+//! cargo run --example flashvideo_retnet -- --prompt "a blue circle moving left" --out fv.gif
 //! cargo run --release --example flashvideo_retnet --features cuda   # NVIDIA GPU
 //! ```
+//!
+//! Flags (optional, those of `vidgen::cli::GenerateArgs` that apply to token-by-token sampling):
+//! `--prompt`, `--out`, `--seed` (2024).
 //!
 //! Data flow: prompt → word ids → `[text][serial 1][key frame 1]…[text][serial K][key frame K]`
 //! sampled token by token (constant-size retention state) → per key-frame pair: different /
@@ -18,9 +22,9 @@
 
 use burn::module::Param;
 use burn::tensor::{Distribution, Tensor};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use vidgen::cli::GenerateArgs;
 use vidgen::models::flashvideo::{
     Decoder, FlashVideoConfig, Sampling, TokenClass, Video, classify_tokens, decode_video,
     generate_video, interpolate,
@@ -44,18 +48,27 @@ const PATCH: usize = 4;
 const N_FRAMES: usize = 9;
 const STRIDE: usize = 4;
 
+const USAGE: &str = "usage: flashvideo_retnet [--prompt TEXT] [--out FILE.gif] [--seed S]";
+
 fn main() -> ExitCode {
-    vidgen::cli::report(run())
+    match GenerateArgs::parse(std::env::args().skip(1), false) {
+        Ok(args) if args.steps.is_some() || args.guidance.is_some() => vidgen::cli::usage_error(
+            USAGE,
+            "FlashVideo samples token by token: --steps and --guidance do not apply",
+        ),
+        Ok(args) => vidgen::cli::report(run(&args)),
+        Err(e) => vidgen::cli::usage_error(USAGE, e),
+    }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: &GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
     let device = Default::default();
     let words = [
         "a", "red", "green", "blue", "square", "circle", "moving", "left", "right",
     ];
     let tokenizer = WordTokenizer::new(&words, 8)?;
-    let prompt = "a red square moving right";
-    let (ids, len) = tokenizer.encode(prompt);
+    let prompt = args.prompt_or("a red square moving right");
+    let (ids, len) = tokenizer.try_encode(&prompt)?;
     let text = &ids[..len];
 
     let config = FlashVideoConfig::new(N_CODES, tokenizer.vocab_size(), 64, 4, 2, GRID, N_FRAMES)
@@ -77,7 +90,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let start = Instant::now();
     let sampling = Sampling::Seeded {
-        seed: 2024,
+        seed: args.seed.unwrap_or(2024),
         temperature: 1.0,
     };
     let video = generate_video(&key_model, &interp_model, text, sampling, 7, &device)?;
@@ -86,10 +99,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let rgb = decode_video(&vq, &video.frames, GRID, PATCH, &device)?;
     println!("video [C, T, H, W] = {:?}", rgb.dims());
-    let path = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("flashvideo_retnet.gif"));
+    let path = args.out_or("flashvideo_retnet.gif");
     write_gif::<B>(rgb, &path, 12)?;
     println!("wrote {}", path.display());
 

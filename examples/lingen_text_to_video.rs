@@ -4,23 +4,28 @@
 //!
 //! ```text
 //! cargo run --example lingen_text_to_video                        # CPU (flex), GIF in the temp dir
-//! cargo run --example lingen_text_to_video -- out.gif "red square moving right"
+//! cargo run --example lingen_text_to_video -- --prompt "red square moving right" --out out.gif
 //! cargo run --release --example lingen_text_to_video --features cuda
 //! ```
 //!
+//! Flags (all optional, shared by the text-to-video examples: `vidgen::cli::GenerateArgs`):
+//! `--prompt`, `--out`, `--steps` (8), `--guidance` (4), `--seed` (0).
+//!
 //! Data flow: prompt → `WordTokenizer` → `TextEmbedder` `[1, L, d_text]`; noise `[1, C, T, H, W]`
-//! → n × (LinGenDit velocity for [null; prompt] → CFG → Euler step) → latent in `[-1, 1]` → GIF
-//! (the latent channels are shown directly as RGB; no VAE). The weights are random: the output
-//! demonstrates the pipeline and shapes, not quality.
+//! → n × (LinGenDit velocity for [zero text; prompt] → CFG → Euler step), all inside
+//! `LinGenDit::generate` → latent in `[-1, 1]` → GIF (the latent channels are shown directly as
+//! RGB; no VAE). The weights are random: the output demonstrates the pipeline and shapes, not
+//! quality.
 
-use burn::tensor::{ElementConversion, Tensor};
+use burn::tensor::ElementConversion;
 use std::process::ExitCode;
 use std::time::Instant;
+use vidgen::cli::GenerateArgs;
 use vidgen::models::lingen::LinGenConfig;
 use vidgen::models::{
-    Conditioning, Guidance, TextConditioning, TextEmbedderConfig, WordTokenizer, sample, write_gif,
+    GenerateOptions, TextConditioning, TextEmbedderConfig, WordTokenizer, write_gif,
 };
-use vidgen::schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
+use vidgen::schedulers::RectifiedFlowConfig;
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -29,24 +34,22 @@ type B = burn::backend::Wgpu;
 #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
 type B = burn::backend::Flex;
 
-const LATENT: [usize; 5] = [1, 3, 8, 16, 16]; // [B, C, T, H, W] → token grid 8×8×8
+const LATENT: [usize; 4] = [3, 8, 16, 16]; // [C, T, H, W] → token grid 8×8×8
 const D_TEXT: usize = 32;
-const STEPS: usize = 8;
-const GUIDANCE: f64 = 4.0;
 
 fn main() -> ExitCode {
-    vidgen::cli::report(run())
+    match GenerateArgs::parse(std::env::args().skip(1), false) {
+        Ok(args) => vidgen::cli::report(run(&args)),
+        Err(e) => {
+            let usage = format!("usage: lingen_text_to_video {}", GenerateArgs::USAGE);
+            vidgen::cli::usage_error(&usage, e)
+        }
+    }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("lingen_text_to_video.gif"));
-    let prompt = args
-        .next()
-        .unwrap_or_else(|| "a red square moving right".to_string());
+fn run(args: &GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let prompt = args.prompt_or("a red square moving right");
+    let path = args.out_or("lingen_text_to_video.gif");
     let device = Default::default();
 
     let words = [
@@ -54,12 +57,10 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let tokenizer = WordTokenizer::new(&words, 8)?;
     let embedder = TextEmbedderConfig::new(tokenizer.vocab_size(), D_TEXT).init::<B>(&device)?;
-    let (ids, lens) = tokenizer.encode_batch::<B>(&[prompt.as_str()], &device);
+    let (ids, lens) = tokenizer.try_encode_batch::<B>(&[prompt.as_str()], &device)?;
     let text = TextConditioning::from_lens(embedder.forward(ids), &lens)?;
-    let null = TextConditioning::new(Tensor::zeros([1, tokenizer.max_len(), D_TEXT], &device));
-    let cond = Conditioning::guided(text, Guidance::new(GUIDANCE, 0.0, null)?);
 
-    let config = LinGenConfig::new(LATENT[1], 64, 4, 4, D_TEXT)
+    let config = LinGenConfig::new(LATENT[0], 64, 4, 4, D_TEXT)
         .with_max_grid([8, 8, 8])
         .with_mamba_head_dim(32)
         .with_chunk_size(128)
@@ -67,7 +68,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .with_review_pool(Some([4, 4, 4]))
         .with_adaln_zero_init(false);
     let model = config.init::<B>(&device)?;
-    let grid = [LATENT[2], LATENT[3] / 2, LATENT[4] / 2];
+    let grid = [LATENT[1], LATENT[2] / 2, LATENT[3] / 2];
     let flops = config.flops(grid, tokenizer.max_len());
     println!("backend: {}", std::any::type_name::<B>());
     println!(
@@ -76,21 +77,23 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         flops.total() / 1e9
     );
 
-    let flow = RectifiedFlowConfig {
-        shift: 3.0,
-        ..Default::default()
-    }
-    .init(STEPS, None)?;
-    let mut rng = NoiseGenerator::seed_from_u64(0);
-    let noise = rng.normal::<B, 5>(LATENT, &device);
+    let options = args.apply(GenerateOptions {
+        latent_size: LATENT,
+        num_steps: 8,
+        guidance_scale: 4.0,
+        flow: RectifiedFlowConfig {
+            shift: 3.0,
+            ..Default::default()
+        },
+        ..GenerateOptions::default()
+    });
     let start = Instant::now();
-    let check = FiniteCheck::EveryStep;
-    let latent = sample(&flow, &model, &cond, noise, &mut rng, check, |p| {
-        println!("  step {}/{} (t = {:.0})", p.step + 1, p.num_steps, p.time)
-    })?;
+    let latent = model.generate(&text, &options)?;
     println!(
-        "prompt {prompt:?}: sampled {:?} in {STEPS} steps (CFG {GUIDANCE}), {:.2} s",
+        "prompt {prompt:?}: sampled {:?} in {} steps (CFG {}), {:.2} s",
         latent.dims(),
+        options.num_steps,
+        options.guidance_scale,
         start.elapsed().as_secs_f64()
     );
 

@@ -2,11 +2,15 @@
 //! trained by the `train_tiny` example on the moving-shapes dataset).
 //!
 //! ```text
-//! cargo run --release --example quickstart -- "red square moving right"
-//! cargo run --release --example quickstart -- "blue circle moving up" out.gif
-//! cargo run --release --example quickstart --features cuda -- "green square moving left"
-//! cargo run --release --example quickstart -- "red circle moving up" out.gif my_weights.safetensors
+//! cargo run --release --example quickstart -- --prompt "red square moving right"
+//! cargo run --release --example quickstart -- --prompt "blue circle moving up" --out out.gif
+//! cargo run --release --example quickstart --features cuda -- --prompt "green square moving left"
+//! cargo run --release --example quickstart -- --weights my_weights.safetensors --seed 3
 //! ```
+//!
+//! Flags (all optional, shared by the text-to-video examples: `vidgen::cli::GenerateArgs`):
+//! `--prompt`, `--out` (default: `quickstart.gif` in the temp dir), `--steps` (16),
+//! `--guidance` (4), `--seed` (0), `--weights`.
 //!
 //! Prompt → word tokens → learnt text embedding → STDiT sampled with rectified-flow Euler steps
 //! and classifier-free guidance → 8 frames of 16×16 RGB (pixel space, no VAE) → GIF, upscaled ×8
@@ -14,7 +18,7 @@
 //! directions left/right/up/down, and "moving". A prompt with any other word is rejected: the
 //! example prints the unknown words and the vocabulary and exits with status 1.
 //!
-//! A third argument replaces the shipped weights with another checkpoint of the same
+//! `--weights` replaces the shipped weights with another checkpoint of the same
 //! configuration (e.g. one written by `train_tiny`). If the weights make the sampler produce NaN
 //! or ±inf, the example names the step and exits with status 1 instead of writing a GIF.
 
@@ -22,6 +26,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
+use vidgen::cli::GenerateArgs;
 use vidgen::models::tiny::load_text_to_video;
 use vidgen::models::write_gif;
 
@@ -44,30 +49,29 @@ fn upscale<B2: Backend>(video: Tensor<B2, 4>) -> Tensor<B2, 4> {
         .reshape([c, t, h * UPSCALE, w * UPSCALE])
 }
 
+const USAGE: &str = "usage: quickstart [--prompt TEXT] [--out FILE.gif] [--steps N] \
+                     [--guidance W] [--seed S] [--weights FILE.safetensors]";
+
 fn main() -> ExitCode {
-    vidgen::cli::report(run())
+    match GenerateArgs::parse(std::env::args().skip(1), true) {
+        Ok(args) => vidgen::cli::report(run(&args)),
+        Err(e) => vidgen::cli::usage_error(USAGE, e),
+    }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let prompt = args
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "red square moving right".into());
-    let out = args
-        .get(1)
-        .map(Into::into)
-        .unwrap_or_else(|| std::env::temp_dir().join("quickstart.gif"));
+fn run(args: &GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let prompt = args.prompt_or("red square moving right");
+    let out = args.out_or("quickstart.gif");
     let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
     let device = Default::default();
     let start = Instant::now();
     let checkpoint = args
-        .get(2)
-        .map(Into::into)
+        .weights
+        .clone()
         .unwrap_or_else(|| assets.join("tiny_stdit.safetensors"));
     let (pipeline, config) =
         load_text_to_video::<B>(assets.join("tiny_stdit.json"), checkpoint, &device)?;
-    let options = config.generate_options(0);
+    let options = args.apply(config.generate_options(0));
     let video = pipeline.generate(&[prompt.as_str()], &options, &device)?;
     let [_, c, t, h, w] = video.dims();
     write_gif(upscale(video.reshape([c, t, h, w])), &out, 12)?;

@@ -4,9 +4,12 @@
 //!
 //! ```text
 //! cargo run --example stdit_text_to_video                                   # CPU (flex)
-//! cargo run --example stdit_text_to_video -- "blue circle moving left" out.gif
+//! cargo run --example stdit_text_to_video -- --prompt "blue circle moving left" --out out.gif
 //! cargo run --release --example stdit_text_to_video --features cuda         # NVIDIA GPU
 //! ```
+//!
+//! Flags (all optional, shared by the text-to-video examples: `vidgen::cli::GenerateArgs`):
+//! `--prompt`, `--out`, `--steps`, `--guidance`, `--seed`.
 //!
 //! The weights are random, so the video is structured noise: the example shows the pipeline runs
 //! end to end and produces a correctly shaped video, nothing about quality. The latent is mapped
@@ -17,7 +20,9 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use std::process::ExitCode;
 use std::time::Instant;
-use vidgen::models::stdit::{GenerateOptions, StditConfig, TextToVideo};
+use vidgen::cli::GenerateArgs;
+use vidgen::models::GenerateOptions;
+use vidgen::models::stdit::{StditConfig, TextToVideo};
 use vidgen::models::text::{TextEmbedderConfig, WordTokenizer};
 use vidgen::models::write_gif;
 
@@ -49,19 +54,18 @@ fn latent_to_rgb<B2: Backend>(latent: Tensor<B2, 4>) -> Tensor<B2, 4> {
 }
 
 fn main() -> ExitCode {
-    vidgen::cli::report(run())
+    match GenerateArgs::parse(std::env::args().skip(1), false) {
+        Ok(args) => vidgen::cli::report(run(&args)),
+        Err(e) => {
+            let usage = format!("usage: stdit_text_to_video {}", GenerateArgs::USAGE);
+            vidgen::cli::usage_error(&usage, e)
+        }
+    }
 }
 
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let prompt = args
-        .first()
-        .cloned()
-        .unwrap_or_else(|| "red square moving right".into());
-    let out = args
-        .get(1)
-        .map(Into::into)
-        .unwrap_or_else(|| std::env::temp_dir().join("stdit_text_to_video.gif"));
+fn run(args: &GenerateArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let prompt = args.prompt_or("red square moving right");
+    let out = args.out_or("stdit_text_to_video.gif");
     let device = Default::default();
 
     let config = StditConfig::new(64, 4, 2, 32)
@@ -73,19 +77,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let embedder = TextEmbedderConfig::new(tokenizer.vocab_size(), config.d_text).init(&device)?;
     let pipeline = TextToVideo::new(model, tokenizer, embedder)?;
 
-    let options = GenerateOptions {
+    let options = args.apply(GenerateOptions {
         latent_size: LATENT,
         num_steps: STEPS,
         guidance_scale: 7.0,
         fps: 8.0,
         seed: 42,
         ..Default::default()
-    };
+    });
     let start = Instant::now();
     let latent = pipeline.generate(&[prompt.as_str()], &options, &device)?;
     println!(
-        "prompt {prompt:?}: latent {:?} after {STEPS} guided Euler steps in {:.2?}",
+        "prompt {prompt:?}: latent {:?} after {} guided Euler steps in {:.2?}",
         latent.dims(),
+        options.num_steps,
         start.elapsed()
     );
     let [_, c, t, h, w] = latent.dims();

@@ -50,7 +50,7 @@ pub mod cli {
     //! Each example's `main` returns [`ExitCode`] and hands its fallible body to [`report`], which
     //! prints an error with its `Display` text (and the chain of its sources), never `Debug`. An
     //! example that parses arguments answers bad ones with [`usage_error`]: the message, the usage
-    //! line and exit status 2.
+    //! line and exit status 2. The text-to-video examples share their flags: [`GenerateArgs`].
     //!
     //! ```no_run
     //! use std::process::ExitCode;
@@ -66,9 +66,12 @@ pub mod cli {
     //! }
     //! ```
 
+    use crate::models::GenerateOptions;
     use std::error::Error;
     use std::fmt::Display;
+    use std::path::PathBuf;
     use std::process::ExitCode;
+    use std::str::FromStr;
 
     /// Turns the result of an example's body into its exit code.
     ///
@@ -111,6 +114,102 @@ pub mod cli {
     pub fn usage_error(usage: &str, message: impl Display) -> ExitCode {
         eprintln!("error: {message}\n{usage}");
         ExitCode::from(2)
+    }
+
+    /// The flags every text-to-video example takes, each optional:
+    /// `--prompt TEXT --out FILE --steps N --guidance W --seed S`, and `--weights FILE` where the
+    /// example loads a checkpoint. [`apply`](Self::apply) writes the given ones over an example's
+    /// [`GenerateOptions`]; the Open-Sora examples spell the same settings the same way.
+    ///
+    /// ```
+    /// use vidgen::cli::GenerateArgs;
+    /// use vidgen::models::GenerateOptions;
+    ///
+    /// let args = ["--prompt", "red square moving up", "--steps", "8", "--seed", "3"];
+    /// let args = GenerateArgs::parse(args.map(String::from), false).unwrap();
+    /// assert_eq!(args.prompt_or("a default"), "red square moving up");
+    /// let options = args.apply(GenerateOptions::default());
+    /// assert_eq!((options.num_steps, options.seed, options.guidance_scale), (8, 3, 7.0));
+    ///
+    /// let bad = GenerateArgs::parse(["--steps", "many"].map(String::from), false);
+    /// assert_eq!(bad.unwrap_err(), "--steps \"many\" is not a valid number");
+    /// let no_weights = GenerateArgs::parse(["--weights", "w.safetensors"].map(String::from), false);
+    /// assert_eq!(no_weights.unwrap_err(), "unknown argument --weights");
+    /// ```
+    #[derive(Debug, Clone, Default, PartialEq)]
+    pub struct GenerateArgs {
+        /// `--prompt`.
+        pub prompt: Option<String>,
+        /// `--out`: where the GIF goes.
+        pub out: Option<PathBuf>,
+        /// `--steps`: sampler steps.
+        pub steps: Option<usize>,
+        /// `--guidance`: classifier-free guidance weight.
+        pub guidance: Option<f64>,
+        /// `--seed`: noise seed.
+        pub seed: Option<u64>,
+        /// `--weights`: a checkpoint to load instead of the example's own.
+        pub weights: Option<PathBuf>,
+    }
+
+    impl GenerateArgs {
+        /// The usage line of these flags, `--weights` excluded.
+        pub const USAGE: &'static str =
+            "[--prompt TEXT] [--out FILE.gif] [--steps N] [--guidance W] [--seed S]";
+
+        /// Parses `args` (without the program name); `weights` allows `--weights`.
+        ///
+        /// # Errors
+        /// A message naming an unknown flag, a flag without its value, or a value that is not a
+        /// number where one is needed.
+        pub fn parse(
+            args: impl IntoIterator<Item = String>,
+            weights: bool,
+        ) -> Result<Self, String> {
+            fn num<T: FromStr>(flag: &str, v: &str) -> Result<T, String> {
+                v.parse()
+                    .map_err(|_| format!("{flag} {v:?} is not a valid number"))
+            }
+            let mut parsed = Self::default();
+            let mut args = args.into_iter();
+            while let Some(flag) = args.next() {
+                let known = ["--prompt", "--out", "--steps", "--guidance", "--seed"];
+                let allowed = known.contains(&flag.as_str()) || (weights && flag == "--weights");
+                if !allowed {
+                    return Err(format!("unknown argument {flag}"));
+                }
+                let v = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+                match flag.as_str() {
+                    "--prompt" => parsed.prompt = Some(v),
+                    "--out" => parsed.out = Some(v.into()),
+                    "--steps" => parsed.steps = Some(num(&flag, &v)?),
+                    "--guidance" => parsed.guidance = Some(num(&flag, &v)?),
+                    "--seed" => parsed.seed = Some(num(&flag, &v)?),
+                    _ => parsed.weights = Some(v.into()),
+                }
+            }
+            Ok(parsed)
+        }
+
+        /// The prompt, or `default`.
+        pub fn prompt_or(&self, default: &str) -> String {
+            self.prompt.clone().unwrap_or_else(|| default.to_string())
+        }
+
+        /// The output path, or `file_name` in the system's temporary directory.
+        pub fn out_or(&self, file_name: &str) -> PathBuf {
+            self.out
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join(file_name))
+        }
+
+        /// `options` with the given steps, guidance and seed written over it.
+        pub fn apply(&self, mut options: GenerateOptions) -> GenerateOptions {
+            options.num_steps = self.steps.unwrap_or(options.num_steps);
+            options.guidance_scale = self.guidance.unwrap_or(options.guidance_scale);
+            options.seed = self.seed.unwrap_or(options.seed);
+            options
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod data;
 pub mod denoise;
 pub mod error;
 pub mod flashvideo;
+pub mod generate;
 pub mod lingen;
 pub mod opensora;
 pub mod snap_fit;
@@ -44,11 +45,11 @@ pub use flashvideo::{
     RetNetBlock, Sampling, TokenClass, Video, classify_tokens, decode_video, generate_key_frames,
     generate_video, interpolate,
 };
+pub use generate::GenerateOptions;
 pub use lingen::{LinGenConfig, LinGenDit, LinGenFlops, MateBlock};
 pub use snap_fit::{EdmSolver, SnapFit, SnapFitCond, SnapFitConfig, SnapFitDenoiser};
 pub use stdit::{
-    GenerateOptions, Stdit, StditConditioning, StditConfig, StditDenoiser, StditInput, TextToVideo,
-    sample_stdit,
+    Stdit, StditConditioning, StditConfig, StditDenoiser, StditInput, TextToVideo, sample_stdit,
 };
 pub use text::{TextEmbedder, TextEmbedderConfig, WordTokenizer, load_text_embeddings};
 pub use tiny::{TextVideoModel, TinyTrainConfig, check_motion, load_text_to_video};

@@ -80,7 +80,7 @@ pub use block::{
 };
 pub use input::StditInput;
 pub use pipeline::{
-    GenerateOptions, StditConditioning, StditDenoiser, TextToVideo, frame_mask_tensor, sample_stdit,
+    StditConditioning, StditDenoiser, TextToVideo, frame_mask_tensor, sample_stdit,
 };
 
 use crate::denoise::TextConditioning;

@@ -18,7 +18,8 @@ use crate::data::{
 };
 use crate::denoise::TextConditioning;
 use crate::error::{ModelError, component};
-use crate::stdit::{GenerateOptions, Stdit, StditConfig, TextToVideo};
+use crate::generate::GenerateOptions;
+use crate::stdit::{Stdit, StditConfig, TextToVideo};
 use crate::text::{TextEmbedder, TextEmbedderConfig};
 use burn::config::Config;
 use burn::module::Module;

@@ -7,7 +7,7 @@ use vidgen_attention::key_padding_mask;
 use vidgen_models::ConfigError;
 use vidgen_models::lingen::{LinGenConfig, LinGenDit};
 use vidgen_models::{
-    CfgMode, Conditioning, Guidance, Kernel, ModelError, TextConditioning, sample,
+    CfgMode, Conditioning, GenerateOptions, Guidance, Kernel, ModelError, TextConditioning, sample,
 };
 use vidgen_schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
 use vidgen_ssm::{BiMerge, RotaryMajorScan, attention_flops};
@@ -270,7 +270,60 @@ fn sampling_with_cfg<B: Backend>(device: &B::Device) {
     );
 }
 
+/// `generate` is the rectified-flow loop spelled out (the options' flow and steps, noise from
+/// the seed, guidance against a zero text with the prompt's padding), bit for bit; the same seed
+/// gives the same video; bad options are named.
+fn generate_is_the_flow_loop<B: Backend>(device: &B::Device) {
+    let model: LinGenDit<B> = tiny().init(device).unwrap();
+    let options = GenerateOptions {
+        latent_size: [3, 2, 4, 4],
+        num_steps: 3,
+        guidance_scale: 4.0,
+        seed: 9,
+        flow: RectifiedFlowConfig {
+            shift: 3.0,
+            ..Default::default()
+        },
+        ..GenerateOptions::default()
+    };
+    let text = TextConditioning::with_padding(
+        normal::<B, 3>([2, TEXT_LEN, D_TEXT], device),
+        key_padding_mask::<B>(&[3, 5], TEXT_LEN, device),
+    );
+    let generated = model.generate(&text, &options).unwrap();
+    assert_eq!(generated.dims(), [2, 3, 2, 4, 4]);
+    let values = |x: Tensor<B, 5>| x.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    let flow = options.flow.init(3, None).unwrap();
+    let null = TextConditioning {
+        tokens: Tensor::zeros([2, TEXT_LEN, D_TEXT], device),
+        padding: text.padding.clone(),
+    };
+    let cond = Conditioning::guided(text.clone(), Guidance::new(4.0, 0.0, null).unwrap());
+    let mut rng = NoiseGenerator::seed_from_u64(9);
+    let noise = rng.normal::<B, 5>([2, 3, 2, 4, 4], device);
+    let on = FiniteCheck::EveryStep;
+    let sampled = sample(&flow, &model, &cond, noise, &mut rng, on, |_| {}).unwrap();
+    assert_eq!(values(generated.clone()), values(sampled));
+    assert_eq!(
+        values(generated),
+        values(model.generate(&text, &options).unwrap())
+    );
+    let bad = GenerateOptions {
+        fps: f64::NAN,
+        ..options.clone()
+    };
+    let err = model.generate(&text, &bad).unwrap_err();
+    assert!(err.to_string().contains("fps"), "{err}");
+    let too_long = GenerateOptions {
+        latent_size: [3, 5, 4, 4],
+        ..options
+    };
+    let err = model.generate(&text, &too_long).unwrap_err();
+    assert!(err.to_string().contains("max_grid"), "{err}");
+}
+
 backend_tests!(
+    generate_is_the_flow_loop,
     video_shape,
     image_t1,
     forward_matches_reference,

@@ -4,11 +4,12 @@
 //! LinGen, Snap Video FIT (stochastic churn steps included) and FlashVideo.
 
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
+use vidgen_models::GenerateOptions;
 use vidgen_models::flashvideo::{FlashVideoConfig, Sampling, generate_video};
 use vidgen_models::lingen::LinGenConfig;
 use vidgen_models::opensora::{Stdit3Prompt, sample_stdit3};
 use vidgen_models::snap_fit::{EdmSolver, SnapFitCond, SnapFitConfig};
-use vidgen_models::stdit::{GenerateOptions, StditConfig, TextToVideo};
+use vidgen_models::stdit::{StditConfig, TextToVideo};
 use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
 use vidgen_models::{Conditioning, Guidance, TextConditioning, sample};
 use vidgen_schedulers::edm::{Churn, EdmConfig, EdmSampler, snap_video_sigma_in};

@@ -4,11 +4,10 @@
 use burn::tensor::{Bool, ElementConversion, Tensor, TensorData, backend::Backend};
 use vidgen_models::ConfigError;
 use vidgen_models::stdit::{
-    CfgMode, GenerateOptions, Stdit, StditConditioning, StditConfig, StditInput, TextToVideo,
-    sample_stdit,
+    CfgMode, Stdit, StditConditioning, StditConfig, StditInput, TextToVideo, sample_stdit,
 };
 use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
-use vidgen_models::{Kernel, ModelError, TextConditioning};
+use vidgen_models::{GenerateOptions, Kernel, ModelError, TextConditioning};
 use vidgen_nn::materialize;
 use vidgen_schedulers::{
     ClassifierFreeGuidance, FiniteCheck, FrameMask, NoiseGenerator, RectifiedFlowConfig,

@@ -5,9 +5,49 @@
 //! ([`Guidance`](crate::denoise::Guidance): `v = v_u + w·(v_c − v_u)`, both passes as one batch).
 
 use super::LinGenDit;
-use crate::denoise::{Denoiser, TextConditioning};
+use crate::denoise::{Conditioning, Denoiser, TextConditioning, sample};
 use crate::error::ModelError;
+use crate::generate::{GenerateOptions, zero_text};
 use burn::tensor::{Tensor, backend::Backend};
+
+impl<B: Backend> LinGenDit<B> {
+    /// Generates one latent video per prompt of `text` (`[N, L, d_text]` with its padding):
+    /// rectified-flow Euler steps of [`GenerateOptions::flow`] from noise seeded with
+    /// `options.seed`, guided against a zero text with the prompt's padding (LinGen has no
+    /// learnt null caption) unless `options.guidance_scale` is 1. The generic
+    /// [`sample`](crate::denoise::sample) loop runs other schedules, texts or progress callbacks.
+    ///
+    /// # Shapes
+    /// → `[N, C, T, H, W]` with `[C, T, H, W] = options.latent_size`
+    ///
+    /// # Errors
+    /// Those of [`GenerateOptions::validate`]; the input errors of [`forward`](Self::forward)
+    /// (latent size, text width) at the first step; [`ModelError::NonFinite`] from the guard.
+    pub fn generate(
+        &self,
+        text: &TextConditioning<B>,
+        options: &GenerateOptions,
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        options.validate()?;
+        let flow = options.rectified_flow()?;
+        let cond = match options.guidance(|| Ok(zero_text(text)))? {
+            Some(guidance) => Conditioning::guided(text.clone(), guidance),
+            None => Conditioning::text(text.clone()),
+        };
+        let mut rng = options.noise();
+        let shape = options.latent_shape(text.batch());
+        let initial = rng.normal::<B, 5>(shape, &text.tokens.device());
+        sample(
+            &flow,
+            self,
+            &cond,
+            initial,
+            &mut rng,
+            options.finite_check,
+            |_| {},
+        )
+    }
+}
 
 impl<B: Backend> Denoiser<B> for LinGenDit<B> {
     fn denoise(

@@ -3,12 +3,14 @@
 //! [`crate::denoise::sample`] loop and an [`EdmSampler`].
 
 use super::{SnapFit, SnapFitCond};
-use crate::denoise::{Conditioning, Denoiser, TextConditioning, sample};
+use crate::denoise::{Conditioning, Denoiser, Guidance, TextConditioning, sample};
 use crate::error::ConfigError;
-use crate::error::{ModelError, same_size};
-use burn::tensor::{Tensor, backend::Backend};
+use crate::error::{ModelError, component, same_size};
+use crate::generate::{GenerateOptions, zero_text};
+use burn::tensor::{Tensor, TensorData, backend::Backend};
 use std::cell::RefCell;
-use vidgen_schedulers::{EdmSampler, FiniteCheck, NoiseSource};
+use vidgen_schedulers::edm::{EdmConfig, snap_video_sigma_in};
+use vidgen_schedulers::{EdmSampler, EdmSolver, FiniteCheck, NoiseSource};
 
 /// [`SnapFit`] as a [`Denoiser`]: the network output `F(c_in·x_σ, c_noise)` at per-sample frame
 /// rates and resolutions, threading self-conditioning latents through its calls — `None` on the
@@ -35,6 +37,51 @@ impl<B: Backend> SnapFit<B> {
         }
     }
 
+    /// Generates one video per prompt of `text` (`[N, L, d_text]` with its padding) as Snap
+    /// Video samples: EDM Heun steps with the input scaling `σ_in = √T` (Sec. 3.2, no spatial
+    /// upsampling), conditioned on `options.fps` and on the generated size `(H, W)` as the
+    /// original resolution, from noise seeded with `options.seed`, guided against a zero text
+    /// with the prompt's padding unless `options.guidance_scale` is 1. [`SnapFit::sample`] takes
+    /// any [`EdmSampler`] and per-sample frame rates and resolutions.
+    ///
+    /// # Shapes
+    /// → `[N, C, T, H, W]` (data scale) with `[C, T, H, W] = options.latent_size`
+    ///
+    /// # Errors
+    /// Those of [`GenerateOptions::validate`] and [`SnapFit::sample`].
+    pub fn generate(
+        &self,
+        text: &TextConditioning<B>,
+        options: &GenerateOptions,
+    ) -> Result<Tensor<B, 5>, ModelError> {
+        options.validate()?;
+        let shape = options.latent_shape(text.batch());
+        let [n, _, t, h, w] = shape;
+        let edm = EdmConfig::snap_video(snap_video_sigma_in(1.0, t))
+            .init()
+            .map_err(component("edm"))?;
+        let sampler =
+            EdmSampler::new(edm, EdmSolver::Heun, options.num_steps).map_err(component("edm"))?;
+        let device = text.tokens.device();
+        let resolution = [h as f32, w as f32].repeat(n);
+        let cond = SnapFitCond {
+            text: text.clone(),
+            fps: Tensor::full([n], options.fps, &device),
+            resolution: Tensor::from_data(TensorData::new(resolution, [n, 2]), &device),
+        };
+        let uncond = options.guidance(|| Ok(zero_text(text)))?;
+        let mut rng = options.noise();
+        let noise = rng.normal::<B, 5>(shape, &device);
+        self.sample_guided(
+            &sampler,
+            noise,
+            &cond,
+            uncond,
+            &mut rng,
+            options.finite_check,
+        )
+    }
+
     /// Generates a batch: the generic [`sample`] loop of `sampler` (EDM Euler or Heun with this
     /// model's `σ_in`) over [`SnapFit::denoiser`], every sample at the same `c_noise`.
     ///
@@ -52,12 +99,28 @@ impl<B: Backend> SnapFit<B> {
         rng: &mut N,
         check: FiniteCheck,
     ) -> Result<Tensor<B, 5>, ModelError> {
+        self.sample_guided(sampler, noise, cond, None, rng, check)
+    }
+
+    /// [`sample`](Self::sample) with optional classifier-free guidance.
+    fn sample_guided<N: NoiseSource<B, 5>>(
+        &self,
+        sampler: &EdmSampler,
+        noise: Tensor<B, 5>,
+        cond: &SnapFitCond<B>,
+        guidance: Option<Guidance<B>>,
+        rng: &mut N,
+        check: FiniteCheck,
+    ) -> Result<Tensor<B, 5>, ModelError> {
         let [b, c, t, h, w] = noise.dims();
         same_size("input channels", self.in_channels, c)?;
         self.grid([t, h, w])?;
         self.check_cond(b, cond)?;
         let denoiser = self.denoiser(cond.fps.clone(), cond.resolution.clone());
-        let conditioning = Conditioning::text(cond.text.clone());
+        let conditioning = match guidance {
+            Some(g) => Conditioning::guided(cond.text.clone(), g),
+            None => Conditioning::text(cond.text.clone()),
+        };
         sample(sampler, &denoiser, &conditioning, noise, rng, check, |_| {})
     }
 }

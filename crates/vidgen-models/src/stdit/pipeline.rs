@@ -14,11 +14,11 @@ use super::block::component;
 use crate::denoise::{CfgMode, Conditioning, Denoiser, Guidance, TextConditioning, sample};
 use crate::error::ConfigError;
 use crate::error::{ModelError, same_size};
+use crate::generate::GenerateOptions;
 use crate::text::{TextEmbedder, WordTokenizer};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_schedulers::{
     ClassifierFreeGuidance, FiniteCheck, FrameMask, NoiseGenerator, RectifiedFlow,
-    RectifiedFlowConfig,
 };
 
 /// What a sampling run is conditioned on.
@@ -214,42 +214,6 @@ pub fn sample_stdit<B: Backend>(
     Ok(denoiser.reinsert(out)?.0)
 }
 
-/// Settings of [`TextToVideo::generate`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerateOptions {
-    /// Latent size `[C, T, H, W]` per sample.
-    pub latent_size: [usize; 4],
-    /// Euler steps (Open-Sora 1.2 samples videos with 30).
-    pub num_steps: usize,
-    /// Guidance weight (Open-Sora 1.2: 7).
-    pub guidance_scale: f64,
-    /// Guidance rescale `φ` (0 = plain CFG).
-    pub guidance_rescale: f64,
-    /// Frame rate the model is conditioned on.
-    pub fps: f64,
-    /// The flow schedule.
-    pub flow: RectifiedFlowConfig,
-    /// Seed of the noise.
-    pub seed: u64,
-    /// The non-finite guard of the sampling loop (on by default; see [`FiniteCheck`]).
-    pub finite_check: FiniteCheck,
-}
-
-impl Default for GenerateOptions {
-    fn default() -> Self {
-        Self {
-            latent_size: [4, 4, 8, 8],
-            num_steps: 30,
-            guidance_scale: 7.0,
-            guidance_rescale: 0.0,
-            fps: 24.0,
-            flow: RectifiedFlowConfig::default(),
-            seed: 0,
-            finite_check: FiniteCheck::EveryStep,
-        }
-    }
-}
-
 /// A text-to-video pipeline: [`WordTokenizer`] → [`TextEmbedder`] → [`Stdit`] sampled by
 /// [`sample_stdit`] with the model's null caption as the unconditional text.
 #[derive(Debug)]
@@ -331,11 +295,9 @@ impl<B: Backend> TextToVideo<B> {
         text_lens: Vec<usize>,
         options: &GenerateOptions,
     ) -> Result<Tensor<B, 5>, ModelError> {
+        options.validate()?;
         let [n, len, _] = text.dims();
-        let flow = options
-            .flow
-            .init(options.num_steps, None)
-            .map_err(component("flow"))?;
+        let flow = options.rectified_flow()?;
         let guidance =
             ClassifierFreeGuidance::new(options.guidance_scale, options.guidance_rescale)
                 .map_err(component("guidance"))?;
@@ -351,14 +313,13 @@ impl<B: Backend> TextToVideo<B> {
             frames: None,
             resolution: None,
         };
-        let [c, t, h, w] = options.latent_size;
-        let mut noise = NoiseGenerator::seed_from_u64(options.seed);
+        let mut noise = options.noise();
         sample_stdit(
             &self.model,
             &flow,
             &guidance,
             &cond,
-            [n, c, t, h, w],
+            options.latent_shape(n),
             &mut noise,
             CfgMode::Batched,
             options.finite_check,
