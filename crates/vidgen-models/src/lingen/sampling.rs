@@ -15,7 +15,7 @@ impl<B: Backend> LinGenDit<B> {
     /// rectified-flow Euler steps of [`GenerateOptions::flow`] from noise seeded with
     /// `options.seed`, guided against a zero text with the prompt's padding (LinGen has no
     /// learnt null caption) unless `options.guidance_scale` is 1. The generic
-    /// [`sample`](crate::denoise::sample) loop runs other schedules, texts or progress callbacks.
+    /// [`sample`] loop runs other schedules, texts or progress callbacks.
     ///
     /// # Shapes
     /// → `[N, C, T, H, W]` with `[C, T, H, W] = options.latent_size`
