@@ -61,7 +61,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Bool, Tensor, backend::Backend};
-use vidgen_nn::{Kernel, Rope1d, RopeTables};
+use vidgen_nn::{Kernel, Rope1d, RopeTables, WithKernel};
 
 /// Configuration of [`MultiHeadAttention`].
 #[derive(Config, Debug)]
@@ -257,14 +257,16 @@ fn split_heads<B: Backend>(x: Tensor<B, 3>, n: usize, heads: usize) -> Vec<Tenso
         .collect()
 }
 
-impl<B: Backend> MultiHeadAttention<B> {
+impl<B: Backend> WithKernel for MultiHeadAttention<B> {
     /// This layer computing with `kernel`: [`Kernel::Reference`] makes every forward run
     /// [`forward_reference`](Self::forward_reference).
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.kernel = kernel;
         self
     }
+}
 
+impl<B: Backend> MultiHeadAttention<B> {
     /// Whether this layer was built for cross-attention (`d_context = Some(..)`).
     pub fn is_cross(&self) -> bool {
         self.q_linear.is_some()

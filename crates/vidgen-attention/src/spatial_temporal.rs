@@ -35,7 +35,7 @@ use crate::full::{AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, R
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_nn::{Kernel, Rope1d, Rope1dConfig};
+use vidgen_nn::{Kernel, Rope1d, Rope1dConfig, WithKernel};
 
 /// Checks `frames, spatial > 0` and `N == frames·spatial` for `x: [B, N, C]`.
 fn check_grid<B: Backend>(
@@ -212,13 +212,15 @@ pub struct SpatialAttention<B: Backend> {
     pub attn: MultiHeadAttention<B>,
 }
 
-impl<B: Backend> SpatialAttention<B> {
+impl<B: Backend> WithKernel for SpatialAttention<B> {
     /// This attention computing with `kernel` (kept by its [`MultiHeadAttention`]).
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.attn = self.attn.with_kernel(kernel);
         self
     }
+}
 
+impl<B: Backend> SpatialAttention<B> {
     /// `from_spatial_batch(attn(to_spatial_batch(x)))`.
     ///
     /// # Shapes
@@ -265,13 +267,15 @@ pub struct TemporalAttention<B: Backend> {
     pub rope: Option<Rope1d<B>>,
 }
 
-impl<B: Backend> TemporalAttention<B> {
+impl<B: Backend> WithKernel for TemporalAttention<B> {
     /// This attention computing with `kernel` (kept by its [`MultiHeadAttention`]).
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.attn = self.attn.with_kernel(kernel);
         self
     }
+}
 
+impl<B: Backend> TemporalAttention<B> {
     /// `Err(OutOfDomain)` if `frames` exceeds the RoPE table.
     fn check_frames(&self, frames: usize) -> Result<(), AttentionError> {
         match &self.rope {
@@ -343,14 +347,16 @@ pub struct SpatialTemporalAttention<B: Backend> {
     pub temporal: TemporalAttention<B>,
 }
 
-impl<B: Backend> SpatialTemporalAttention<B> {
+impl<B: Backend> WithKernel for SpatialTemporalAttention<B> {
     /// Both attentions computing with `kernel`.
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.spatial = self.spatial.with_kernel(kernel);
         self.temporal = self.temporal.with_kernel(kernel);
         self
     }
+}
 
+impl<B: Backend> SpatialTemporalAttention<B> {
     /// `y = x + spatial(x)`, then `y + temporal(y)`.
     ///
     /// # Shapes

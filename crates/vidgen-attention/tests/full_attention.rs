@@ -9,7 +9,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, Tensor};
 use vidgen_attention::AttentionError;
 use vidgen_attention::full::*;
-use vidgen_attention::{ConfigError, Kernel};
+use vidgen_attention::{ConfigError, Kernel, WithKernel};
 use vidgen_nn::{Rope1dConfig, RopeLayout, RopeTables};
 use vidgen_testing::{
     Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests, det, golden,

@@ -156,6 +156,23 @@ impl<B: Backend, D: Denoiser<B> + ?Sized> Denoiser<B> for &D {
     }
 }
 
+/// `n / b`: how many times a denoiser set up for `b` samples repeats its per-sample values for a
+/// batch of `n` (the guidance batch).
+///
+/// # Errors
+/// [`ModelError::Config`] (`ConfigError::ShapeMismatch`) naming `what` if `n` is not a multiple
+/// of `b` (or `b` is 0).
+pub(crate) fn batch_repeats(what: &'static str, n: usize, b: usize) -> Result<usize, ModelError> {
+    if b == 0 || !n.is_multiple_of(b) {
+        return Err(ModelError::Config(ConfigError::ShapeMismatch {
+            what,
+            expected: b,
+            got: n,
+        }));
+    }
+    Ok(n / b)
+}
+
 /// How classifier-free guidance evaluates the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CfgMode {
@@ -253,25 +270,48 @@ pub fn guided<B: Backend, D: Denoiser<B> + ?Sized>(
     text: &TextConditioning<B>,
     guidance: Option<&Guidance<B>>,
 ) -> Result<Tensor<B, 5>, ModelError> {
+    let both = batched_text(text, guidance)?;
+    guided_with(denoiser, x, time, text, guidance, both.as_ref())
+}
+
+/// `[uncond; text]` for [`CfgMode::Batched`] guidance, built once per run.
+fn batched_text<B: Backend>(
+    text: &TextConditioning<B>,
+    guidance: Option<&Guidance<B>>,
+) -> Result<Option<TextConditioning<B>>, ModelError> {
+    match guidance {
+        Some(g) if g.mode == CfgMode::Batched => Ok(Some(TextConditioning::cat(&g.uncond, text)?)),
+        _ => Ok(None),
+    }
+}
+
+/// [`guided`] with the batched text of [`batched_text`] already built.
+fn guided_with<B: Backend, D: Denoiser<B> + ?Sized>(
+    denoiser: &D,
+    x: Tensor<B, 5>,
+    time: Tensor<B, 1>,
+    text: &TextConditioning<B>,
+    guidance: Option<&Guidance<B>>,
+    both: Option<&TextConditioning<B>>,
+) -> Result<Tensor<B, 5>, ModelError> {
     let Some(g) = guidance else {
         return denoiser.denoise(x, time, text);
     };
-    match g.mode {
-        CfgMode::TwoPass => {
-            let cond = denoiser.denoise(x.clone(), time.clone(), text)?;
-            let uncond = denoiser.denoise(x, time, &g.uncond)?;
-            Ok(g.cfg.combine(cond, uncond))
-        }
-        CfgMode::Batched => {
+    match (g.mode, both) {
+        (CfgMode::Batched, Some(both)) => {
             let batch = x.dims()[0];
-            let both = TextConditioning::cat(&g.uncond, text)?;
             let out = denoiser.denoise(
                 Tensor::cat(vec![x.clone(), x], 0),
                 Tensor::cat(vec![time.clone(), time], 0),
-                &both,
+                both,
             )?;
             let uncond = out.clone().narrow(0, 0, batch);
             Ok(g.cfg.combine(out.narrow(0, batch, batch), uncond))
+        }
+        _ => {
+            let cond = denoiser.denoise(x.clone(), time.clone(), text)?;
+            let uncond = denoiser.denoise(x, time, &g.uncond)?;
+            Ok(g.cfg.combine(cond, uncond))
         }
     }
 }
@@ -306,9 +346,11 @@ where
     let batch = initial_noise.dims()[0];
     cond.check(batch)?;
     let device = initial_noise.device();
+    let guidance = cond.guidance.as_ref();
+    let both = batched_text(&cond.text, guidance)?;
     let model = |x: Tensor<B, 5>, t: f64| {
         let time = Tensor::full([batch], t, &device);
-        guided(denoiser, x, time, &cond.text, cond.guidance.as_ref())
+        guided_with(denoiser, x, time, &cond.text, guidance, both.as_ref())
     };
     sampler.run::<B, 5, _, _, ModelError, _>(model, initial_noise, rng, check, progress)
 }

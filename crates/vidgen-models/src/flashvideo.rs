@@ -68,7 +68,7 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use vidgen_attention::{MultiScaleRetention, MultiScaleRetentionConfig, RetentionState};
-use vidgen_nn::{Kernel, SwiGluMlp, SwiGluMlpConfig};
+use vidgen_nn::{Kernel, SwiGluMlp, SwiGluMlpConfig, WithKernel};
 
 /// Configuration of [`FlashVideo`].
 #[derive(Config, Debug)]
@@ -332,6 +332,17 @@ pub struct FlashVideo<B: Backend> {
     pub kernel: Kernel,
 }
 
+impl<B: Backend> WithKernel for FlashVideo<B> {
+    /// This model computing with `kernel`: [`Kernel::Reference`] makes
+    /// [`forward_parallel`](Self::forward_parallel) run retention as RetNet's unnormalised
+    /// recurrence ([`MultiScaleRetention::forward_reference`]), equal to the parallel form when
+    /// `retention_eps` is 0. The chunkwise and recurrent forms are separate methods.
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+}
+
 impl<B: Backend> FlashVideo<B> {
     /// Tokens per frame, `h·w`.
     pub fn tokens_per_frame(&self) -> usize {
@@ -427,15 +438,6 @@ impl<B: Backend> FlashVideo<B> {
 
     fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.output_projection.forward(self.layer_norm.forward(x))
-    }
-
-    /// This model computing with `kernel`: [`Kernel::Reference`] makes
-    /// [`forward_parallel`](Self::forward_parallel) run retention as RetNet's unnormalised
-    /// recurrence ([`MultiScaleRetention::forward_reference`]), equal to the parallel form when
-    /// `retention_eps` is 0. The chunkwise and recurrent forms are separate methods.
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
-        self.kernel = kernel;
-        self
     }
 
     /// Training form (RetNet eq. 5, FlashVideo sec. 3.1): every block's retention in the parallel

@@ -25,10 +25,12 @@
 //! assert!(zero_steps.validate().unwrap_err().to_string().contains("num_steps"));
 //! ```
 
-use crate::denoise::{Guidance, TextConditioning};
+use crate::denoise::{CfgMode, Guidance, TextConditioning};
 use crate::error::{ModelError, component, positive, positive_f64};
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlow, RectifiedFlowConfig};
+use vidgen_schedulers::{
+    ClassifierFreeGuidance, FiniteCheck, NoiseGenerator, RectifiedFlow, RectifiedFlowConfig,
+};
 
 /// Settings of a pipeline's `generate`, shared by every pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,7 +83,7 @@ impl GenerateOptions {
         }
         positive("num_steps", self.num_steps)?;
         positive_f64("fps", self.fps)?;
-        vidgen_schedulers::ClassifierFreeGuidance::new(self.guidance_scale, self.guidance_rescale)
+        ClassifierFreeGuidance::new(self.guidance_scale, self.guidance_rescale)
             .map_err(component("guidance"))?;
         Ok(())
     }
@@ -92,9 +94,16 @@ impl GenerateOptions {
         [batch, c, t, h, w]
     }
 
-    /// The noise source of this run, seeded with [`seed`](Self::seed).
-    pub fn noise(&self) -> NoiseGenerator {
-        NoiseGenerator::seed_from_u64(self.seed)
+    /// The noise source of this run, seeded with [`seed`](Self::seed), and the initial noise
+    /// `[batch, C, T, H, W]` drawn from it first.
+    pub fn initial_noise<B: Backend>(
+        &self,
+        batch: usize,
+        device: &B::Device,
+    ) -> (NoiseGenerator, Tensor<B, 5>) {
+        let mut rng = NoiseGenerator::seed_from_u64(self.seed);
+        let noise = rng.normal(self.latent_shape(batch), device);
+        (rng, noise)
     }
 
     /// The rectified-flow schedule of [`flow`](Self::flow) over [`num_steps`](Self::num_steps).
@@ -108,7 +117,9 @@ impl GenerateOptions {
     }
 
     /// Classifier-free guidance against `uncond`, or `None` when
-    /// [`guidance_scale`](Self::guidance_scale) is 1 (the prompt alone).
+    /// [`guidance_scale`](Self::guidance_scale) is 1: the guided output is then the conditional
+    /// one (rescaling it to its own deviation changes nothing), so the prompt runs alone and
+    /// `uncond` is never built.
     ///
     /// # Errors
     /// [`ModelError::Component`] naming `guidance` as in [`validate`](Self::validate).
@@ -116,14 +127,16 @@ impl GenerateOptions {
         &self,
         uncond: impl FnOnce() -> Result<TextConditioning<B>, ModelError>,
     ) -> Result<Option<Guidance<B>>, ModelError> {
-        if self.guidance_scale == 1.0 && self.guidance_rescale == 0.0 {
+        if self.guidance_scale == 1.0 {
             return Ok(None);
         }
-        Ok(Some(Guidance::new(
-            self.guidance_scale,
-            self.guidance_rescale,
-            uncond()?,
-        )?))
+        let cfg = ClassifierFreeGuidance::new(self.guidance_scale, self.guidance_rescale)
+            .map_err(component("guidance"))?;
+        Ok(Some(Guidance {
+            cfg,
+            uncond: uncond()?,
+            mode: CfgMode::Batched,
+        }))
     }
 }
 

@@ -57,5 +57,5 @@ pub use tiny::{TextVideoModel, TinyTrainConfig, check_motion, load_text_to_video
 pub use train::{TrainOptions, check_resume, train, train_with, write_loss_curve_png};
 #[cfg(feature = "gif")]
 pub use video_io::write_gif;
-pub use vidgen_nn::Kernel;
 pub use vidgen_nn::checkpoint::CheckpointError;
+pub use vidgen_nn::{Kernel, WithKernel};

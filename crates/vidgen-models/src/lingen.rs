@@ -44,7 +44,7 @@ use vidgen_attention::{MultiHeadAttentionConfig, TesaConfig, WindowPlanCache};
 use vidgen_nn::{
     AdaLnModulation, AdaLnModulationConfig, FactorizedPosEmbed, FactorizedPosEmbedConfig, Kernel,
     PatchEmbed3d, PatchEmbed3dConfig, SwiGluMlpConfig, TimestepEmbedder, TimestepEmbedderConfig,
-    modulate, unpatchify_3d,
+    WithKernel, modulate, unpatchify_3d,
 };
 use vidgen_ssm::{
     BiMamba2Config, BiMerge, Mamba2Config, ReviewTokensConfig, RotaryMajorScan, ScanOrder,
@@ -308,6 +308,16 @@ pub struct LinGenDit<B: Backend> {
     pub d_text: usize,
 }
 
+impl<B: Backend> WithKernel for LinGenDit<B> {
+    /// This model computing with `kernel` in every block: [`Kernel::Reference`] runs
+    /// the reference twin of [`MateBlock::forward`] (host-side permutations, recurrent Mamba2,
+    /// dense TESA, unfused cross-attention) instead of the fast path.
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.blocks = self.blocks.with_kernel(kernel);
+        self
+    }
+}
+
 impl<B: Backend> LinGenDit<B> {
     /// The token grid of a latent of size `[T, H, W]`.
     ///
@@ -334,18 +344,6 @@ impl<B: Backend> LinGenDit<B> {
             }));
         }
         Ok(grid)
-    }
-
-    /// This model computing with `kernel` in every block: [`Kernel::Reference`] runs
-    /// the reference twin of [`MateBlock::forward`] (host-side permutations, recurrent Mamba2,
-    /// dense TESA, unfused cross-attention) instead of the fast path.
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
-        self.blocks = self
-            .blocks
-            .into_iter()
-            .map(|b| b.with_kernel(kernel))
-            .collect();
-        self
     }
 
     /// Velocity prediction, by the blocks' [`Kernel`] ([`with_kernel`](Self::with_kernel)).

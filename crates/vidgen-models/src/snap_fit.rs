@@ -67,8 +67,8 @@ use burn::module::{Initializer, Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_nn::{
-    Kernel, PatchEmbed3d, PatchEmbed3dConfig, TimestepEmbedder, TimestepEmbedderConfig, sincos_2d,
-    sincos_3d, unpatchify_3d,
+    Kernel, PatchEmbed3d, PatchEmbed3dConfig, TimestepEmbedder, TimestepEmbedderConfig, WithKernel,
+    sincos_2d, sincos_3d, unpatchify_3d,
 };
 
 /// Number of scalar conditioning tokens before the text tokens: σ, fps, height, width.
@@ -279,6 +279,17 @@ struct Prepared<B: Backend> {
     grid: [usize; 3],
 }
 
+impl<B: Backend> WithKernel for SnapFit<B> {
+    /// This model computing with `kernel`: [`Kernel::Reference`] makes
+    /// [`forward`](Self::forward) run its reference twin (raster-order patches, group-wise read
+    /// and write as masked full attention, every attention by the naive reference).
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self.blocks = self.blocks.with_kernel(kernel);
+        self
+    }
+}
+
 impl<B: Backend> SnapFit<B> {
     /// The patch grid `(t, h, w)` and the number of groups `G` for an input of size `(T, H, W)`.
     ///
@@ -395,19 +406,6 @@ impl<B: Backend> SnapFit<B> {
     fn finish(&self, patches: Tensor<B, 3>, grid: [usize; 3]) -> Tensor<B, 5> {
         let y = self.final_proj.forward(self.final_norm.forward(patches));
         unpatchify_3d(y, grid, self.patch_size)
-    }
-
-    /// This model computing with `kernel`: [`Kernel::Reference`] makes
-    /// [`forward`](Self::forward) run its reference twin (raster-order patches, group-wise read
-    /// and write as masked full attention, every attention by the naive reference).
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
-        self.kernel = kernel;
-        self.blocks = self
-            .blocks
-            .into_iter()
-            .map(|b| b.with_kernel(kernel))
-            .collect();
-        self
     }
 
     /// The network output `F` and the final latents, checking the inputs first.

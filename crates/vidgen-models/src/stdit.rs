@@ -95,7 +95,7 @@ use forward::Prepared;
 use vidgen_attention::SpatialTemporalConfig;
 use vidgen_nn::{
     AdaLnModulation, AdaLnModulationConfig, Kernel, PatchEmbed3d, PatchEmbed3dConfig,
-    TimestepEmbedder, TimestepEmbedderConfig,
+    TimestepEmbedder, TimestepEmbedderConfig, WithKernel,
 };
 
 /// Configuration of [`Stdit`]. Defaults are Open-Sora 1.2 STDiT3's where they are not sizes.
@@ -384,6 +384,16 @@ pub struct Stdit<B: Backend> {
     pub pooled_proj: Option<Linear<B>>,
 }
 
+impl<B: Backend> WithKernel for Stdit<B> {
+    /// This model computing every attention with `kernel`: [`Kernel::Reference`] runs the naive
+    /// reference (matmul → softmax → matmul) instead of Burn's fused op, in every block.
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.spatial_blocks = self.spatial_blocks.with_kernel(kernel);
+        self.temporal_blocks = self.temporal_blocks.with_kernel(kernel);
+        self
+    }
+}
+
 impl<B: Backend> Stdit<B> {
     /// Latent channels `C` the model takes.
     pub fn in_channels(&self) -> usize {
@@ -394,22 +404,6 @@ impl<B: Backend> Stdit<B> {
     pub fn out_channels(&self) -> usize {
         let volume: usize = self.x_embedder.patch_size.iter().product();
         self.final_layer.linear.weight.dims()[1] / volume
-    }
-
-    /// This model computing every attention with `kernel`: [`Kernel::Reference`] runs the naive
-    /// reference (matmul → softmax → matmul) instead of Burn's fused op, in every block.
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
-        self.spatial_blocks = self
-            .spatial_blocks
-            .into_iter()
-            .map(|b| b.with_kernel(kernel))
-            .collect();
-        self.temporal_blocks = self
-            .temporal_blocks
-            .into_iter()
-            .map(|b| b.with_kernel(kernel))
-            .collect();
-        self
     }
 
     /// Runs the network with upstream `STDiT3.forward`'s arguments ([`StditInput`]) and returns

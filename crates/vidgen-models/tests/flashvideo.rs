@@ -5,7 +5,7 @@
 use burn::tensor::{Distribution, Int, Tensor, backend::Backend};
 use vidgen_models::ConfigError;
 use vidgen_models::flashvideo::*;
-use vidgen_models::{Kernel, ModelError};
+use vidgen_models::{Kernel, ModelError, WithKernel};
 use vidgen_testing::{Tolerance, assert_close, backend_tests};
 use vidgen_vae::VectorQuantizerConfig;
 

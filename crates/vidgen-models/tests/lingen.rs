@@ -7,7 +7,8 @@ use vidgen_attention::key_padding_mask;
 use vidgen_models::ConfigError;
 use vidgen_models::lingen::{LinGenConfig, LinGenDit};
 use vidgen_models::{
-    CfgMode, Conditioning, GenerateOptions, Guidance, Kernel, ModelError, TextConditioning, sample,
+    CfgMode, Conditioning, GenerateOptions, Guidance, Kernel, ModelError, TextConditioning,
+    WithKernel, sample,
 };
 use vidgen_schedulers::{FiniteCheck, NoiseGenerator, RectifiedFlowConfig};
 use vidgen_ssm::{BiMerge, RotaryMajorScan, attention_flops};

@@ -9,7 +9,7 @@ use vidgen_models::opensora::{
     STDIT3_KEY_MAP, load_stdit3_dir, load_stdit3_weights, read_forward_inputs,
 };
 use vidgen_models::stdit::{Stdit, StditConfig};
-use vidgen_models::{Kernel, ModelError};
+use vidgen_models::{Kernel, ModelError, WithKernel};
 use vidgen_nn::checkpoint::CheckpointError;
 use vidgen_testing::{Golden, Tolerance, assert_close, backend_tests, fixture_path};
 

@@ -7,7 +7,8 @@ use burn::tensor::{Distribution, ElementConversion, Tensor, TensorData, backend:
 use std::cell::Cell;
 use vidgen_models::snap_fit::{EdmSolver, SnapFit, SnapFitCond, SnapFitConfig};
 use vidgen_models::{
-    Conditioning, Denoiser, GenerateOptions, Kernel, ModelError, TextConditioning, sample,
+    Conditioning, Denoiser, GenerateOptions, Kernel, ModelError, TextConditioning, WithKernel,
+    sample,
 };
 use vidgen_schedulers::edm::{Churn, Edm, EdmConfig, EdmSampler, snap_video_sigma_in};
 use vidgen_schedulers::{FiniteCheck, NoiseGenerator};

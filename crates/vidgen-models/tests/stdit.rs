@@ -7,7 +7,7 @@ use vidgen_models::stdit::{
     CfgMode, Stdit, StditConditioning, StditConfig, StditInput, TextToVideo, sample_stdit,
 };
 use vidgen_models::text::{TextEmbedderConfig, WordTokenizer};
-use vidgen_models::{GenerateOptions, Kernel, ModelError, TextConditioning};
+use vidgen_models::{GenerateOptions, Kernel, ModelError, TextConditioning, WithKernel};
 use vidgen_nn::materialize;
 use vidgen_schedulers::{
     ClassifierFreeGuidance, FiniteCheck, FrameMask, NoiseGenerator, RectifiedFlowConfig,

@@ -35,7 +35,7 @@ pub use adaln::{
     AdaLnModulation, AdaLnModulationConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate,
 };
 pub use error::{ConfigError, NnError};
-pub use kernel::Kernel;
+pub use kernel::{Kernel, WithKernel};
 pub use materialize::materialize;
 pub use mlp::{Mlp, MlpConfig, SwiGluMlp, SwiGluMlpConfig, gelu_tanh};
 pub use patch::{

@@ -271,13 +271,13 @@ fn check_sigmas(sigmas: &[f64]) -> Result<(), SchedulerError> {
 /// The denoiser's errors; [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values
 /// and [`SchedulerError::NonFinite`] from the check, converted into `E`.
 pub fn sample_euler<B, const D: usize, M, N, C, E>(
-    mut denoiser: M,
-    mut x: Tensor<B, D>,
+    denoiser: M,
+    x: Tensor<B, D>,
     sigmas: &[f64],
     churn: Churn,
     noise: &mut N,
     check: FiniteCheck,
-    mut callback: C,
+    callback: C,
 ) -> Result<Tensor<B, D>, E>
 where
     B: Backend,
@@ -286,26 +286,16 @@ where
     C: FnMut(Progress<'_, B, D>),
     E: From<SchedulerError>,
 {
-    check_sigmas(sigmas)?;
-    let num_steps = sigmas.len() - 1;
-    for i in 0..num_steps {
-        let (x_hat, sigma_hat) = churn_step(x, sigmas, i, &churn, noise);
-        let denoised = denoiser(x_hat.clone(), sigma_hat)?;
-        callback(Progress {
-            step: i,
-            num_steps,
-            time: sigma_hat,
-            sample: &x_hat,
-            model_output: &denoised,
-        });
-        let probe = (check == FiniteCheck::EveryStep).then(|| denoised.clone());
-        let d = to_d(x_hat.clone(), sigma_hat, denoised);
-        x = x_hat + d * (sigmas[i + 1] - sigma_hat);
-        if let Some(denoised) = probe {
-            check.check_step(i, sigma_hat, &denoised, &x)?;
-        }
-    }
-    Ok(x)
+    sample_edm(
+        EdmSolver::Euler,
+        denoiser,
+        x,
+        sigmas,
+        churn,
+        noise,
+        check,
+        callback,
+    )
 }
 
 /// Karras et al. Algorithm 2 with Heun steps (k-diffusion's `sample_heun`): churn to `σ̂`, take
@@ -319,6 +309,38 @@ where
 /// The denoiser's errors; [`SchedulerError::LengthMismatch`] if `sigmas` has fewer than 2 values
 /// and [`SchedulerError::NonFinite`] from the check, converted into `E`.
 pub fn sample_heun<B, const D: usize, M, N, C, E>(
+    denoiser: M,
+    x: Tensor<B, D>,
+    sigmas: &[f64],
+    churn: Churn,
+    noise: &mut N,
+    check: FiniteCheck,
+    callback: C,
+) -> Result<Tensor<B, D>, E>
+where
+    B: Backend,
+    M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
+    N: NoiseSource<B, D>,
+    C: FnMut(Progress<'_, B, D>),
+    E: From<SchedulerError>,
+{
+    sample_edm(
+        EdmSolver::Heun,
+        denoiser,
+        x,
+        sigmas,
+        churn,
+        noise,
+        check,
+        callback,
+    )
+}
+
+/// The loop of [`sample_euler`] and [`sample_heun`]: Euler steps, with Heun's correction for
+/// [`EdmSolver::Heun`] except on a step to `σ = 0`.
+#[allow(clippy::too_many_arguments)]
+fn sample_edm<B, const D: usize, M, N, C, E>(
+    solver: EdmSolver,
     mut denoiser: M,
     mut x: Tensor<B, D>,
     sigmas: &[f64],
@@ -349,7 +371,7 @@ where
         let probe = (check == FiniteCheck::EveryStep).then(|| denoised.clone());
         let d = to_d(x_hat.clone(), sigma_hat, denoised);
         let (next, dt) = (sigmas[i + 1], sigmas[i + 1] - sigma_hat);
-        x = if next == 0.0 {
+        x = if solver == EdmSolver::Euler || next == 0.0 {
             x_hat + d * dt
         } else {
             let x_2 = x_hat.clone() + d.clone() * dt;

@@ -17,7 +17,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_nn::Kernel;
+use vidgen_nn::{Kernel, WithKernel};
 
 /// How the two directions are merged.
 #[derive(Config, Debug, PartialEq, Eq, Copy)]
@@ -75,14 +75,16 @@ pub struct BiMamba2<B: Backend> {
     pub merge: BiMerge,
 }
 
-impl<B: Backend> BiMamba2<B> {
+impl<B: Backend> WithKernel for BiMamba2<B> {
     /// Both directions scanning with `kernel` (see [`Mamba2::with_kernel`]).
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.mamba_fwd = self.mamba_fwd.with_kernel(kernel);
         self.mamba_bwd = self.mamba_bwd.with_kernel(kernel);
         self
     }
+}
 
+impl<B: Backend> BiMamba2<B> {
     /// Both scans with the chunked SSD (or, built with [`Kernel::Reference`], the reference
     /// scan), merged.
     ///

@@ -26,4 +26,4 @@ pub use scan_order::{
     adjacency_curve, adjacency_distance,
 };
 pub use ssd::{SsdOutput, segsum, ssd_chunked, ssd_reference, ssd_step};
-pub use vidgen_nn::Kernel;
+pub use vidgen_nn::{Kernel, WithKernel};

@@ -66,7 +66,7 @@ use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
-use vidgen_nn::Kernel;
+use vidgen_nn::{Kernel, WithKernel};
 
 /// Configuration of [`Mamba2`]; defaults are mamba-ssm's `Mamba2.__init__` (LinGen uses
 /// `d_state = 128`, `head_dim = 64`, supplement sec. E.2).
@@ -335,6 +335,15 @@ struct Projected<B: Backend> {
     dt: Tensor<B, 3>,
 }
 
+impl<B: Backend> WithKernel for Mamba2<B> {
+    /// This layer scanning with `kernel`: [`Kernel::Reference`] makes
+    /// [`forward`](Self::forward) run [`forward_reference`](Self::forward_reference).
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+}
+
 impl<B: Backend> Mamba2<B> {
     /// `d_inner = n_heads · head_dim`.
     pub fn d_inner(&self) -> usize {
@@ -349,13 +358,6 @@ impl<B: Backend> Mamba2<B> {
     /// Convolution channels `d_inner + 2·G·N`.
     pub fn conv_channels(&self) -> usize {
         self.d_inner() + 2 * self.n_groups * self.d_state
-    }
-
-    /// This layer scanning with `kernel`: [`Kernel::Reference`] makes
-    /// [`forward`](Self::forward) run [`forward_reference`](Self::forward_reference).
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
-        self.kernel = kernel;
-        self
     }
 
     /// Full-sequence forward from zero states: the chunked SSD, or the token-by-token reference

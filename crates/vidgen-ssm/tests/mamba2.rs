@@ -11,7 +11,7 @@ use vidgen_nn::materialize;
 use vidgen_ssm::ConfigError;
 use vidgen_ssm::bidirectional::{BiMamba2Config, BiMerge};
 use vidgen_ssm::mamba2::{Mamba2, Mamba2Cache, Mamba2Config};
-use vidgen_ssm::{Kernel, SsmError};
+use vidgen_ssm::{Kernel, SsmError, WithKernel};
 use vidgen_testing::{
     Golden, Tolerance, assert_close, autodiff_backend_tests, backend_tests, golden,
 };

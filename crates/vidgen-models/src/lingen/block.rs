@@ -22,7 +22,7 @@ use burn::module::Module;
 use burn::nn::{Linear, RmsNorm};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_attention::{AttentionArgs, MultiHeadAttention, WindowAttention, WindowPlanCache};
-use vidgen_nn::{AdaLnModulation, Kernel, SwiGluMlp, gate, modulate};
+use vidgen_nn::{AdaLnModulation, Kernel, SwiGluMlp, WithKernel, gate, modulate};
 use vidgen_ssm::{BiMamba2, BiMerge, ReviewTokens, ScanOrder, ScanPlan};
 
 /// One MATE block (fields mirror the components' checkpoint keys; the names of the block's own
@@ -68,15 +68,17 @@ pub struct BlockContext<'a, B: Backend> {
     pub text_mask: Option<Tensor<B, 2, Bool>>,
 }
 
-impl<B: Backend> MateBlock<B> {
+impl<B: Backend> WithKernel for MateBlock<B> {
     /// This block computing with `kernel`, its Mamba2 scans and cross-attention included.
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.kernel = kernel;
         self.bimamba = self.bimamba.with_kernel(kernel);
         self.cross_attn = self.cross_attn.with_kernel(kernel);
         self
     }
+}
 
+impl<B: Backend> MateBlock<B> {
     /// The block: the fast path (scan plans and window plans of `ctx`), or, when built with
     /// [`Kernel::Reference`], its reference twin: the MA-branch by
     /// [`ma_branch_reference`](Self::ma_branch_reference), TESA by the dense

@@ -30,13 +30,11 @@ impl<B: Backend> LinGenDit<B> {
     ) -> Result<Tensor<B, 5>, ModelError> {
         options.validate()?;
         let flow = options.rectified_flow()?;
-        let cond = match options.guidance(|| Ok(zero_text(text)))? {
-            Some(guidance) => Conditioning::guided(text.clone(), guidance),
-            None => Conditioning::text(text.clone()),
+        let cond = Conditioning {
+            text: text.clone(),
+            guidance: options.guidance(|| Ok(zero_text(text)))?,
         };
-        let mut rng = options.noise();
-        let shape = options.latent_shape(text.batch());
-        let initial = rng.normal::<B, 5>(shape, &text.tokens.device());
+        let (mut rng, initial) = options.initial_noise(text.batch(), &text.tokens.device());
         sample(
             &flow,
             self,

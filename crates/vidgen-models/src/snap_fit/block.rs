@@ -8,7 +8,7 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 use vidgen_attention::{
     AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, attention_reference,
 };
-use vidgen_nn::{Kernel, Mlp, MlpConfig};
+use vidgen_nn::{Kernel, Mlp, MlpConfig, WithKernel};
 
 /// Widths and counts of one [`FitBlock`] (derived from
 /// [`SnapFitConfig`](super::SnapFitConfig), which validates them).
@@ -171,10 +171,10 @@ fn cross_reference<B: Backend>(
     attn.proj.forward(y.swap_dims(1, 2).reshape([b, l, h * dh]))
 }
 
-impl<B: Backend> FitBlock<B> {
+impl<B: Backend> WithKernel for FitBlock<B> {
     /// This block's attentions computing with `kernel` (the group-wise read and write are the
     /// model's choice of layout: see [`SnapFit::with_kernel`](super::SnapFit::with_kernel)).
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.cond_read = self.cond_read.with_kernel(kernel);
         self.read = self.read.with_kernel(kernel);
         self.write = self.write.with_kernel(kernel);
@@ -188,7 +188,9 @@ impl<B: Backend> FitBlock<B> {
             .collect();
         self
     }
+}
 
+impl<B: Backend> FitBlock<B> {
     /// Step 1, the conditioning read.
     fn read_conditioning(
         &self,

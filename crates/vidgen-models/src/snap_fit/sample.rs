@@ -3,8 +3,7 @@
 //! [`crate::denoise::sample`] loop and an [`EdmSampler`].
 
 use super::{SnapFit, SnapFitCond};
-use crate::denoise::{Conditioning, Denoiser, Guidance, TextConditioning, sample};
-use crate::error::ConfigError;
+use crate::denoise::{Conditioning, Denoiser, Guidance, TextConditioning, batch_repeats, sample};
 use crate::error::{ModelError, component, same_size};
 use crate::generate::{GenerateOptions, zero_text};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
@@ -55,8 +54,7 @@ impl<B: Backend> SnapFit<B> {
         options: &GenerateOptions,
     ) -> Result<Tensor<B, 5>, ModelError> {
         options.validate()?;
-        let shape = options.latent_shape(text.batch());
-        let [n, _, t, h, w] = shape;
+        let [n, _, t, h, w] = options.latent_shape(text.batch());
         let edm = EdmConfig::snap_video(snap_video_sigma_in(1.0, t))
             .init()
             .map_err(component("edm"))?;
@@ -69,17 +67,10 @@ impl<B: Backend> SnapFit<B> {
             fps: Tensor::full([n], options.fps, &device),
             resolution: Tensor::from_data(TensorData::new(resolution, [n, 2]), &device),
         };
-        let uncond = options.guidance(|| Ok(zero_text(text)))?;
-        let mut rng = options.noise();
-        let noise = rng.normal::<B, 5>(shape, &device);
-        self.sample_guided(
-            &sampler,
-            noise,
-            &cond,
-            uncond,
-            &mut rng,
-            options.finite_check,
-        )
+        let guidance = options.guidance(|| Ok(zero_text(text)))?;
+        let (mut rng, noise) = options.initial_noise(n, &device);
+        let check = options.finite_check;
+        self.sample_guided(&sampler, noise, &cond, guidance, &mut rng, check)
     }
 
     /// Generates a batch: the generic [`sample`] loop of `sampler` (EDM Euler or Heun with this
@@ -117,9 +108,9 @@ impl<B: Backend> SnapFit<B> {
         self.grid([t, h, w])?;
         self.check_cond(b, cond)?;
         let denoiser = self.denoiser(cond.fps.clone(), cond.resolution.clone());
-        let conditioning = match guidance {
-            Some(g) => Conditioning::guided(cond.text.clone(), g),
-            None => Conditioning::text(cond.text.clone()),
+        let conditioning = Conditioning {
+            text: cond.text.clone(),
+            guidance,
         };
         sample(sampler, &denoiser, &conditioning, noise, rng, check, |_| {})
     }
@@ -132,16 +123,8 @@ impl<B: Backend> Denoiser<B> for SnapFitDenoiser<'_, B> {
         c_noise: Tensor<B, 1>,
         text: &TextConditioning<B>,
     ) -> Result<Tensor<B, 5>, ModelError> {
-        let n = x.dims()[0];
-        let b = self.fps.dims()[0];
-        if b == 0 || !n.is_multiple_of(b) {
-            return Err(ModelError::Config(ConfigError::ShapeMismatch {
-                what: "batch (a multiple of the fps length)",
-                expected: b,
-                got: n,
-            }));
-        }
-        let k = n / b;
+        let what = "batch (a multiple of the fps length)";
+        let k = batch_repeats(what, x.dims()[0], self.fps.dims()[0])?;
         let cond = SnapFitCond {
             text: text.clone(),
             fps: Tensor::cat(vec![self.fps.clone(); k], 0),

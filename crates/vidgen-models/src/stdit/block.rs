@@ -12,7 +12,9 @@ use vidgen_attention::{
     AttentionArgs, AttentionError, MultiHeadAttention, MultiHeadAttentionConfig, SpatialAttention,
     TemporalAttention,
 };
-use vidgen_nn::{Kernel, Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, gate, modulate};
+use vidgen_nn::{
+    Kernel, Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, WithKernel, gate, modulate,
+};
 
 pub(crate) use crate::error::component;
 
@@ -140,7 +142,7 @@ fn zero_weight<B: Backend>(linear: &mut Linear<B>, device: &B::Device) {
 /// The self-attention an [`StditBlock`] mixes its tokens with: within each frame
 /// ([`SpatialAttention`]) or across the frames at each position, with temporal RoPE
 /// ([`TemporalAttention`]).
-pub trait FrameAttention<B: Backend>: Sized {
+pub trait FrameAttention<B: Backend>: WithKernel {
     /// The part named in errors.
     const PART: &'static str;
 
@@ -152,9 +154,6 @@ pub trait FrameAttention<B: Backend>: Sized {
 
     /// Whether the block's output projections start at zero (upstream: the temporal blocks).
     fn zero_init(config: &StditConfig) -> bool;
-
-    /// This attention computing with `kernel`.
-    fn with_kernel(self, kernel: Kernel) -> Self;
 
     /// Self-attention over `[B, T·S, D]` tokens, `T = frames` frames of `S = spatial` tokens.
     ///
@@ -182,10 +181,6 @@ impl<B: Backend> FrameAttention<B> for SpatialAttention<B> {
         false
     }
 
-    fn with_kernel(self, kernel: Kernel) -> Self {
-        Self::with_kernel(self, kernel)
-    }
-
     fn attend(
         &self,
         x: Tensor<B, 3>,
@@ -208,10 +203,6 @@ impl<B: Backend> FrameAttention<B> for TemporalAttention<B> {
 
     fn zero_init(config: &StditConfig) -> bool {
         config.zero_init_temporal
-    }
-
-    fn with_kernel(self, kernel: Kernel) -> Self {
-        Self::with_kernel(self, kernel)
     }
 
     fn attend(
@@ -246,6 +237,15 @@ pub type SpatialStditBlock<B> = StditBlock<B, SpatialAttention<B>>;
 /// A temporal STDiT3 block: self-attention across frames (temporal RoPE).
 pub type TemporalStditBlock<B> = StditBlock<B, TemporalAttention<B>>;
 
+impl<B: Backend, A: FrameAttention<B>> WithKernel for StditBlock<B, A> {
+    /// This block's self- and cross-attention computing with `kernel`.
+    fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.attn = self.attn.with_kernel(kernel);
+        self.cross_attn = self.cross_attn.with_kernel(kernel);
+        self
+    }
+}
+
 impl<B: Backend, A: FrameAttention<B>> StditBlock<B, A> {
     pub(crate) fn new(config: &StditConfig, device: &B::Device) -> Result<Self, ModelError> {
         let (cross_attn, mlp, scale_shift_table) =
@@ -256,13 +256,6 @@ impl<B: Backend, A: FrameAttention<B>> StditBlock<B, A> {
             mlp,
             scale_shift_table,
         })
-    }
-
-    /// This block's self- and cross-attention computing with `kernel`.
-    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
-        self.attn = self.attn.with_kernel(kernel);
-        self.cross_attn = self.cross_attn.with_kernel(kernel);
-        self
     }
 
     pub(crate) fn forward(

@@ -11,7 +11,9 @@
 
 use super::Stdit;
 use super::block::component;
-use crate::denoise::{CfgMode, Conditioning, Denoiser, Guidance, TextConditioning, sample};
+use crate::denoise::{
+    CfgMode, Conditioning, Denoiser, Guidance, TextConditioning, batch_repeats, sample,
+};
 use crate::error::ConfigError;
 use crate::error::{ModelError, same_size};
 use crate::generate::GenerateOptions;
@@ -118,14 +120,8 @@ impl<B: Backend> StditDenoiser<'_, B> {
             return Ok((x, None));
         };
         let dims = x.dims();
-        let b = clean.dims()[0];
-        if b == 0 || !dims[0].is_multiple_of(b) {
-            return Err(ModelError::Config(ConfigError::ShapeMismatch {
-                what: "batch (a multiple of the clean latent's)",
-                expected: b,
-                got: dims[0],
-            }));
-        }
+        let what = "batch (a multiple of the clean latent's)";
+        let k = batch_repeats(what, dims[0], clean.dims()[0])?;
         for (axis, (e, g)) in clean.dims().iter().zip(dims).enumerate().skip(1) {
             if *e != g {
                 return Err(ModelError::Config(ConfigError::ShapeMismatch {
@@ -135,7 +131,6 @@ impl<B: Backend> StditDenoiser<'_, B> {
                 }));
             }
         }
-        let k = dims[0] / b;
         let mask = Tensor::cat(vec![mask.clone(); k], 0);
         let clean = Tensor::cat(vec![clean.clone(); k], 0);
         let [n, t] = mask.dims();
@@ -214,8 +209,9 @@ pub fn sample_stdit<B: Backend>(
     Ok(denoiser.reinsert(out)?.0)
 }
 
-/// A text-to-video pipeline: [`WordTokenizer`] → [`TextEmbedder`] → [`Stdit`] sampled by
-/// [`sample_stdit`] with the model's null caption as the unconditional text.
+/// A text-to-video pipeline: [`WordTokenizer`] → [`TextEmbedder`] → [`Stdit`] sampled by the
+/// generic [`sample`] loop with [`GenerateOptions`], the model's null caption as the
+/// unconditional text (with the prompt's padding, as upstream).
 #[derive(Debug)]
 pub struct TextToVideo<B: Backend> {
     /// The denoiser.
@@ -287,8 +283,8 @@ impl<B: Backend> TextToVideo<B> {
     /// `text`: `[N, L, d_text]`, `text_lens`: `N` → `[N, C, T, H, W]`
     ///
     /// # Errors
-    /// [`ModelError::Component`] for invalid flow or guidance settings; [`ModelError::Config`] (`ConfigError::OutOfDomain`)
-    /// if `L` exceeds the null caption; any error of [`sample_stdit`].
+    /// Those of [`GenerateOptions::validate`]; [`ModelError::Config`]
+    /// (`ConfigError::OutOfDomain`) if `L` exceeds the null caption; any error of [`sample`].
     pub fn generate_from_embeddings(
         &self,
         text: Tensor<B, 3>,
@@ -298,31 +294,20 @@ impl<B: Backend> TextToVideo<B> {
         options.validate()?;
         let [n, len, _] = text.dims();
         let flow = options.rectified_flow()?;
-        let guidance =
-            ClassifierFreeGuidance::new(options.guidance_scale, options.guidance_rescale)
-                .map_err(component("guidance"))?;
         let text = TextConditioning::from_lens(text, &text_lens)?;
-        let uncond = TextConditioning {
-            tokens: self.model.y_embedder.null(n, len)?,
-            padding: text.padding.clone(),
+        let null = || {
+            Ok(TextConditioning {
+                tokens: self.model.y_embedder.null(n, len)?,
+                padding: text.padding.clone(),
+            })
         };
-        let cond = StditConditioning {
-            text,
-            uncond,
-            fps: options.fps,
-            frames: None,
-            resolution: None,
+        let cond = Conditioning {
+            guidance: options.guidance(null)?,
+            text: text.clone(),
         };
-        let mut noise = options.noise();
-        sample_stdit(
-            &self.model,
-            &flow,
-            &guidance,
-            &cond,
-            options.latent_shape(n),
-            &mut noise,
-            CfgMode::Batched,
-            options.finite_check,
-        )
+        let (mut rng, initial) = options.initial_noise(n, &text.tokens.device());
+        let denoiser = self.model.denoiser(options.fps);
+        let check = options.finite_check;
+        sample(&flow, &denoiser, &cond, initial, &mut rng, check, |_| {})
     }
 }

@@ -1,8 +1,6 @@
 //! [`Edm`]: EDM training and sampling in one object, with Snap Video's input scaling `σ_in`.
 
-use super::{
-    Churn, Preconditioning, karras_sigmas, loss_weight, sample_euler, sample_heun, training_sigmas,
-};
+use super::{Churn, Preconditioning, karras_sigmas, loss_weight, sample_edm, training_sigmas};
 use crate::common::{PredictionType, Progress, SamplingLoop, TrainingBatch, per_sample, vector};
 use crate::config::{ConfigEnum, SchedulerConfig};
 use crate::error::{SchedulerError, increasing, positive_f64};
@@ -289,17 +287,18 @@ impl Edm {
         self.denoised_from_output(x_sigma, out, sigma)
     }
 
-    /// Samples with Euler steps ([`sample_euler`]) from standard `noise` (scaled by `sigmas[0]`):
+    /// Samples with Euler steps ([`sample_euler`](super::sample_euler)) from standard `noise`
+    /// (scaled by `sigmas[0]`):
     /// `model(c_in·x, c_noise)` returns the network output `F` or an error that ends the loop;
     /// the ODE uses `D/σ_in` as denoised estimate, the result is multiplied by `σ_in`; `check` and
-    /// `callback` (which sees `D/σ_in`) as in [`sample_euler`].
+    /// `callback` (which sees `D/σ_in`) as in [`sample_euler`](super::sample_euler).
     ///
     /// # Errors
-    /// As [`sample_euler`].
+    /// As [`sample_euler`](super::sample_euler).
     #[allow(clippy::too_many_arguments)]
     pub fn sample_euler<B: Backend, const D: usize, M, N, C, E>(
         &self,
-        mut model: M,
+        model: M,
         noise: Tensor<B, D>,
         sigmas: &[f64],
         churn: Churn,
@@ -313,24 +312,58 @@ impl Edm {
         C: FnMut(Progress<'_, B, D>),
         E: From<SchedulerError>,
     {
-        let s_in = self.config.sigma_in;
-        let den = |x: Tensor<B, D>, s| -> Result<Tensor<B, D>, E> {
-            let p = self.precond(s);
-            let out = model(x.clone() * p.c_in, p.c_noise)?;
-            Ok(self.denoised_from_output(x, out, s) / s_in)
-        };
-        let x = noise * first(sigmas);
-        Ok(sample_euler(den, x, sigmas, churn, noise_source, check, callback)? * s_in)
+        self.sample(
+            EdmSolver::Euler,
+            model,
+            noise,
+            sigmas,
+            churn,
+            noise_source,
+            check,
+            callback,
+        )
     }
 
-    /// Samples with Heun steps ([`sample_heun`], Karras et al. Algorithm 2); otherwise as
-    /// [`Edm::sample_euler`].
+    /// Samples with Heun steps ([`sample_heun`](super::sample_heun), Karras et al. Algorithm 2);
+    /// otherwise as [`Edm::sample_euler`].
     ///
     /// # Errors
-    /// As [`sample_heun`].
+    /// As [`sample_heun`](super::sample_heun).
     #[allow(clippy::too_many_arguments)]
     pub fn sample_heun<B: Backend, const D: usize, M, N, C, E>(
         &self,
+        model: M,
+        noise: Tensor<B, D>,
+        sigmas: &[f64],
+        churn: Churn,
+        noise_source: &mut N,
+        check: FiniteCheck,
+        callback: C,
+    ) -> Result<Tensor<B, D>, E>
+    where
+        M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
+        N: NoiseSource<B, D>,
+        C: FnMut(Progress<'_, B, D>),
+        E: From<SchedulerError>,
+    {
+        self.sample(
+            EdmSolver::Heun,
+            model,
+            noise,
+            sigmas,
+            churn,
+            noise_source,
+            check,
+            callback,
+        )
+    }
+
+    /// The body of [`Edm::sample_euler`] and [`Edm::sample_heun`]: the network output turned
+    /// into `D/σ_in` for [`sample_edm`], the result scaled back by `σ_in`.
+    #[allow(clippy::too_many_arguments)]
+    fn sample<B: Backend, const D: usize, M, N, C, E>(
+        &self,
+        solver: EdmSolver,
         mut model: M,
         noise: Tensor<B, D>,
         sigmas: &[f64],
@@ -352,7 +385,7 @@ impl Edm {
             Ok(self.denoised_from_output(x, out, s) / s_in)
         };
         let x = noise * first(sigmas);
-        Ok(sample_heun(den, x, sigmas, churn, noise_source, check, callback)? * s_in)
+        Ok(sample_edm(solver, den, x, sigmas, churn, noise_source, check, callback)? * s_in)
     }
 }
 
@@ -486,14 +519,16 @@ impl SamplingLoop for EdmSampler {
         C: FnMut(Progress<'_, B, D>),
     {
         let (sigmas, churn) = (&self.sigmas, self.churn);
-        match self.solver {
-            EdmSolver::Euler => {
-                (self.edm).sample_euler(model, initial_noise, sigmas, churn, noise, check, callback)
-            }
-            EdmSolver::Heun => {
-                (self.edm).sample_heun(model, initial_noise, sigmas, churn, noise, check, callback)
-            }
-        }
+        (self.edm).sample(
+            self.solver,
+            model,
+            initial_noise,
+            sigmas,
+            churn,
+            noise,
+            check,
+            callback,
+        )
     }
 
     fn steps(&self) -> usize {
