@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use burn::tensor::Tensor;
-//! use vidgen_schedulers::edm::{Churn, EdmConfig};
+//! use vidgen_schedulers::edm::{Churn, EdmConfig, EdmSolver};
 //! use vidgen_schedulers::{FiniteCheck, NoiseGenerator, SchedulerError};
 //! type B = burn::backend::Flex;
 //!
@@ -38,7 +38,9 @@
 //! let check = FiniteCheck::EveryStep; // stop with an error naming the step on NaN/±inf
 //! let mut steps = 0;
 //! let progress = |_: vidgen_schedulers::Progress<'_, B, 2>| steps += 1;
-//! let x = edm.sample_heun(model, noise, &sigmas, Churn::NONE, &mut rng, check, progress).unwrap();
+//! let x = edm
+//!     .sample(EdmSolver::Heun, model, noise, &sigmas, Churn::NONE, &mut rng, check, progress)
+//!     .unwrap();
 //! assert_eq!(steps, 18);
 //! let err = (x - target).abs().max().into_scalar();
 //! assert!(err < 1e-4, "{err}");

@@ -3,7 +3,9 @@
 //! output; a finite model is untouched by the check; `FiniteCheck::Off` lets the NaN through.
 
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_schedulers::edm::{Churn, EdmConfig, karras_sigmas, sample_euler, sample_heun};
+use vidgen_schedulers::edm::{
+    Churn, EdmConfig, EdmSolver, karras_sigmas, sample_euler, sample_heun,
+};
 use vidgen_schedulers::rectified_flow::{OpenSoraRflowConfig, PixelExtent};
 use vidgen_schedulers::{
     DdimConfig, FiniteCheck, NoiseGenerator, Progress, RectifiedFlowConfig, Sampler,
@@ -169,7 +171,8 @@ fn edm_loops_stop_at_the_first_bad_step<B: Backend>(device: &B::Device) {
     );
     assert_non_finite(r, 2, "sample");
     let edm = EdmConfig::default().init().unwrap();
-    let r = edm.sample_euler(
+    let r = edm.sample(
+        EdmSolver::Euler,
         breaking_ok(1, f32::INFINITY),
         x,
         &sigmas,

@@ -93,7 +93,8 @@ fn sigma_in_one_is_plain_edm<B: Backend>(device: &B::Device) {
     )
     .unwrap();
     let got = edm
-        .sample_heun(
+        .sample(
+            EdmSolver::Heun,
             net_ok,
             noise.clone(),
             &sigmas,
@@ -115,7 +116,8 @@ fn sigma_in_one_is_plain_edm<B: Backend>(device: &B::Device) {
     )
     .unwrap();
     let got = edm
-        .sample_euler(
+        .sample(
+            EdmSolver::Euler,
             net_ok,
             noise,
             &sigmas,
@@ -252,7 +254,8 @@ fn snap_sampler_recovers_a_point_mass<B: Backend>(device: &B::Device) {
         };
         let noise = rng.normal::<B, 3>([2, 3, 4], device);
         let euler = edm
-            .sample_euler(
+            .sample(
+                EdmSolver::Euler,
                 ideal,
                 noise.clone(),
                 &sigmas,
@@ -263,7 +266,8 @@ fn snap_sampler_recovers_a_point_mass<B: Backend>(device: &B::Device) {
             )
             .unwrap();
         let heun = edm
-            .sample_heun(
+            .sample(
+                EdmSolver::Heun,
                 ideal,
                 noise,
                 &sigmas,

@@ -287,81 +287,17 @@ impl Edm {
         self.denoised_from_output(x_sigma, out, sigma)
     }
 
-    /// Samples with Euler steps ([`sample_euler`](super::sample_euler)) from standard `noise`
-    /// (scaled by `sigmas[0]`):
-    /// `model(c_in·x, c_noise)` returns the network output `F` or an error that ends the loop;
-    /// the ODE uses `D/σ_in` as denoised estimate, the result is multiplied by `σ_in`; `check` and
-    /// `callback` (which sees `D/σ_in`) as in [`sample_euler`](super::sample_euler).
+    /// Samples with `solver` ([`sample_euler`](super::sample_euler) or
+    /// [`sample_heun`](super::sample_heun), Karras et al. Algorithm 2) from standard `noise`
+    /// (scaled by `sigmas[0]`): `model(c_in·x, c_noise)` returns the network output `F` or an
+    /// error that ends the loop; the ODE uses `D/σ_in` as denoised estimate, the result is
+    /// multiplied by `σ_in`; `check` and `callback` (which sees `D/σ_in`) as in
+    /// [`sample_euler`](super::sample_euler).
     ///
     /// # Errors
     /// As [`sample_euler`](super::sample_euler).
     #[allow(clippy::too_many_arguments)]
-    pub fn sample_euler<B: Backend, const D: usize, M, N, C, E>(
-        &self,
-        model: M,
-        noise: Tensor<B, D>,
-        sigmas: &[f64],
-        churn: Churn,
-        noise_source: &mut N,
-        check: FiniteCheck,
-        callback: C,
-    ) -> Result<Tensor<B, D>, E>
-    where
-        M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
-        N: NoiseSource<B, D>,
-        C: FnMut(Progress<'_, B, D>),
-        E: From<SchedulerError>,
-    {
-        self.sample(
-            EdmSolver::Euler,
-            model,
-            noise,
-            sigmas,
-            churn,
-            noise_source,
-            check,
-            callback,
-        )
-    }
-
-    /// Samples with Heun steps ([`sample_heun`](super::sample_heun), Karras et al. Algorithm 2);
-    /// otherwise as [`Edm::sample_euler`].
-    ///
-    /// # Errors
-    /// As [`sample_heun`](super::sample_heun).
-    #[allow(clippy::too_many_arguments)]
-    pub fn sample_heun<B: Backend, const D: usize, M, N, C, E>(
-        &self,
-        model: M,
-        noise: Tensor<B, D>,
-        sigmas: &[f64],
-        churn: Churn,
-        noise_source: &mut N,
-        check: FiniteCheck,
-        callback: C,
-    ) -> Result<Tensor<B, D>, E>
-    where
-        M: FnMut(Tensor<B, D>, f64) -> Result<Tensor<B, D>, E>,
-        N: NoiseSource<B, D>,
-        C: FnMut(Progress<'_, B, D>),
-        E: From<SchedulerError>,
-    {
-        self.sample(
-            EdmSolver::Heun,
-            model,
-            noise,
-            sigmas,
-            churn,
-            noise_source,
-            check,
-            callback,
-        )
-    }
-
-    /// The body of [`Edm::sample_euler`] and [`Edm::sample_heun`]: the network output turned
-    /// into `D/σ_in` for [`sample_edm`], the result scaled back by `σ_in`.
-    #[allow(clippy::too_many_arguments)]
-    fn sample<B: Backend, const D: usize, M, N, C, E>(
+    pub fn sample<B: Backend, const D: usize, M, N, C, E>(
         &self,
         solver: EdmSolver,
         mut model: M,
