@@ -8,11 +8,13 @@
 
 use burn::module::Param;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Distribution, Int, Tensor, TensorData, backend::Backend};
 use vidgen_attention::AttentionError;
 use vidgen_attention::ConfigError;
 use vidgen_attention::window::*;
-use vidgen_testing::{Tolerance, assert_close, autodiff_backend_tests, backend_tests, golden};
+use vidgen_testing::{
+    Tolerance, assert_close, autodiff_backend_tests, backend_tests, flags, golden,
+};
 
 /// Fused (Burn's `attention` op on windows) against the dense reference (explicit matmul and
 /// softmax over the whole padded grid): the same f32 math summed in a different order, and the
@@ -25,10 +27,6 @@ const SWIN_GOLDEN: Tolerance = Tolerance::new("SWIN_GOLDEN", 1e-6, 1e-5);
 
 fn ints<B: Backend, const D: usize>(t: Tensor<B, D, Int>) -> Vec<i64> {
     t.into_data().convert::<i64>().to_vec::<i64>().unwrap()
-}
-
-fn bools<B: Backend, const D: usize>(t: Tensor<B, D, Bool>) -> Vec<bool> {
-    t.into_data().to_vec::<bool>().unwrap()
 }
 
 fn randn<B: Backend, const D: usize>(shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
@@ -71,7 +69,7 @@ fn swin2d_matches_reference<B: Backend>(device: &B::Device) {
             .map(|&v| v != 0.0)
             .collect();
         assert_eq!(
-            bools(plan.mask.clone().unwrap()),
+            flags(plan.mask.clone().unwrap()),
             mask,
             "shift mask, case {key}"
         );

@@ -1,6 +1,6 @@
 //! Deterministic test inputs shared by the test suites.
 
-use burn::tensor::{Tensor, TensorData, backend::Backend};
+use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 
 /// A deterministic tensor with values uniform in `[-2, 2)`: an LCG (Knuth's MMIX constants)
 /// seeded by `seed`, the top 24 bits of each state as the mantissa. The same `(shape, seed)`
@@ -21,6 +21,17 @@ pub fn det<B: Backend, const D: usize>(
         })
         .collect();
     Tensor::from_data(TensorData::new(data, shape), device)
+}
+
+/// The values of a bool tensor, on every backend: GPU backends store bools as `u32`, which
+/// `TensorData::to_vec::<bool>` rejects, so the flags are read through an int tensor.
+pub fn flags<B: Backend, const D: usize>(mask: Tensor<B, D, Bool>) -> Vec<bool> {
+    let ints = mask.int().into_data().convert::<i64>();
+    ints.to_vec::<i64>()
+        .expect("an int tensor converted to i64")
+        .into_iter()
+        .map(|v| v != 0)
+        .collect()
 }
 
 #[cfg(test)]

@@ -23,4 +23,4 @@ mod inputs;
 pub use backends::*;
 pub use close::{CloseReport, REPORT_ENV, Tolerance, assert_close, assert_close_data, compare};
 pub use golden::{Golden, GoldenError, fixture_path, golden};
-pub use inputs::det;
+pub use inputs::{det, flags};
