@@ -37,13 +37,18 @@
 //! (CPU backends whose ops run single-threaded); the per-thread tiles together stay within the
 //! same budget because the plan is computed for all heads.
 //!
-//! **Training.** Built from differentiable tensor ops, so it runs under `Autodiff`; the tape
-//! keeps each tile's probabilities for the backward pass, so training memory is not bounded by
-//! the budget (no recomputation in backward).
+//! **Training.** Under Burn's `Autodiff` (for the backends this crate is built with: cargo
+//! features `flex`, `ndarray`, `cuda`, `wgpu`) the whole call is one autodiff operation: its
+//! forward saves the output and one log-sum-exp per query row, and its backward recomputes the
+//! score tiles block by block (FlashAttention-2's backward, Dao 2023), so training memory grows
+//! linearly with the sequence, like inference. Calls with an additive bias or a softcap, and
+//! other backends, differentiate the tensor-op kernel instead, whose tape keeps every tile.
 
 mod dispatch;
+mod grad;
 mod kernel;
 mod plan;
+mod tracked;
 
 pub use crate::mask::AttentionMask;
 pub use dispatch::*;

@@ -100,16 +100,13 @@ fn blocked_matches_reference_unmasked<B: Backend>(dev: &B::Device) {
 /// (blocked mask, the same mask for the reference, causal).
 type MaskCase<B> = (Option<AttentionMask<B>>, Option<Tensor<B, 4, Bool>>, bool);
 
-fn blocked_matches_reference_masks<B: Backend>(dev: &B::Device) {
-    let _g = serial();
-    let [b, h, lq, lk] = [2, 3, 13, 11];
-    let (q, k, v) = qkv::<B>([b, h, lq, lk, 8], dev);
-    // Full mask with a fully masked query row (row 2 of every head).
+/// Full mask with a fully masked query row (row 2 of every head), key padding where the
+/// second sample has no valid key at all, causal, and combinations.
+fn mask_cases<B: Backend>([b, h, lq, lk]: [usize; 4], dev: &B::Device) -> Vec<MaskCase<B>> {
     let mut full = det_mask::<B>([b, h, lq, lk], 9, dev);
     full = full.slice_fill([0..b, 0..h, 2..3, 0..lk], true);
-    // Key padding where the second sample has no valid key at all.
     let pad = key_padding_mask::<B>(&[7, 0], lk, dev);
-    let cases: Vec<MaskCase<B>> = vec![
+    vec![
         (
             Some(AttentionMask::Full(full.clone())),
             Some(full.clone()),
@@ -127,7 +124,14 @@ fn blocked_matches_reference_masks<B: Backend>(dev: &B::Device) {
             true,
         ),
         (Some(AttentionMask::Full(full.clone())), Some(full), true),
-    ];
+    ]
+}
+
+fn blocked_matches_reference_masks<B: Backend>(dev: &B::Device) {
+    let _g = serial();
+    let [b, h, lq, lk] = [2, 3, 13, 11];
+    let (q, k, v) = qkv::<B>([b, h, lq, lk, 8], dev);
+    let cases = mask_cases::<B>([b, h, lq, lk], dev);
     for (mask, ref_mask, causal) in cases {
         let expected = attention_reference(q.clone(), k.clone(), v.clone(), ref_mask, causal, None);
         for (bq, bk) in PLANS {
@@ -255,38 +259,106 @@ fn dispatch_agrees_with_reference<B: Backend>(dev: &B::Device) {
     assert_close(out, expected, BLOCKED_VS_REFERENCE);
 }
 
-/// Gradients through the blocked path (online recurrence, causal) equal the reference's.
+/// Gradients of `Σ out ∘ w` (a fixed, non-uniform upstream gradient) for q, k and v.
+fn grads_of<B: AutodiffBackend>(
+    (q, k, v): (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
+    attend: impl FnOnce(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>) -> Tensor<B, 4>,
+) -> [Tensor<B::InnerBackend, 4>; 3] {
+    let (q, k, v) = (q.require_grad(), k.require_grad(), v.require_grad());
+    let out = attend(q.clone(), k.clone(), v.clone());
+    let w = det::<B, 4>(out.dims(), 11, &out.device());
+    let g = (out * w).sum().backward();
+    [
+        q.grad(&g).expect("q gradient"),
+        k.grad(&g).expect("k gradient"),
+        v.grad(&g).expect("v gradient"),
+    ]
+}
+
+/// The blocked path's backward (one autodiff operation recomputing the tiles, FlashAttention-2)
+/// gives the reference twin's q, k and v gradients: every mask case (fully masked rows and
+/// samples included), odd lengths, every block plan (key blocks that do not divide Lk, 1×1),
+/// one and two threads, and causal cross lengths (rows that see no key at all).
 fn blocked_gradients_match_reference<B: AutodiffBackend>(dev: &B::Device) {
     let _g = serial();
-    let (q, k, v) = qkv::<B>([1, 2, 7, 9, 4], dev);
-    let grads = |blocked: bool| {
+    let [b, h, lq, lk] = [2, 3, 13, 11];
+    let (q, k, v) = qkv::<B>([b, h, lq, lk, 8], dev);
+    for (mask, ref_mask, causal) in mask_cases::<B>([b, h, lq, lk], dev) {
+        let expected = grads_of((q.clone(), k.clone(), v.clone()), |q, k, v| {
+            attention_reference(q, k, v, ref_mask, causal, None)
+        });
+        for (bq, bk) in PLANS {
+            for threads in [1, 2] {
+                let budget = MemoryBudget::default()
+                    .with_blocks(bq, bk)
+                    .with_threads(threads);
+                let mask = mask.clone();
+                let actual = grads_of((q.clone(), k.clone(), v.clone()), |q, k, v| {
+                    blocked_attention(q, k, v, mask, None, opts(causal, None), &budget)
+                });
+                for (a, e) in actual.into_iter().zip(expected.clone()) {
+                    assert_close(a, e, BLOCKED_VS_REFERENCE);
+                }
+            }
+        }
+    }
+    for (lq, lk) in [(13, 6), (5, 14)] {
+        let qkv = qkv::<B>([1, 2, lq, lk, 4], dev);
+        let expected = grads_of(qkv.clone(), |q, k, v| {
+            attention_reference(q, k, v, None, true, Some(0.3))
+        });
+        for (bq, bk) in PLANS {
+            let budget = MemoryBudget::default().with_blocks(bq, bk);
+            let actual = grads_of(qkv.clone(), |q, k, v| {
+                blocked_attention(q, k, v, None, None, opts(true, Some(0.3)), &budget)
+            });
+            for (a, e) in actual.into_iter().zip(expected.clone()) {
+                assert_close(a, e, BLOCKED_VS_REFERENCE);
+            }
+        }
+    }
+}
+
+/// With an additive bias and a softcap the blocked path is differentiated op by op (their
+/// gradients are not part of the tiled backward); the gradients still equal the fallback's,
+/// the bias's included.
+fn blocked_bias_softcap_gradients<B: AutodiffBackend>(dev: &B::Device) {
+    let _g = serial();
+    let [b, h, lq, lk] = [1, 2, 9, 10];
+    let (q, k, v) = qkv::<B>([b, h, lq, lk, 8], dev);
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: Some(3.0),
+        is_causal: true,
+    };
+    let run = |blocked: bool| {
         let (q, k, v) = (
             q.clone().require_grad(),
             k.clone().require_grad(),
             v.clone().require_grad(),
         );
+        let bias = det::<B, 4>([1, h, lq, lk], 5, dev).require_grad();
         let out = if blocked {
-            let budget = MemoryBudget::default().with_blocks(Some(3), Some(4));
+            let budget = MemoryBudget::default().with_blocks(Some(4), Some(3));
+            let bias = Some(bias.clone());
             blocked_attention(
                 q.clone(),
                 k.clone(),
                 v.clone(),
                 None,
-                None,
-                opts(true, None),
+                bias,
+                options,
                 &budget,
             )
         } else {
-            attention_reference(q.clone(), k.clone(), v.clone(), None, true, None)
+            let bias = Some(bias.clone().expand([b, h, lq, lk]));
+            attention_fallback(q.clone(), k.clone(), v.clone(), None, bias, options)
         };
-        let g = (out.clone() * out).sum().backward();
-        [
-            q.grad(&g).unwrap(),
-            k.grad(&g).unwrap(),
-            v.grad(&g).unwrap(),
-        ]
+        let w = det::<B, 4>(out.dims(), 11, dev);
+        let g = (out * w).sum().backward();
+        [q.grad(&g), k.grad(&g), v.grad(&g), bias.grad(&g)].map(|t| t.expect("gradient"))
     };
-    for (a, e) in grads(true).into_iter().zip(grads(false)) {
+    for (a, e) in run(true).into_iter().zip(run(false)) {
         assert_close(a, e, BLOCKED_VS_REFERENCE);
     }
 }
@@ -298,7 +370,10 @@ backend_tests!(
     blocked_bias_softcap_vs_fallback,
     dispatch_agrees_with_reference,
 );
-autodiff_backend_tests!(blocked_gradients_match_reference);
+autodiff_backend_tests!(
+    blocked_gradients_match_reference,
+    blocked_bias_softcap_gradients
+);
 
 #[test]
 fn plan_follows_the_documented_rule() {
@@ -401,6 +476,57 @@ fn peak_memory_stays_under_budget() {
     );
     eprintln!(
         "blocked attention L={len}, plan {plan:?}: peak RSS growth {:.1} MiB (budget {budget_mib} MiB, full scores {} MiB)",
+        peak as f64 / 1024.0,
+        score_bytes(1, len, len) >> 20
+    );
+    assert!(
+        peak < ((budget_mib + io_mib) << 10) as i64,
+        "peak RSS growth {peak} KiB exceeds budget {budget_mib} MiB + {io_mib} MiB I/O"
+    );
+}
+
+/// One training step (forward + backward) of causal attention at L = 4096, H = 1, Dh = 64 on
+/// `Autodiff<flex>`: the full f32 score matrix is 64 MiB and the materialised path keeps
+/// several copies of it on the tape; the blocked path's tape keeps q, k, v, the output and the
+/// log-sum-exp rows, and its backward recomputes 2 MiB tiles. Peak RSS growth must stay under
+/// the 16 MiB budget plus 16 MiB for the 1 MiB inputs, outputs, gradients and block copies.
+#[test]
+#[cfg_attr(
+    not(target_os = "linux"),
+    ignore = "needs /proc/self/clear_refs (Linux) to measure peak memory"
+)]
+fn training_step_memory_stays_linear() {
+    type Ad = vidgen_testing::AutodiffFlex;
+    let _g = serial();
+    let dev = Default::default();
+    let (len, budget_mib, io_mib) = (4096, 16, 16);
+    let q = det::<Ad, 4>([1, 1, len, 64], 1, &dev).require_grad();
+    let k = det::<Ad, 4>([1, 1, len, 64], 2, &dev).require_grad();
+    let v = det::<Ad, 4>([1, 1, len, 64], 3, &dev).require_grad();
+    let budget = MemoryBudget::new(budget_mib << 20);
+    let mut checksum = 0.0;
+    let peak = peak_kib(|| {
+        let out = blocked_attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            None,
+            None,
+            opts(true, None),
+            &budget,
+        );
+        let grads = out.sum().backward();
+        checksum = [&q, &k, &v]
+            .map(|t| t.grad(&grads).expect("gradient").abs().sum().into_scalar())
+            .iter()
+            .sum();
+    });
+    assert!(checksum.is_finite() && checksum > 0.0);
+    let peak = peak.expect(
+        "training_step_memory_stays_linear: /proc/self/clear_refs or /proc/self/status unavailable",
+    );
+    eprintln!(
+        "blocked attention training step L={len}: peak RSS growth {:.1} MiB (budget {budget_mib} MiB, full scores {} MiB)",
         peak as f64 / 1024.0,
         score_bytes(1, len, len) >> 20
     );

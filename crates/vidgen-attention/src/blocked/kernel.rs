@@ -1,7 +1,7 @@
 //! The blocked kernel in tensor ops: query blocks, key tiles with the online-softmax
 //! recurrence, masks and causal skipping per tile, heads split over threads.
 
-use super::{dispatch::*, plan::*};
+use super::{dispatch::*, plan::*, tracked};
 use crate::mask::AttentionMask;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor, activation::softmax, backend::Backend, s};
@@ -40,6 +40,12 @@ pub fn blocked_attention<B: Backend>(
     // Fold the scale into q once (an Lq·Dh pass instead of an Lq·Lk one).
     let q = q * scale;
     let threads = resolve_threads::<B>(budget.threads, &q.device()).clamp(1, b * h);
+    // Under a known `Autodiff` backend: the same forward as one operation whose backward
+    // recomputes the tiles (`tracked`), so the tape holds no score tile.
+    let (q, k, v, inputs) = match tracked::try_tracked(q, k, v, inputs, plan, threads) {
+        Ok(out) => return out,
+        Err(call) => call,
+    };
     if threads == 1 {
         return attend_heads(q, k, v, &inputs, plan);
     }
@@ -49,11 +55,11 @@ pub fn blocked_attention<B: Backend>(
 /// Mask, bias and flags shared by every tile.
 #[derive(Debug, Clone)]
 pub(super) struct Inputs<B: Backend> {
-    mask: Option<AttentionMask<B>>,
-    bias: Option<Tensor<B, 4>>,
-    softcap: Option<f64>,
+    pub mask: Option<AttentionMask<B>>,
+    pub bias: Option<Tensor<B, 4>>,
+    pub softcap: Option<f64>,
     /// `Lk − Lq` when causal: key `j` is masked for query `i` if `j > i + offset`.
-    causal_offset: Option<i64>,
+    pub causal_offset: Option<i64>,
 }
 
 pub(super) fn check_broadcast(what: &str, dims: [usize; 4], target: [usize; 4]) {
@@ -90,36 +96,53 @@ pub(super) fn attend_threaded<B: Backend>(
     plan: BlockPlan,
     threads: usize,
 ) -> Tensor<B, 4> {
-    let [b, h, len_q, _] = q.dims();
-    let len_k = k.dims()[2];
+    let [out] = over_head_groups([q, k, v], inputs, threads, |[q, k, v], group| {
+        [attend_heads(q, k, v, &group, plan)]
+    });
+    out
+}
+
+/// Runs `f` on `threads` contiguous groups of the flattened `B·H` heads, each in a scoped
+/// thread: the `[B, H, L, D]` tensors, the mask and the bias are viewed per head
+/// (`[B·H, 1, ..]`, broadcast dimensions expanded) and sliced on dim 0 for each group; each
+/// output of `f` (`[group, 1, L, D]`) is concatenated over the groups and shaped back to
+/// `[B, H, L, D]`.
+pub(super) fn over_head_groups<B: Backend, const N: usize, const M: usize>(
+    tensors: [Tensor<B, 4>; N],
+    inputs: &Inputs<B>,
+    threads: usize,
+    f: impl Fn([Tensor<B, 4>; N], Inputs<B>) -> [Tensor<B, 4>; M] + Sync,
+) -> [Tensor<B, 4>; M] {
+    let [b, h, _, _] = tensors[0].dims();
+    let heads = b * h;
     // Per-head views of the broadcastable inputs so every group can be sliced on dim 0.
     let flat = |t: Tensor<B, 4>| {
         let [_, _, l, d] = t.dims();
-        t.reshape([b * h, 1, l, d])
-    };
-    let full = |t: Tensor<B, 4, Bool>| {
-        t.expand([b, h, len_q, len_k])
-            .reshape([b * h, 1, len_q, len_k])
+        t.expand([b, h, l, d]).reshape([heads, 1, l, d])
     };
     let mask = inputs.mask.clone().map(|m| match m {
-        AttentionMask::Full(m) => AttentionMask::Full(full(m)),
-        AttentionMask::KeyPadding(m) => AttentionMask::KeyPadding(
-            m.reshape([b, 1, len_k])
-                .expand([b, h, len_k])
-                .reshape([b * h, len_k]),
-        ),
+        AttentionMask::Full(m) => {
+            let [_, _, lq, lk] = m.dims();
+            AttentionMask::Full(m.expand([b, h, lq, lk]).reshape([heads, 1, lq, lk]))
+        }
+        AttentionMask::KeyPadding(m) => {
+            let len_k = m.dims()[1];
+            AttentionMask::KeyPadding(
+                m.reshape([b, 1, len_k])
+                    .expand([b, h, len_k])
+                    .reshape([heads, len_k]),
+            )
+        }
     });
-    let bias = inputs.bias.clone().map(|t| {
-        t.expand([b, h, len_q, len_k])
-            .reshape([b * h, 1, len_q, len_k])
-    });
-    let (q, k, v) = (flat(q), flat(k), flat(v));
-    let per = (b * h).div_ceil(threads);
-    let outs: Vec<Tensor<B, 4>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..b * h)
+    let bias = inputs.bias.clone().map(flat);
+    let tensors = tensors.map(flat);
+    let per = heads.div_ceil(threads.max(1));
+    let f = &f;
+    let groups: Vec<[Tensor<B, 4>; M]> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..heads)
             .step_by(per)
             .map(|start| {
-                let r = start..(start + per).min(b * h);
+                let r = start..(start + per).min(heads);
                 let group = Inputs {
                     mask: mask.clone().map(|m| match m {
                         AttentionMask::Full(m) => AttentionMask::Full(m.slice(s![r.clone()])),
@@ -130,12 +153,8 @@ pub(super) fn attend_threaded<B: Backend>(
                     bias: bias.clone().map(|t| t.slice(s![r.clone()])),
                     ..inputs.clone()
                 };
-                let (q, k, v) = (
-                    q.clone().slice(s![r.clone()]),
-                    k.clone().slice(s![r.clone()]),
-                    v.clone().slice(s![r]),
-                );
-                scope.spawn(move || attend_heads(q, k, v, &group, plan))
+                let parts = tensors.clone().map(|t| t.slice(s![r.clone()]));
+                scope.spawn(move || f(parts, group))
             })
             .collect();
         handles
@@ -143,8 +162,16 @@ pub(super) fn attend_threaded<B: Backend>(
             .map(|handle| handle.join().expect("blocked_attention worker panicked"))
             .collect()
     });
-    let dv = outs[0].dims()[3];
-    Tensor::cat(outs, 0).reshape([b, h, len_q, dv])
+    let mut columns: [Vec<Tensor<B, 4>>; M] = std::array::from_fn(|_| Vec::new());
+    for group in groups {
+        for (column, t) in columns.iter_mut().zip(group) {
+            column.push(t);
+        }
+    }
+    columns.map(|parts| {
+        let [_, _, l, d] = parts[0].dims();
+        Tensor::cat(parts, 0).reshape([b, h, l, d])
+    })
 }
 
 /// All query blocks of (a group of) heads; `q` already scaled.
@@ -190,36 +217,69 @@ pub(super) fn query_block<B: Backend>(
         let scores = tile_scores(&q_blk, k_t, inputs, rows, 0..len_k).expect("no causal mask");
         return softmax(scores, 3).matmul(v.clone());
     }
-    // Running max m (clamped to f32::MIN so fully masked rows never produce −∞ − −∞ = NaN),
-    // running sum l and unnormalised accumulator a; `None` until the first visited key block.
-    let mut state: Option<(Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>)> = None;
+    match online_softmax(&q_blk, k_t, v, inputs, rows, block_k) {
+        // l = 0 only for fully masked rows, whose accumulator is 0: the quotient is 0 there.
+        Some(OnlineState { l, acc, .. }) => acc / l.clamp_min(f32::MIN_POSITIVE),
+        None => Tensor::zeros([b, h, bq, dv], &device),
+    }
+}
+
+/// Running statistics of the online softmax over the visited key blocks of one query block:
+/// row max `m` (clamped to `f32::MIN`), row sum `l` of `exp(s − m)` and the unnormalised
+/// accumulator `acc = Σ exp(s − m)·v`.
+#[derive(Debug, Clone)]
+pub(super) struct OnlineState<B: Backend> {
+    /// `[B, H, bq, 1]`
+    pub m: Tensor<B, 4>,
+    /// `[B, H, bq, 1]`
+    pub l: Tensor<B, 4>,
+    /// `[B, H, bq, Dv]`
+    pub acc: Tensor<B, 4>,
+}
+
+/// The online-softmax recurrence of one query block over key blocks of `block_k` (module
+/// docs); `None` if causal masking hides every key block.
+pub(super) fn online_softmax<B: Backend>(
+    q_blk: &Tensor<B, 4>,
+    k_t: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    inputs: &Inputs<B>,
+    rows: Range<usize>,
+    block_k: usize,
+) -> Option<OnlineState<B>> {
+    let len_k = v.dims()[2];
+    // Running max m clamped to f32::MIN so fully masked rows never produce −∞ − −∞ = NaN.
+    let mut state: Option<OnlineState<B>> = None;
     for k0 in (0..len_k).step_by(block_k) {
         let cols = k0..(k0 + block_k).min(len_k);
-        let Some(scores) = tile_scores(&q_blk, k_t, inputs, rows.clone(), cols.clone()) else {
+        let Some(scores) = tile_scores(q_blk, k_t, inputs, rows.clone(), cols.clone()) else {
             continue; // causal: every key of this block is in the future of every row
         };
         let tile_max = scores.clone().max_dim(3).clamp_min(f32::MIN);
         let m_new = match &state {
-            Some((m, _, _)) => m.clone().max_pair(tile_max),
+            Some(s) => s.m.clone().max_pair(tile_max),
             None => tile_max,
         };
         let p = (scores - m_new.clone()).exp();
         let v_blk = v.clone().slice(s![.., .., cols]);
         let (l_tile, acc_tile) = (p.clone().sum_dim(3), p.matmul(v_blk));
         state = Some(match state {
-            None => (m_new, l_tile, acc_tile),
-            Some((m, l, acc)) => {
+            None => OnlineState {
+                m: m_new,
+                l: l_tile,
+                acc: acc_tile,
+            },
+            Some(OnlineState { m, l, acc }) => {
                 let correction = (m - m_new.clone()).exp();
-                let l = l * correction.clone() + l_tile;
-                (m_new, l, acc * correction + acc_tile)
+                OnlineState {
+                    l: l * correction.clone() + l_tile,
+                    acc: acc * correction + acc_tile,
+                    m: m_new,
+                }
             }
         });
     }
-    match state {
-        // l = 0 only for fully masked rows, whose accumulator is 0: the quotient is 0 there.
-        Some((_, l, acc)) => acc / l.clamp_min(f32::MIN_POSITIVE),
-        None => Tensor::zeros([b, h, bq, dv], &device),
-    }
+    state
 }
 
 /// Scores of one tile `q[rows]·k[cols]ᵀ` (q pre-scaled) with softcap, masks and bias applied;

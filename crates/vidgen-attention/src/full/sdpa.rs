@@ -18,7 +18,9 @@ use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 ///
 /// On CubeCL backends with the `autotune` feature the fused op may run a flash kernel;
 /// otherwise, and **always under `Autodiff`**, Burn runs its unfused fallback, which
-/// materialises the `[B, H, Lq, Lk]` score matrix (no flash backward in training).
+/// materialises the `[B, H, Lq, Lk]` score matrix (its tape keeps it for the backward). Above
+/// the budget the blocked path runs instead, and under `Autodiff` its backward recomputes the
+/// score tiles (FlashAttention-2), so training memory stays linear in the sequence length.
 ///
 /// # Shapes
 /// `q`: `[B, H, Lq, Dh]`, `k`: `[B, H, Lk, Dh]`, `v`: `[B, H, Lk, Dv]`,
