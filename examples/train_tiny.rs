@@ -6,7 +6,19 @@
 //! cargo run --release --example train_tiny -- 300 out_dir       # steps, output directory
 //! cargo run --release --example train_tiny -- 300 out_dir my.json  # and a TinyTrainConfig JSON
 //! cargo run --release --example train_tiny -- --resume out_dir  # continue a stopped run
+//! cargo run --release --example train_tiny -- --devices 2 300 out_dir  # data parallel
+//! cargo run --release --example train_tiny -- --checkpointing 300 out_dir  # activation checkpointing
 //! ```
+//!
+//! Flags, before the other arguments:
+//! - `--devices N` trains data-parallel on `N` devices through burn-train's multi-device
+//!   strategy: the batch of every step is split evenly between them (it must be divisible by
+//!   `N`), the gradients are averaged, and one optimiser step follows: the same weights as one
+//!   device up to rounding. On CUDA and wgpu these are GPUs `0..N`; on the CPU the `N` workers
+//!   share the one CPU device (a correctness check rather than a speed-up).
+//! - `--checkpointing` trains with Burn's balanced activation checkpointing
+//!   (`Autodiff<B, BalancedCheckpointing>`: memory-bound intermediate results are recomputed in
+//!   the backward pass instead of kept on the tape).
 //!
 //! Every `checkpoint_every` steps (500 by default) model, optimiser and learning-rate state are
 //! written atomically to `out_dir/checkpoint/`; a run that was killed continues with `--resume`
@@ -20,6 +32,8 @@
 //!
 //! Bad arguments print the usage (exit code 2); a failed run prints its error (exit code 1).
 
+use burn::backend::Autodiff;
+use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
 use burn::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,8 +53,19 @@ type B = burn::backend::Wgpu;
 #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
 type B = burn::backend::Flex;
 
-const USAGE: &str =
-    "usage: train_tiny [STEPS [OUT_DIR [CONFIG.json]]] | train_tiny --resume OUT_DIR";
+const USAGE: &str = "usage: train_tiny [--devices N] [--checkpointing] [STEPS [OUT_DIR [CONFIG.json]]] | train_tiny [FLAGS] --resume OUT_DIR";
+
+/// The first `n` devices of the backend: GPUs `0..n`, or `n` workers on the one CPU device.
+fn devices(n: usize) -> Vec<burn::tensor::Device<B>> {
+    #[cfg(feature = "cuda")]
+    return (0..n).map(burn::backend::cuda::CudaDevice::new).collect();
+    #[cfg(all(feature = "wgpu", not(feature = "cuda")))]
+    return (0..n)
+        .map(burn::backend::wgpu::WgpuDevice::DiscreteGpu)
+        .collect();
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    return vec![Default::default(); n];
+}
 
 /// What the command line asks for.
 enum Command {
@@ -54,8 +79,44 @@ enum Command {
     },
 }
 
-/// Parses the arguments; `None` for `-h` / `--help`.
-fn parse_args(args: &[String]) -> Result<Option<Command>, String> {
+/// How to train, from the flags before the positional arguments.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    /// `--devices N`: data-parallel devices.
+    devices: usize,
+    /// `--checkpointing`: Burn's balanced activation checkpointing.
+    checkpointing: bool,
+}
+
+/// Parses the arguments into the command and its setup; `None` for `-h` / `--help`.
+fn parse_args(mut args: &[String]) -> Result<Option<(Command, Setup)>, String> {
+    let mut setup = Setup {
+        devices: 1,
+        checkpointing: false,
+    };
+    loop {
+        match args.first().map(String::as_str) {
+            Some("--devices") => {
+                let n = args.get(1).ok_or("--devices needs a count")?;
+                setup.devices = n
+                    .parse()
+                    .ok()
+                    .filter(|&n: &usize| n > 0)
+                    .ok_or(format!("--devices {n:?}: expected a positive count"))?;
+                args = &args[2..];
+            }
+            Some("--checkpointing") => {
+                setup.checkpointing = true;
+                args = &args[1..];
+            }
+            _ => break,
+        }
+    }
+    Ok(parse_command(args)?.map(|command| (command, setup)))
+}
+
+/// Parses the arguments after the flags.
+fn parse_command(args: &[String]) -> Result<Option<Command>, String> {
     match args.first().map(String::as_str) {
         Some("-h" | "--help") => Ok(None),
         Some("--resume") => {
@@ -85,7 +146,7 @@ fn parse_args(args: &[String]) -> Result<Option<Command>, String> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match parse_args(&args) {
-        Ok(Some(command)) => vidgen::cli::report(run(command)),
+        Ok(Some((command, setup))) => vidgen::cli::report(run(command, setup)),
         Ok(None) => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -94,7 +155,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+fn run(command: Command, setup: Setup) -> Result<(), Box<dyn std::error::Error>> {
     let (config, out, resume) = match command {
         Command::Resume(dir) => (stored_config(&dir)?, dir, true),
         Command::Train {
@@ -112,12 +173,19 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let device: burn::tensor::Device<B> = Default::default();
+    let devices = devices(setup.devices);
+    let device = devices.first().cloned().ok_or("no device")?;
     println!(
-        "{} {} steps of {} videos in {}",
+        "{} {} steps of {} videos on {} device(s){} in {}",
         if resume { "resuming" } else { "training" },
         config.steps,
         config.batch_size,
+        setup.devices,
+        if setup.checkpointing {
+            ", balanced activation checkpointing"
+        } else {
+            ""
+        },
         out.display()
     );
     let start = Instant::now();
@@ -125,12 +193,11 @@ fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         resume,
         ..Default::default()
     };
-    let (model, losses) = train_with::<burn::backend::Autodiff<B>>(
-        &config,
-        std::slice::from_ref(&device),
-        &out,
-        &options,
-    )?;
+    let (model, losses) = if setup.checkpointing {
+        train_with::<Autodiff<B, BalancedCheckpointing>>(&config, &devices, &out, &options)?
+    } else {
+        train_with::<Autodiff<B>>(&config, &devices, &out, &options)?
+    };
     if losses.is_empty() {
         println!("the run was already complete: nothing left to train");
     } else {

@@ -179,3 +179,138 @@ fn a_non_finite_loss_stops_training_with_the_step() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every float parameter's path and values.
+fn params(model: &vidgen_models::tiny::TextVideoModel<Flex>) -> Vec<(String, Vec<f32>)> {
+    use burn_store::ModuleSnapshot;
+    model
+        .collect(None, None, false)
+        .into_iter()
+        .map(|s| (s.full_path(), s.to_data().unwrap().to_vec::<f32>().unwrap()))
+        .collect()
+}
+
+/// Largest absolute difference between two models' parameters (same paths in the same order).
+fn max_param_diff(
+    a: &vidgen_models::tiny::TextVideoModel<Flex>,
+    b: &vidgen_models::tiny::TextVideoModel<Flex>,
+) -> f32 {
+    let (a, b) = (params(a), params(b));
+    assert_eq!(a.len(), b.len());
+    let mut max = 0.0f32;
+    for ((pa, va), (pb, vb)) in a.iter().zip(&b) {
+        assert_eq!(pa, pb);
+        for (x, y) in va.iter().zip(vb) {
+            max = max.max((x - y).abs());
+        }
+    }
+    max
+}
+
+/// Two devices (burn-train's multi-device strategy; on CPU two workers on the same device) with
+/// the global batch split between them give the weights of one device with the whole batch:
+/// each device's loss is scaled by 1/2, so burn-train's sum of the two gradients is the average,
+/// and the learning-rate schedule advances once per optimiser step. Three steps (the cosine
+/// schedule changes the rate at each) with one step per stretch, so both runs group the same
+/// items into each step; the data, noise and times of every item come from its own seed. The
+/// loss of each step is the mean of the devices' losses.
+#[test]
+fn two_devices_train_like_one() {
+    let _serial = serial();
+    let device = Default::default();
+    let config = small(3).with_checkpoint_every(1);
+    let root = std::env::temp_dir().join("vidgen_train_tiny_devices");
+    let (one, one_losses) = train::<AutodiffFlex>(&config, &[device], root.join("one")).unwrap();
+    let (two, two_losses) =
+        train::<AutodiffFlex>(&config, &[device, device], root.join("two")).unwrap();
+    assert_eq!(two_losses.len(), 3, "one loss per optimiser step");
+    for (a, b) in one_losses.iter().zip(&two_losses) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "losses {one_losses:?} vs {two_losses:?}"
+        );
+    }
+    let same = max_param_diff(&one, &two);
+    eprintln!("max |Δw| one vs two devices after 3 steps: {same:e}");
+    assert!(
+        same < 1e-5,
+        "two devices moved the weights {same} away from one device"
+    );
+    // A schedule advancing once per device and step would give steps 2 and 3 the rates of
+    // positions 2 and 4 of the 3-step cosine (3e-3 → 1e-4): AdamW moves every weight by about
+    // the rate, so the weights would differ by ~1e-3, far above the tolerance.
+    let odd = small(3).with_batch_size(3);
+    let err = train::<AutodiffFlex>(&odd, &[device, device], root.join("odd")).unwrap_err();
+    assert!(err.to_string().contains("batch_size"), "{err}");
+    let _ = std::fs::remove_dir_all(root);
+}
+
+/// The gradient burn-train applies on two devices — its sum (`GradientsAccumulator`) of the
+/// devices' gradients, each of the device's loss scaled by 1/2 — equals the gradient of the
+/// whole batch on one device, for every parameter.
+#[test]
+fn device_gradients_sum_to_the_batch_gradient() {
+    use burn::data::dataloader::batcher::Batcher;
+    use burn::data::dataset::Dataset;
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::{GradientsAccumulator, GradientsParams};
+    use burn_train::TrainStep;
+    use vidgen_models::data::MovingShapesBatcher;
+    use vidgen_models::tiny::TextVideoModel;
+
+    /// Compares the two gradients of every float parameter.
+    struct Compare {
+        sum: GradientsParams,
+        whole: GradientsParams,
+        checked: usize,
+    }
+    impl ModuleVisitor<AutodiffFlex> for Compare {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<AutodiffFlex, D>>) {
+            let sum = self.sum.get::<Flex, D>(param.id);
+            let whole = self.whole.get::<Flex, D>(param.id);
+            match (sum, whole) {
+                (Some(a), Some(b)) => {
+                    assert_close(a, b, Tolerance::new("DEVICE_GRADIENT_SUM", 1e-6, 1e-4));
+                    self.checked += 1;
+                }
+                (None, None) => {}
+                (a, b) => panic!(
+                    "gradient present in one run only: sum {}, whole {}",
+                    a.is_some(),
+                    b.is_some()
+                ),
+            }
+        }
+    }
+
+    let _serial = serial();
+    let device = Default::default();
+    let config = small(1);
+    let mut model = config.init::<AutodiffFlex>(&device).unwrap();
+    let data = MovingShapesConfig {
+        len: 4,
+        ..config.data.clone()
+    }
+    .init()
+    .unwrap();
+    let items: Vec<_> = (0..4).map(|i| data.get(i).unwrap()).collect();
+    let batcher = MovingShapesBatcher::default();
+    let whole = TrainStep::step(&model, batcher.batch(items.clone(), &device)).grads;
+    model.loss_scale = 0.5;
+    let mut sum = GradientsAccumulator::<TextVideoModel<AutodiffFlex>>::new();
+    for half in items.chunks(2) {
+        let grads = TrainStep::step(&model, batcher.batch(half.to_vec(), &device)).grads;
+        sum.accumulate(&model, grads);
+    }
+    let mut compare = Compare {
+        sum: sum.grads(),
+        whole,
+        checked: 0,
+    };
+    model.visit(&mut compare);
+    assert!(
+        compare.checked > 10,
+        "only {} gradients compared",
+        compare.checked
+    );
+}

@@ -124,6 +124,7 @@ impl TinyTrainConfig {
             fps: self.fps,
             flow: self.training_flow(),
             loss_guard: LossGuard::default(),
+            loss_scale: 1.0,
         })
     }
 }
@@ -145,6 +146,10 @@ pub struct TextVideoModel<B: Backend> {
     /// The non-finite loss check of a training run (off outside one).
     #[module(skip)]
     pub loss_guard: LossGuard,
+    /// Factor on the training loss before backward: `1/N` on `N` data-parallel devices, so the
+    /// sum burn-train forms of the devices' gradients is their average (1 outside such a run).
+    #[module(skip)]
+    pub loss_scale: f64,
 }
 
 /// The non-finite loss check of a training run: counts optimiser steps and, on the first NaN/±∞
@@ -156,7 +161,9 @@ pub struct LossGuard {
 }
 
 struct GuardState {
-    next_step: AtomicUsize,
+    /// Losses checked so far (`replicas` per optimiser step).
+    next_check: AtomicUsize,
+    replicas: usize,
     found: Mutex<Option<(usize, f64)>>,
     stop: Box<dyn Fn() + Send + Sync>,
 }
@@ -173,9 +180,22 @@ impl LossGuard {
     /// An active guard that counts steps from `steps_done` and calls `stop` on the first
     /// non-finite loss.
     pub fn new(steps_done: usize, stop: impl Fn() + Send + Sync + 'static) -> Self {
+        Self::data_parallel(steps_done, 1, stop)
+    }
+
+    /// [`LossGuard::new`] for a run on `replicas` data-parallel devices, whose every optimiser
+    /// step checks `replicas` losses (one per device): the step it reports is the optimiser
+    /// step. `replicas` = 0 counts as 1.
+    pub fn data_parallel(
+        steps_done: usize,
+        replicas: usize,
+        stop: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        let replicas = replicas.max(1);
         Self {
             state: Some(Arc::new(GuardState {
-                next_step: AtomicUsize::new(steps_done),
+                next_check: AtomicUsize::new(steps_done * replicas),
+                replicas,
                 found: Mutex::new(None),
                 stop: Box::new(stop),
             })),
@@ -192,7 +212,7 @@ impl LossGuard {
         let Some(state) = &self.state else {
             return true;
         };
-        let step = state.next_step.fetch_add(1, Ordering::SeqCst) + 1;
+        let step = state.next_check.fetch_add(1, Ordering::SeqCst) / state.replicas + 1;
         if loss.is_finite() {
             return true;
         }
@@ -238,23 +258,26 @@ impl<B: Backend> TextVideoModel<B> {
     pub fn flow_loss(&self, batch: &VideoBatch<B>) -> Result<Tensor<B, 1>, ModelError> {
         let dims = batch.videos.dims();
         let device = batch.videos.device();
-        let seed = batch.seeds.iter().fold(0x51_7CC1_B727_220Au64, |acc, s| {
-            acc.rotate_left(7) ^ s.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        });
-        let mut rng = NoiseGenerator::seed_from_u64(seed);
         let flow = RectifiedFlowConfig::default()
             .init(1, None)
             .and_then(|f| f.with_training(self.flow.clone()))
             .map_err(component("rectified flow"))?;
-        let noise = rng.normal::<B, 5>(dims, &device);
-        let times = flow
-            .sample_training_times(&dims, &mut rng)
-            .map_err(component("training times"))?;
-        let drop: Vec<bool> = rng
-            .uniform_f64(dims[0])
-            .into_iter()
-            .map(|u| u < self.cfg_dropout)
-            .collect();
+        // Noise, time and caption dropout of every item come from that item's seed alone, so a
+        // batch split over devices draws what the whole batch draws on one device.
+        let item_dims = [1, dims[1], dims[2], dims[3], dims[4]];
+        let (mut noise, mut times, mut drop) = (Vec::new(), Vec::new(), Vec::new());
+        for &seed in &batch.seeds {
+            let mut rng = NoiseGenerator::seed_from_u64(
+                seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x51_7CC1_B727_220A,
+            );
+            noise.push(rng.normal::<B, 5>(item_dims, &device));
+            times.extend(
+                flow.sample_training_times(&item_dims, &mut rng)
+                    .map_err(component("training times"))?,
+            );
+            drop.extend(rng.uniform_f64(1).into_iter().map(|u| u < self.cfg_dropout));
+        }
+        let noise = Tensor::cat(noise, 0);
         let tb = flow
             .training_batch(batch.videos.clone(), noise, &times)
             .map_err(component("training batch"))?;

@@ -6,7 +6,7 @@
 //! a PNG loss curve. Feature `train` (burn-train and png).
 
 use crate::data::{MovingShapesBatcher, MovingShapesConfig, VideoBatch};
-use crate::error::{ComponentError, ModelError};
+use crate::error::{ComponentError, ConfigError, ModelError};
 use crate::tiny::{LossGuard, TextVideoModel, TinyTrainConfig};
 use burn::config::Config;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder, DataLoaderIterator};
@@ -85,7 +85,11 @@ impl<B: AutodiffBackend> TrainStep for TextVideoModel<B> {
                 };
             }
         }
-        let grads = loss.backward();
+        let grads = if self.loss_scale == 1.0 {
+            loss.clone().backward()
+        } else {
+            (loss.clone() * self.loss_scale).backward()
+        };
         TrainOutput::new(self, grads, FlowOutput { loss })
     }
 }
@@ -216,10 +220,21 @@ pub fn train_with<B: AutodiffBackend>(
     crate::error::positive("steps", config.steps)?;
     crate::error::positive("batch_size", config.batch_size)?;
     crate::error::positive("checkpoint_every", config.checkpoint_every)?;
+    let replicas = devices.len();
+    if !config.batch_size.is_multiple_of(replicas) {
+        return Err(ConfigError::NotDivisible {
+            field: "batch_size",
+            value: config.batch_size,
+            by: replicas,
+            by_field: Some("devices"),
+        }
+        .into());
+    }
     let artifact_dir = artifact_dir.as_ref();
     let device = &devices[0];
     B::seed(device, config.seed);
     let mut model = config.init::<B>(device)?;
+    model.loss_scale = 1.0 / replicas as f64;
     let data = MovingShapesConfig {
         len: config.steps * config.batch_size,
         ..config.data.clone()
@@ -256,16 +271,17 @@ pub fn train_with<B: AutodiffBackend>(
     let interrupter = options.interrupter.clone().unwrap_or_default();
     if !options.skip_loss_check {
         let stop = interrupter.clone();
-        model.loss_guard = LossGuard::new(done * config.checkpoint_every, move || {
-            stop.stop(Some("non-finite training loss"))
-        });
+        model.loss_guard =
+            LossGuard::data_parallel(done * config.checkpoint_every, replicas, move || {
+                stop.stop(Some("non-finite training loss"))
+            });
     }
     let guard = model.loss_guard.clone();
     let chunks = (0..epochs)
         .map(|e| {
             let end = ((e + 1) * stretch).min(train_data.len());
             DataLoaderBuilder::new(MovingShapesBatcher::default())
-                .batch_size(config.batch_size)
+                .batch_size(config.batch_size / replicas)
                 .set_device(device.clone())
                 .build(PartialDataset::new(train_data.clone(), e * stretch, end))
         })
@@ -302,7 +318,15 @@ pub fn train_with<B: AutodiffBackend>(
     }
     let mut model = result.model;
     model.loss_guard = LossGuard::default();
-    Ok((model, renderer.losses()))
+    model.loss_scale = 1.0;
+    // burn-train reports one loss per device and step, the devices of a step one after another:
+    // their mean is the loss of the step's whole batch.
+    let losses = renderer
+        .losses()
+        .chunks(replicas)
+        .map(|c| c.iter().sum::<f64>() / c.len() as f64)
+        .collect();
+    Ok((model, losses))
 }
 
 /// Checks that the run in `artifact_dir` can be resumed with `config` — what
