@@ -61,6 +61,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig, RmsNorm, RmsNormConfig};
 use burn::tensor::{Bool, Tensor, backend::Backend};
+use vidgen_nn::lora::{LoraAdapter, LoraConfig, WithLora, forward_with_lora, merge_lora};
 use vidgen_nn::{Kernel, Rope1d, RopeTables, WithKernel};
 
 /// Configuration of [`MultiHeadAttention`].
@@ -151,6 +152,10 @@ impl MultiHeadAttentionConfig {
             q_norm: norm(),
             k_norm: norm(),
             proj: proj.init(device),
+            qkv_lora: None,
+            q_linear_lora: None,
+            kv_linear_lora: None,
+            proj_lora: None,
             n_heads: self.n_heads,
             kernel: Kernel::Fast,
         })
@@ -234,6 +239,14 @@ pub struct MultiHeadAttention<B: Backend> {
     pub k_norm: Option<RmsNorm<B>>,
     /// Output projection `D → D`.
     pub proj: Linear<B>,
+    /// LoRA adapter of `qkv` ([`WithLora`]; none unless attached).
+    pub qkv_lora: Option<LoraAdapter<B>>,
+    /// LoRA adapter of `q_linear`.
+    pub q_linear_lora: Option<LoraAdapter<B>>,
+    /// LoRA adapter of `kv_linear`.
+    pub kv_linear_lora: Option<LoraAdapter<B>>,
+    /// LoRA adapter of `proj`.
+    pub proj_lora: Option<LoraAdapter<B>>,
     /// Number of heads.
     pub n_heads: usize,
     /// The attention [`forward_with`](Self::forward_with) runs: the fused op or its reference
@@ -266,6 +279,30 @@ impl<B: Backend> WithKernel for MultiHeadAttention<B> {
     }
 }
 
+impl<B: Backend> WithLora for MultiHeadAttention<B> {
+    /// Adapters on `qkv`, `q_linear`, `kv_linear`, `proj` where targeted (and present).
+    fn with_lora(mut self, config: &LoraConfig) -> Self {
+        let adapt = |name, linear: &Option<Linear<B>>, current| match linear {
+            Some(linear) => config.adapt(name, linear, current),
+            None => current,
+        };
+        self.qkv_lora = adapt("qkv", &self.qkv, self.qkv_lora.take());
+        self.q_linear_lora = adapt("q_linear", &self.q_linear, self.q_linear_lora.take());
+        self.kv_linear_lora = adapt("kv_linear", &self.kv_linear, self.kv_linear_lora.take());
+        self.proj_lora = config.adapt("proj", &self.proj, self.proj_lora.take());
+        self
+    }
+
+    fn merge_lora(mut self) -> Self {
+        let merge = |linear: Option<Linear<B>>, adapter| linear.map(|l| merge_lora(l, adapter));
+        self.qkv = merge(self.qkv, self.qkv_lora.take());
+        self.q_linear = merge(self.q_linear, self.q_linear_lora.take());
+        self.kv_linear = merge(self.kv_linear, self.kv_linear_lora.take());
+        self.proj = merge_lora(self.proj, self.proj_lora.take());
+        self
+    }
+}
+
 impl<B: Backend> MultiHeadAttention<B> {
     /// Whether this layer was built for cross-attention (`d_context = Some(..)`).
     pub fn is_cross(&self) -> bool {
@@ -290,13 +327,16 @@ impl<B: Backend> MultiHeadAttention<B> {
         let h = self.n_heads;
         let (q, k, v) = match (&self.qkv, &self.q_linear, &self.kv_linear, context) {
             (Some(qkv), _, _, None) => {
-                let mut parts = split_heads(qkv.forward(x), 3, h).into_iter();
+                let qkv = forward_with_lora(qkv, self.qkv_lora.as_ref(), x);
+                let mut parts = split_heads(qkv, 3, h).into_iter();
                 let (q, k) = (parts.next().unwrap(), parts.next().unwrap());
                 (q, k, parts.next().unwrap())
             }
             (None, Some(q_linear), Some(kv_linear), Some(c)) => {
-                let q = split_heads(q_linear.forward(x), 1, h).remove(0);
-                let mut kv = split_heads(kv_linear.forward(c), 2, h).into_iter();
+                let q = forward_with_lora(q_linear, self.q_linear_lora.as_ref(), x);
+                let kv = forward_with_lora(kv_linear, self.kv_linear_lora.as_ref(), c);
+                let q = split_heads(q, 1, h).remove(0);
+                let mut kv = split_heads(kv, 2, h).into_iter();
                 (q, kv.next().unwrap(), kv.next().unwrap())
             }
             (Some(_), ..) => panic!("self-attention layer (d_context = None) given a context"),
@@ -319,7 +359,8 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// `[B, H, Lq, Dh]` → merge heads → `proj`.
     fn merge(&self, y: Tensor<B, 4>) -> Tensor<B, 3> {
         let [b, h, l, dh] = y.dims();
-        self.proj.forward(y.swap_dims(1, 2).reshape([b, l, h * dh]))
+        let y = y.swap_dims(1, 2).reshape([b, l, h * dh]);
+        forward_with_lora(&self.proj, self.proj_lora.as_ref(), y)
     }
 
     /// Plain self-attention (no RoPE, no mask).

@@ -38,7 +38,7 @@ pub use spatial_temporal::{
     SpatialAttention, SpatialTemporalAttention, SpatialTemporalConfig, TemporalAttention,
     from_spatial_batch, from_temporal_batch, to_spatial_batch, to_temporal_batch,
 };
-pub use vidgen_nn::{Kernel, WithKernel};
+pub use vidgen_nn::{Kernel, LoraConfig, WithKernel, WithLora};
 pub use window::{
     TesaConfig, WindowAttention, WindowAttentionConfig, WindowGeometry, WindowPlan, WindowPlanCache,
 };

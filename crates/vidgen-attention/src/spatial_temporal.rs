@@ -35,6 +35,7 @@ use crate::full::{AttentionArgs, MultiHeadAttention, MultiHeadAttentionConfig, R
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Tensor, backend::Backend};
+use vidgen_nn::lora::{LoraConfig, WithLora};
 use vidgen_nn::{Kernel, Rope1d, Rope1dConfig, WithKernel};
 
 /// Checks `frames, spatial > 0` and `N == frames·spatial` for `x: [B, N, C]`.
@@ -220,6 +221,19 @@ impl<B: Backend> WithKernel for SpatialAttention<B> {
     }
 }
 
+impl<B: Backend> WithLora for SpatialAttention<B> {
+    /// Adapters on its attention's linears (see [`MultiHeadAttention`]'s `WithLora`).
+    fn with_lora(mut self, config: &LoraConfig) -> Self {
+        self.attn = self.attn.with_lora(config);
+        self
+    }
+
+    fn merge_lora(mut self) -> Self {
+        self.attn = self.attn.merge_lora();
+        self
+    }
+}
+
 impl<B: Backend> SpatialAttention<B> {
     /// `from_spatial_batch(attn(to_spatial_batch(x)))`.
     ///
@@ -271,6 +285,19 @@ impl<B: Backend> WithKernel for TemporalAttention<B> {
     /// This attention computing with `kernel` (kept by its [`MultiHeadAttention`]).
     fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.attn = self.attn.with_kernel(kernel);
+        self
+    }
+}
+
+impl<B: Backend> WithLora for TemporalAttention<B> {
+    /// Adapters on its attention's linears (see [`MultiHeadAttention`]'s `WithLora`).
+    fn with_lora(mut self, config: &LoraConfig) -> Self {
+        self.attn = self.attn.with_lora(config);
+        self
+    }
+
+    fn merge_lora(mut self) -> Self {
+        self.attn = self.attn.merge_lora();
         self
     }
 }
@@ -352,6 +379,21 @@ impl<B: Backend> WithKernel for SpatialTemporalAttention<B> {
     fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.spatial = self.spatial.with_kernel(kernel);
         self.temporal = self.temporal.with_kernel(kernel);
+        self
+    }
+}
+
+impl<B: Backend> WithLora for SpatialTemporalAttention<B> {
+    /// Adapters on both attentions' linears.
+    fn with_lora(mut self, config: &LoraConfig) -> Self {
+        self.spatial = self.spatial.with_lora(config);
+        self.temporal = self.temporal.with_lora(config);
+        self
+    }
+
+    fn merge_lora(mut self) -> Self {
+        self.spatial = self.spatial.merge_lora();
+        self.temporal = self.temporal.merge_lora();
         self
     }
 }

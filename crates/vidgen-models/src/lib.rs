@@ -58,4 +58,4 @@ pub use train::{TrainOptions, check_resume, train, train_with, write_loss_curve_
 #[cfg(feature = "gif")]
 pub use video_io::write_gif;
 pub use vidgen_nn::checkpoint::CheckpointError;
-pub use vidgen_nn::{Kernel, WithKernel};
+pub use vidgen_nn::{Kernel, LoraConfig, WithKernel, WithLora, load_lora, save_lora};

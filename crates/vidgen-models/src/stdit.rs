@@ -94,8 +94,8 @@ use burn::tensor::{Bool, Tensor, backend::Backend};
 use forward::Prepared;
 use vidgen_attention::SpatialTemporalConfig;
 use vidgen_nn::{
-    AdaLnModulation, AdaLnModulationConfig, Kernel, PatchEmbed3d, PatchEmbed3dConfig,
-    TimestepEmbedder, TimestepEmbedderConfig, WithKernel,
+    AdaLnModulation, AdaLnModulationConfig, Kernel, LoraConfig, PatchEmbed3d, PatchEmbed3dConfig,
+    TimestepEmbedder, TimestepEmbedderConfig, WithKernel, WithLora,
 };
 
 /// Configuration of [`Stdit`]. Defaults are Open-Sora 1.2 STDiT3's where they are not sizes.
@@ -390,6 +390,23 @@ impl<B: Backend> WithKernel for Stdit<B> {
     fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.spatial_blocks = self.spatial_blocks.with_kernel(kernel);
         self.temporal_blocks = self.temporal_blocks.with_kernel(kernel);
+        self
+    }
+}
+
+impl<B: Backend> WithLora for Stdit<B> {
+    /// Adapters on the targeted linears of every block (`qkv`, `proj` of self-attention;
+    /// `q_linear`, `kv_linear`, `proj` of cross-attention; `fc1`, `fc2` of the MLPs). Embedders
+    /// and the final layer are not adapted.
+    fn with_lora(mut self, config: &LoraConfig) -> Self {
+        self.spatial_blocks = self.spatial_blocks.with_lora(config);
+        self.temporal_blocks = self.temporal_blocks.with_lora(config);
+        self
+    }
+
+    fn merge_lora(mut self) -> Self {
+        self.spatial_blocks = self.spatial_blocks.merge_lora();
+        self.temporal_blocks = self.temporal_blocks.merge_lora();
         self
     }
 }

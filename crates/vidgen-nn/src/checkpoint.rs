@@ -116,6 +116,30 @@ pub fn load_pytorch_snapshots<B: Backend, M: Module<B> + Clone>(
         files: vec![path.to_string()],
         prefix: &prefix,
         key_map,
+        subset: None,
+    };
+    source.load(module, tensors)
+}
+
+/// Loads `snapshots` (file keys) into the parameters of `module` whose path satisfies `subset`
+/// (LoRA adapters), leaving the others as they are; validation and errors as
+/// [`load_pytorch_snapshots`] over that subset. On `Err`, `module` is unchanged.
+pub(crate) fn load_lora_snapshots<B: Backend, M: Module<B> + Clone>(
+    module: &mut M,
+    path: &str,
+    snapshots: Vec<TensorSnapshot>,
+    key_map: &[(&str, &str)],
+    subset: fn(&str) -> bool,
+) -> Result<usize, CheckpointError> {
+    let tensors = snapshots
+        .into_iter()
+        .map(|s| (0, s.full_path(), s))
+        .collect();
+    let source = Source {
+        files: vec![path.to_string()],
+        prefix: "",
+        key_map,
+        subset: Some(subset),
     };
     source.load(module, tensors)
 }
@@ -161,6 +185,8 @@ struct Source<'a> {
     files: Vec<String>,
     prefix: &'a str,
     key_map: &'a [(&'a str, &'a str)],
+    /// Only the module parameters whose path satisfies this are loaded (all when `None`).
+    subset: Option<fn(&str) -> bool>,
 }
 
 impl Source<'_> {
@@ -187,15 +213,23 @@ impl Source<'_> {
         // Shapes and dtypes are read from a throwaway clone: reading them initialises a lazily
         // built module's parameters, which would otherwise stay alive next to the loaded copy
         // (a clone of an uninitialised parameter is uninitialised, so `module` stays lazy).
-        let expected = expected_tensors(&module.clone());
+        let mut expected = expected_tensors(&module.clone());
+        if let Some(subset) = self.subset {
+            expected.retain(|key, _| subset(key));
+        }
         let snapshots = self.check(tensors, &expected)?;
         let mut candidate = module.clone();
         let result = candidate.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
         if let Some(error) = result.errors.first() {
             return Err(self.apply_error(error));
         }
-        if !result.missing.is_empty() {
-            let keys = result.missing.iter().map(|(k, _)| self.file_key(k));
+        let missing: Vec<_> = result
+            .missing
+            .iter()
+            .filter(|(k, _)| self.subset.is_none_or(|subset| subset(k)))
+            .collect();
+        if !missing.is_empty() {
+            let keys = missing.iter().map(|(k, _)| self.file_key(k));
             return Err(CheckpointError::MissingKeys {
                 path: self.all(),
                 keys: sorted(keys),

@@ -11,6 +11,7 @@
 //! | [`rope`] | RoPE 1D (Burn's `RotaryEncoding`) and 3D-axial |
 //! | [`qk_norm`] | RMSNorm over each head of q and k |
 //! | [`kernel`] | [`Kernel`]: fast path or reference twin, chosen when a module is built |
+//! | [`lora`] | LoRA adapters on linears: attach ([`WithLora`]), merge, save/load in peft's layout |
 //! | [`materialize`](mod@materialize) | forcing lazily initialised parameters, so that clones share weights |
 //! | [`checkpoint`] | loading PyTorch-named `.safetensors` checkpoints (f32/f16/bf16, sharded) |
 //!
@@ -23,6 +24,7 @@ pub mod adaln;
 pub mod checkpoint;
 pub mod error;
 pub mod kernel;
+pub mod lora;
 pub mod materialize;
 pub mod mlp;
 pub mod patch;
@@ -36,6 +38,7 @@ pub use adaln::{
 };
 pub use error::{ConfigError, NnError};
 pub use kernel::{Kernel, WithKernel};
+pub use lora::{LoraAdapter, LoraConfig, WithLora, load_lora, save_lora};
 pub use materialize::materialize;
 pub use mlp::{Mlp, MlpConfig, SwiGluMlp, SwiGluMlpConfig, gelu_tanh};
 pub use patch::{

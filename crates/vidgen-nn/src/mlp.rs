@@ -2,6 +2,7 @@
 //! SwiGLU (Shazeer 2020; LLaMA, LinGen).
 
 use crate::error::{NnError, positive};
+use crate::lora::{LoraAdapter, LoraConfig, WithLora, forward_with_lora, merge_lora};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, SwiGlu, SwiGluConfig};
@@ -40,24 +41,47 @@ impl MlpConfig {
             fc2: LinearConfig::new(self.hidden_dim, d_out)
                 .with_bias(self.bias)
                 .init(device),
+            fc1_lora: None,
+            fc2_lora: None,
         })
     }
 }
 
-/// `fc2(GELU_tanh(fc1(x)))`. Keys as timm's `Mlp` (`fc1`, `fc2`).
+/// `fc2(GELU_tanh(fc1(x)))`. Keys as timm's `Mlp` (`fc1`, `fc2`); optional LoRA adapters
+/// `fc1_lora`, `fc2_lora` ([`WithLora`]).
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
     /// `d_model → hidden_dim`.
     pub fc1: Linear<B>,
     /// `hidden_dim → d_out`.
     pub fc2: Linear<B>,
+    /// LoRA adapter of `fc1` ([`WithLora`]; none unless attached).
+    pub fc1_lora: Option<LoraAdapter<B>>,
+    /// LoRA adapter of `fc2`.
+    pub fc2_lora: Option<LoraAdapter<B>>,
 }
 
 impl<B: Backend> Mlp<B> {
     /// # Shapes
     /// `x`: `[.., d_model]` → `[.., d_out]`
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.fc2.forward(gelu_tanh(self.fc1.forward(x)))
+        let h = gelu_tanh(forward_with_lora(&self.fc1, self.fc1_lora.as_ref(), x));
+        forward_with_lora(&self.fc2, self.fc2_lora.as_ref(), h)
+    }
+}
+
+impl<B: Backend> WithLora for Mlp<B> {
+    /// Adapters on `fc1` / `fc2` where targeted.
+    fn with_lora(mut self, config: &LoraConfig) -> Self {
+        self.fc1_lora = config.adapt("fc1", &self.fc1, self.fc1_lora.take());
+        self.fc2_lora = config.adapt("fc2", &self.fc2, self.fc2_lora.take());
+        self
+    }
+
+    fn merge_lora(mut self) -> Self {
+        self.fc1 = merge_lora(self.fc1, self.fc1_lora.take());
+        self.fc2 = merge_lora(self.fc2, self.fc2_lora.take());
+        self
     }
 }
 

@@ -13,7 +13,8 @@ use vidgen_attention::{
     TemporalAttention,
 };
 use vidgen_nn::{
-    Kernel, Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, WithKernel, gate, modulate,
+    Kernel, LoraConfig, Mlp, MlpConfig, ScaleShiftTable, ScaleShiftTableConfig, WithKernel,
+    WithLora, gate, modulate,
 };
 
 pub(crate) use crate::error::component;
@@ -142,7 +143,7 @@ fn zero_weight<B: Backend>(linear: &mut Linear<B>, device: &B::Device) {
 /// The self-attention an [`StditBlock`] mixes its tokens with: within each frame
 /// ([`SpatialAttention`]) or across the frames at each position, with temporal RoPE
 /// ([`TemporalAttention`]).
-pub trait FrameAttention<B: Backend>: WithKernel {
+pub trait FrameAttention<B: Backend>: WithKernel + WithLora {
     /// The part named in errors.
     const PART: &'static str;
 
@@ -242,6 +243,23 @@ impl<B: Backend, A: FrameAttention<B>> WithKernel for StditBlock<B, A> {
     fn with_kernel(mut self, kernel: Kernel) -> Self {
         self.attn = self.attn.with_kernel(kernel);
         self.cross_attn = self.cross_attn.with_kernel(kernel);
+        self
+    }
+}
+
+impl<B: Backend, A: FrameAttention<B>> WithLora for StditBlock<B, A> {
+    /// Adapters on the targeted linears of its self-attention, cross-attention and MLP.
+    fn with_lora(mut self, config: &LoraConfig) -> Self {
+        self.attn = self.attn.with_lora(config);
+        self.cross_attn = self.cross_attn.with_lora(config);
+        self.mlp = self.mlp.with_lora(config);
+        self
+    }
+
+    fn merge_lora(mut self) -> Self {
+        self.attn = self.attn.merge_lora();
+        self.cross_attn = self.cross_attn.merge_lora();
+        self.mlp = self.mlp.merge_lora();
         self
     }
 }

@@ -45,6 +45,7 @@ pub fn load_pytorch_safetensors_files<B: Backend, M: Module<B> + Clone, P: AsRef
         files,
         prefix: "",
         key_map,
+        subset: None,
     };
     source.load(module, tensors)
 }
