@@ -10,6 +10,7 @@
 //! additive bias or a softcap (whose gradients this backward does not produce), keep the
 //! differentiable tensor-op kernel, whose tape holds every tile.
 
+use super::dispatch::is_host_backend;
 use super::grad;
 use super::kernel::{Inputs, attend_threaded, over_head_groups};
 use super::plan::BlockPlan;
@@ -182,6 +183,14 @@ fn attention_tracked<X: Backend, C: CheckpointStrategy>(
             float::<X>(k.primitive.clone()),
             float::<X>(v.primitive.clone()),
         )
+    };
+    // Threads split the heads on the host backends only. On CubeCL backends a GPU gains
+    // nothing from host threads, and tensors handed between threads inside the backward pass
+    // gave wrong gradients on wgpu (lavapipe): one thread there.
+    let host = is_host_backend::<X>(&X::float_device(&q.primitive));
+    let blocks = Blocks {
+        threads: if host { blocks.threads } else { 1 },
+        ..blocks
     };
     let out = match TiledAttentionBackward
         .prepare::<C>([q.node.clone(), k.node.clone(), v.node.clone()])
