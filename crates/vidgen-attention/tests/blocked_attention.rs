@@ -101,11 +101,13 @@ fn blocked_matches_reference_unmasked<B: Backend>(dev: &B::Device) {
 type MaskCase<B> = (Option<AttentionMask<B>>, Option<Tensor<B, 4, Bool>>, bool);
 
 /// Full mask with a fully masked query row (row 2 of every head), key padding where the
-/// second sample has no valid key at all, causal, and combinations.
+/// second sample has no valid key at all, causal, combinations, and key padding with an
+/// all-valid first sample.
 fn mask_cases<B: Backend>([b, h, lq, lk]: [usize; 4], dev: &B::Device) -> Vec<MaskCase<B>> {
     let mut full = det_mask::<B>([b, h, lq, lk], 9, dev);
     full = full.slice_fill([0..b, 0..h, 2..3, 0..lk], true);
     let pad = key_padding_mask::<B>(&[7, 0], lk, dev);
+    let valid_then_padded = key_padding_mask::<B>(&[lk, 4], lk, dev);
     vec![
         (
             Some(AttentionMask::Full(full.clone())),
@@ -124,6 +126,13 @@ fn mask_cases<B: Backend>([b, h, lq, lk]: [usize; 4], dev: &B::Device) -> Vec<Ma
             true,
         ),
         (Some(AttentionMask::Full(full.clone())), Some(full), true),
+        // First sample all valid, second padded: key tiles after the first read the padding of
+        // the right columns (a strided bool view once read wrong keys on wgpu).
+        (
+            Some(AttentionMask::KeyPadding(valid_then_padded.clone())),
+            Some(expand_key_padding(valid_then_padded, [b, h, lq, lk])),
+            false,
+        ),
     ]
 }
 

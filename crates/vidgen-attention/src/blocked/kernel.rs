@@ -312,12 +312,17 @@ pub(super) fn tile_scores<B: Backend>(
                 .slice(s![.., .., rows.clone(), cols.clone()])
                 .expand(shape),
         ),
-        Some(AttentionMask::KeyPadding(m)) => Some(
-            m.clone()
-                .slice(s![.., cols.clone()])
-                .reshape([b, 1, 1, cols.len()])
-                .expand(shape),
-        ),
+        // Reshaped before slicing: on wgpu, reshaping the column slice of a `[B, Lk]` bool
+        // tensor (a strided view) read the wrong keys whenever `cols` did not start at 0.
+        Some(AttentionMask::KeyPadding(m)) => {
+            let len_k = m.dims()[1];
+            Some(
+                m.clone()
+                    .reshape([b, 1, 1, len_k])
+                    .slice(s![.., .., .., cols.clone()])
+                    .expand(shape),
+            )
+        }
         None => None,
     };
     let mask = match (mask, causal) {
