@@ -169,3 +169,41 @@ fn a_nan_weight_in_the_checkpoint_is_an_error_naming_the_step() {
     assert!(err.to_string().contains("sampling step 0"), "{err}");
     let _ = std::fs::remove_file(&path);
 }
+
+/// LoRA adapters (rank 4 on all seven linears of every block) of the shipped model, saved on
+/// their own: under a tenth of the checkpoint.
+#[test]
+fn shipped_model_lora_adapter_file_is_small() {
+    use vidgen_models::{LoraConfig, WithLora, save_lora};
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let checkpoint = assets.join("tiny_stdit.safetensors");
+    let device = Default::default();
+    let (pipeline, _) =
+        load_text_to_video::<Flex>(assets.join("tiny_stdit.json"), &checkpoint, &device).unwrap();
+    let targets = ["qkv", "q_linear", "kv_linear", "proj", "fc1", "fc2"].map(String::from);
+    let adapted = pipeline
+        .model
+        .with_lora(&LoraConfig::new(4, 4.0, targets.to_vec()));
+    let dir = std::env::temp_dir().join("vidgen_shipped_lora");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("adapter.safetensors");
+    let tensors = save_lora(&adapted, &path).unwrap();
+    let (adapter, full) = (
+        std::fs::metadata(&path).unwrap().len(),
+        std::fs::metadata(&checkpoint).unwrap().len(),
+    );
+    eprintln!(
+        "shipped tiny STDiT: {tensors} adapter tensors, {adapter} B, checkpoint {full} B ({:.1} %)",
+        100.0 * adapter as f64 / full as f64
+    );
+    assert_eq!(
+        tensors,
+        2 * 7 * 4,
+        "A and B of 7 linears in each of the 4 blocks"
+    );
+    assert!(
+        adapter * 10 < full,
+        "adapter file {adapter} B vs checkpoint {full} B"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
