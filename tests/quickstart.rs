@@ -183,7 +183,8 @@ fn shipped_model_lora_adapter_file_is_small() {
     let targets = ["qkv", "q_linear", "kv_linear", "proj", "fc1", "fc2"].map(String::from);
     let adapted = pipeline
         .model
-        .with_lora(&LoraConfig::new(4, 4.0, targets.to_vec()));
+        .with_lora(&LoraConfig::new(4, 4.0, targets.to_vec()))
+        .unwrap();
     let dir = std::env::temp_dir().join("vidgen_shipped_lora");
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("adapter.safetensors");

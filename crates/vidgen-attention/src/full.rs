@@ -281,7 +281,7 @@ impl<B: Backend> WithKernel for MultiHeadAttention<B> {
 
 impl<B: Backend> WithLora for MultiHeadAttention<B> {
     /// Adapters on `qkv`, `q_linear`, `kv_linear`, `proj` where targeted (and present).
-    fn with_lora(mut self, config: &LoraConfig) -> Self {
+    fn attach_lora(mut self, config: &LoraConfig) -> Self {
         let adapt = |name, linear: &Option<Linear<B>>, current| match linear {
             Some(linear) => config.adapt(name, linear, current),
             None => current,

@@ -223,8 +223,8 @@ impl<B: Backend> WithKernel for SpatialAttention<B> {
 
 impl<B: Backend> WithLora for SpatialAttention<B> {
     /// Adapters on its attention's linears (see [`MultiHeadAttention`]'s `WithLora`).
-    fn with_lora(mut self, config: &LoraConfig) -> Self {
-        self.attn = self.attn.with_lora(config);
+    fn attach_lora(mut self, config: &LoraConfig) -> Self {
+        self.attn = self.attn.attach_lora(config);
         self
     }
 
@@ -291,8 +291,8 @@ impl<B: Backend> WithKernel for TemporalAttention<B> {
 
 impl<B: Backend> WithLora for TemporalAttention<B> {
     /// Adapters on its attention's linears (see [`MultiHeadAttention`]'s `WithLora`).
-    fn with_lora(mut self, config: &LoraConfig) -> Self {
-        self.attn = self.attn.with_lora(config);
+    fn attach_lora(mut self, config: &LoraConfig) -> Self {
+        self.attn = self.attn.attach_lora(config);
         self
     }
 
@@ -385,9 +385,9 @@ impl<B: Backend> WithKernel for SpatialTemporalAttention<B> {
 
 impl<B: Backend> WithLora for SpatialTemporalAttention<B> {
     /// Adapters on both attentions' linears.
-    fn with_lora(mut self, config: &LoraConfig) -> Self {
-        self.spatial = self.spatial.with_lora(config);
-        self.temporal = self.temporal.with_lora(config);
+    fn attach_lora(mut self, config: &LoraConfig) -> Self {
+        self.spatial = self.spatial.attach_lora(config);
+        self.temporal = self.temporal.attach_lora(config);
         self
     }
 

@@ -398,9 +398,9 @@ impl<B: Backend> WithLora for Stdit<B> {
     /// Adapters on the targeted linears of every block (`qkv`, `proj` of self-attention;
     /// `q_linear`, `kv_linear`, `proj` of cross-attention; `fc1`, `fc2` of the MLPs). Embedders
     /// and the final layer are not adapted.
-    fn with_lora(mut self, config: &LoraConfig) -> Self {
-        self.spatial_blocks = self.spatial_blocks.with_lora(config);
-        self.temporal_blocks = self.temporal_blocks.with_lora(config);
+    fn attach_lora(mut self, config: &LoraConfig) -> Self {
+        self.spatial_blocks = self.spatial_blocks.attach_lora(config);
+        self.temporal_blocks = self.temporal_blocks.attach_lora(config);
         self
     }
 

@@ -81,7 +81,7 @@ fn randomise_adapters<B: Backend>(model: Stdit<B>) -> Stdit<B> {
 fn adapters_start_neutral_and_merge<B: Backend>(device: &B::Device) {
     let base = materialize(config().init::<B>(device).unwrap());
     let expected = run(&base, device);
-    let adapted = base.clone().with_lora(&lora());
+    let adapted = base.clone().with_lora(&lora()).unwrap();
     assert!(adapted.spatial_blocks[0].attn.attn.qkv_lora.is_some());
     assert!(
         adapted.spatial_blocks[0]
@@ -109,10 +109,21 @@ fn adapters_start_neutral_and_merge<B: Backend>(device: &B::Device) {
     let merged = trained.merge_lora();
     assert!(merged.spatial_blocks[0].attn.attn.qkv_lora.is_none());
     assert_close(run(&merged, device), with_adapters, MERGED);
-    let targeted = base.with_lora(&LoraConfig::new(2, 2.0, vec!["fc1".into()]));
+    let targeted = base
+        .with_lora(&LoraConfig::new(2, 2.0, vec!["fc1".into()]))
+        .unwrap();
     assert!(targeted.spatial_blocks[0].mlp.fc1_lora.is_some());
     assert!(targeted.spatial_blocks[0].mlp.fc2_lora.is_none());
     assert!(targeted.spatial_blocks[0].attn.attn.qkv_lora.is_none());
+    let model = config().init::<B>(device).unwrap();
+    for (bad, field) in [
+        (LoraConfig::new(0, 8.0, vec!["fc1".into()]), "rank"),
+        (LoraConfig::new(4, f64::NAN, vec!["fc1".into()]), "alpha"),
+        (LoraConfig::new(4, 8.0, vec![]), "target_modules"),
+    ] {
+        let err = model.clone().with_lora(&bad).unwrap_err().to_string();
+        assert!(err.contains(field), "{err}");
+    }
 }
 
 /// `no_grad()` then `with_lora`: the backward produces gradients for the adapters only.
@@ -121,7 +132,8 @@ fn only_adapters_get_gradients<B: AutodiffBackend>(device: &B::Device) {
         .init::<B>(device)
         .unwrap()
         .no_grad()
-        .with_lora(&lora());
+        .with_lora(&lora())
+        .unwrap();
     let model = randomise_adapters(model);
     let grads = run(&model, device).powi_scalar(2).mean().backward();
     let block = &model.spatial_blocks[0];
@@ -166,7 +178,7 @@ fn adapter_file_round_trips_in_peft_layout() {
     let dir = std::env::temp_dir().join("vidgen_lora_test");
     std::fs::create_dir_all(&dir).unwrap();
     let base = materialize(config().init::<B>(&device).unwrap());
-    let trained = randomise_adapters(base.clone().with_lora(&lora()));
+    let trained = randomise_adapters(base.clone().with_lora(&lora()).unwrap());
     let path = dir.join("adapter.safetensors");
     let n = save_lora(&trained, &path).unwrap();
     // A and B of 7 linears (self qkv, proj; cross q_linear, kv_linear, proj; fc1, fc2) in each
@@ -191,7 +203,7 @@ fn adapter_file_round_trips_in_peft_layout() {
     eprintln!("adapter file {adapter_size} B, full checkpoint {full_size} B");
     assert!(adapter_size * 2 < full_size);
 
-    let mut fresh = base.clone().with_lora(&lora());
+    let mut fresh = base.clone().with_lora(&lora()).unwrap();
     let loaded = load_lora(&mut fresh, &path).unwrap();
     assert_eq!(loaded, n);
     assert_eq!(
@@ -208,7 +220,7 @@ fn adapter_file_round_trips_in_peft_layout() {
         "{err}"
     );
     assert_eq!(param_bytes::<B, _>(&plain), before);
-    let mut wider = base.with_lora(&lora());
+    let mut wider = base.with_lora(&lora()).unwrap();
     let mut partial = safetensors::tensor::serialize(
         file.tensors()
             .into_iter()

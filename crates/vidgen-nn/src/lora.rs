@@ -12,7 +12,7 @@
 //!   (`<path>.<linear>.lora_A.weight` `[r, in]`, `<path>.<linear>.lora_B.weight` `[out, r]`), so
 //!   adapter files move between vidgen and peft/diffusers models with the same module paths.
 //!
-//! Fine-tuning with adapters only: `model.no_grad().with_lora(&config, &device)` — `no_grad`
+//! Fine-tuning with adapters only: `model.no_grad().with_lora(&config)?` — `no_grad`
 //! freezes every existing parameter, and the adapters attached after it are trainable, so the
 //! optimiser's gradients hold the adapters alone.
 
@@ -86,7 +86,8 @@ impl LoraConfig {
     /// `a = √5`), `B` zero.
     ///
     /// # Panics
-    /// If the configuration is invalid (see [`validate`](Self::validate)).
+    /// If the configuration is invalid (see [`validate`](Self::validate));
+    /// [`WithLora::with_lora`] validates before attaching.
     pub fn adapter<B: Backend>(
         &self,
         d_in: usize,
@@ -164,9 +165,22 @@ pub fn merge_lora<B: Backend>(linear: Linear<B>, adapter: Option<LoraAdapter<B>>
 
 /// A module whose linears can carry LoRA adapters.
 pub trait WithLora: Sized {
-    /// This module with a fresh adapter on every linear `config` targets (sub-modules included);
-    /// linears that already have one keep it.
-    fn with_lora(self, config: &LoraConfig) -> Self;
+    /// This module with a fresh adapter on every linear `config` targets (sub-modules
+    /// included); linears that already have one keep it.
+    ///
+    /// # Errors
+    /// Those of [`LoraConfig::validate`] (nothing is attached then).
+    fn with_lora(self, config: &LoraConfig) -> Result<Self, NnError> {
+        config.validate()?;
+        Ok(self.attach_lora(config))
+    }
+
+    /// [`with_lora`](Self::with_lora) for a configuration already validated: what each module
+    /// implements, calling it on its sub-modules.
+    ///
+    /// # Panics
+    /// If `config` is invalid.
+    fn attach_lora(self, config: &LoraConfig) -> Self;
 
     /// This module with every adapter merged into its linear and removed.
     fn merge_lora(self) -> Self;
@@ -174,8 +188,8 @@ pub trait WithLora: Sized {
 
 /// Every module of a stack (a model's blocks).
 impl<M: WithLora> WithLora for Vec<M> {
-    fn with_lora(self, config: &LoraConfig) -> Self {
-        self.into_iter().map(|m| m.with_lora(config)).collect()
+    fn attach_lora(self, config: &LoraConfig) -> Self {
+        self.into_iter().map(|m| m.attach_lora(config)).collect()
     }
 
     fn merge_lora(self) -> Self {

@@ -72,7 +72,7 @@ impl<B: Backend> Mlp<B> {
 
 impl<B: Backend> WithLora for Mlp<B> {
     /// Adapters on `fc1` / `fc2` where targeted.
-    fn with_lora(mut self, config: &LoraConfig) -> Self {
+    fn attach_lora(mut self, config: &LoraConfig) -> Self {
         self.fc1_lora = config.adapt("fc1", &self.fc1, self.fc1_lora.take());
         self.fc2_lora = config.adapt("fc2", &self.fc2, self.fc2_lora.take());
         self

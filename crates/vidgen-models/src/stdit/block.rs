@@ -249,10 +249,10 @@ impl<B: Backend, A: FrameAttention<B>> WithKernel for StditBlock<B, A> {
 
 impl<B: Backend, A: FrameAttention<B>> WithLora for StditBlock<B, A> {
     /// Adapters on the targeted linears of its self-attention, cross-attention and MLP.
-    fn with_lora(mut self, config: &LoraConfig) -> Self {
-        self.attn = self.attn.with_lora(config);
-        self.cross_attn = self.cross_attn.with_lora(config);
-        self.mlp = self.mlp.with_lora(config);
+    fn attach_lora(mut self, config: &LoraConfig) -> Self {
+        self.attn = self.attn.attach_lora(config);
+        self.cross_attn = self.cross_attn.attach_lora(config);
+        self.mlp = self.mlp.attach_lora(config);
         self
     }
 
