@@ -1,4 +1,4 @@
-//! LoRA on the STDiT: adapters start as the base model, change it once trained, merge into the
+//! LoRA on the STDiT: adapters start as the base model (to f32 round-off), change it once trained, merge into the
 //! base weights with the same output, train alone (base frozen), and round-trip through their
 //! own peft-layout safetensors file with typed errors that leave the model untouched.
 
@@ -15,6 +15,9 @@ use vidgen_testing::{Tolerance, assert_close, autodiff_backend_tests, backend_te
 
 /// Merged weights vs base + adapter: the same products summed in another order.
 const MERGED: Tolerance = Tolerance::new("LORA_MERGED", 1e-5, 1e-4);
+
+/// A zero adapter added to the base output: exact on CPU, one rounding on fused GPU kernels.
+const ZERO_ADAPTER: Tolerance = Tolerance::new("LORA_ZERO_ADAPTER", 1e-6, 1e-6);
 
 const D_TEXT: usize = 8;
 
@@ -90,11 +93,9 @@ fn adapters_start_neutral_and_merge<B: Backend>(device: &B::Device) {
             .is_some()
     );
     assert!(adapted.temporal_blocks[0].mlp.fc2_lora.is_some());
-    assert_eq!(
-        run(&adapted, device).into_data(),
-        expected.clone().into_data(),
-        "zero-initialised B: the adapted model is the base model"
-    );
+    // Adding the zero adapter output is exact, but GPU backends may fuse the additions in
+    // another order (1 ulp apart on wgpu): f32 round-off only.
+    assert_close(run(&adapted, device), expected.clone(), ZERO_ADAPTER);
     let trained = randomise_adapters(adapted);
     let with_adapters = run(&trained, device);
     let change: f64 = (with_adapters.clone() - expected)
