@@ -24,6 +24,16 @@
 //! written atomically to `out_dir/checkpoint/`; a run that was killed continues with `--resume`
 //! from its newest complete checkpoint, to the same weights as an uninterrupted run.
 //!
+//! A config with `base_checkpoint` and `lora` fine-tunes a trained model with LoRA adapters
+//! (base frozen; new colour words get trainable embedding rows), e.g. the yellow fine-tuning of
+//! the shipped model, run from the repository root:
+//!
+//! ```text
+//! cargo run --release --example train_tiny -- 600 out_dir assets/tiny_stdit_yellow.json
+//! ```
+//!
+//! and also writes the adapters alone to `adapter.safetensors`.
+//!
 //! Writes `tiny_stdit.safetensors` (checkpoint, burn-store), `tiny_stdit.json` (its config),
 //! `loss.png` (loss curve of the steps run by this invocation) and `sample.gif` ("red square
 //! moving right", 16 Euler steps, CFG 4) into the output directory, plus burn-train's logs, then
@@ -38,13 +48,11 @@ use burn::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use vidgen::models::data::tokenizer;
-use vidgen::models::stdit::TextToVideo;
 use vidgen::models::tiny::{TinyTrainConfig, check_motion};
 use vidgen::models::train::{
     TrainOptions, first_last_means, stored_config, train_with, write_loss_curve_png,
 };
-use vidgen::models::{save_checkpoint, write_gif};
+use vidgen::models::{save_checkpoint, save_lora, write_gif};
 
 #[cfg(feature = "cuda")]
 type B = burn::backend::Cuda;
@@ -210,12 +218,21 @@ fn run(command: Command, setup: Setup) -> Result<(), Box<dyn std::error::Error>>
         write_loss_curve_png(&losses, out.join("loss.png"), [480, 240])?;
     }
     save_checkpoint(&model, out.join("tiny_stdit.safetensors"))?;
+    if config.lora.is_some() {
+        let adapter = out.join("adapter.safetensors");
+        let tensors = save_lora(&model, &adapter)?;
+        println!(
+            "adapters: {tensors} tensors in {} ({} bytes)",
+            adapter.display(),
+            std::fs::metadata(&adapter)?.len()
+        );
+    }
     let config_path = out.join("tiny_stdit.json");
     config
         .save(&config_path)
         .map_err(|e| format!("cannot write {}: {e}", config_path.display()))?;
 
-    let pipeline = TextToVideo::new(model.model, tokenizer(), model.text_embedder)?;
+    let pipeline = config.pipeline(model)?;
     let options = config.generate_options(0);
     let video = pipeline.generate(&["red square moving right"], &options, &device)?;
     let [_, c, t, h, w] = video.dims();

@@ -7,14 +7,26 @@
 //! vocabulary is rejected with an error naming them; a checkpoint with one NaN bias makes
 //! generation fail at the first sampling step instead of returning a garbage video.
 
+use burn::config::Config;
 use burn::tensor::TensorData;
 use std::path::Path;
 use vidgen_models::ModelError;
 use vidgen_models::data::{Colour, Direction, Shape, VOCAB, label, tokenizer};
 use vidgen_models::opensora::write_safetensors;
-use vidgen_models::tiny::{TinyTrainConfig, check_motion, load_text_to_video};
+use vidgen_models::tiny::{MotionCheck, TinyTrainConfig, check_motion, load_text_to_video};
 use vidgen_nn::checkpoint::read_safetensors;
 use vidgen_testing::Flex;
+
+/// One label's measured motion, for failure messages.
+fn describe(c: &MotionCheck) -> String {
+    format!(
+        "{}: along {:+.2}, across {:+.2}, min pixels {}",
+        c.label,
+        c.motion.along,
+        c.motion.across,
+        c.motion.min_pixels()
+    )
+}
 
 /// Labels per direction (3 colours × 2 shapes) that must move as prompted: all of them.
 const REQUIRED_PER_DIRECTION: usize = 6;
@@ -38,18 +50,7 @@ fn shipped_checkpoint_moves_the_shape_in_the_prompted_direction() {
     for direction in Direction::ALL {
         let of_direction: Vec<_> = checks.iter().filter(|c| c.direction == direction).collect();
         let ok = of_direction.iter().filter(|c| c.follows).count();
-        let report: Vec<String> = of_direction
-            .iter()
-            .map(|c| {
-                format!(
-                    "{}: along {:+.2}, across {:+.2}, min pixels {}",
-                    c.label,
-                    c.motion.along,
-                    c.motion.across,
-                    c.motion.min_pixels()
-                )
-            })
-            .collect();
+        let report: Vec<String> = of_direction.iter().map(|c| describe(c)).collect();
         assert!(
             ok >= REQUIRED_PER_DIRECTION,
             "moving {}: {ok}/{} labels follow the prompt (travel {} px):\n{}",
@@ -207,4 +208,74 @@ fn shipped_model_lora_adapter_file_is_small() {
         "adapter file {adapter} B vs checkpoint {full} B"
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The shipped model fine-tuned on a new word with LoRA only (`assets/tiny_stdit_yellow.json`:
+/// rank 4 adapters on the six attention and MLP linears of every block plus one embedding row
+/// for "yellow", 600 steps; `train_tiny -- 600 OUT assets/tiny_stdit_yellow.json`), loaded from
+/// the base checkpoint and the adapter file: every yellow label is drawn in yellow (red and
+/// green channels lit, blue dark) moving as prompted, and the 24 old labels still pass. Without
+/// the adapters, the base model with the same new-word row passes no yellow label.
+#[test]
+fn lora_fine_tuned_model_learns_yellow_and_keeps_the_old_labels() {
+    use vidgen_models::tiny::load_lora_text_to_video;
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let (config_path, base, adapter) = (
+        assets.join("tiny_stdit_yellow.json"),
+        assets.join("tiny_stdit.safetensors"),
+        assets.join("tiny_stdit_yellow_lora.safetensors"),
+    );
+    let (adapter_size, base_size) = (
+        std::fs::metadata(&adapter).unwrap().len(),
+        std::fs::metadata(&base).unwrap().len(),
+    );
+    assert!(
+        adapter_size * 10 < base_size,
+        "{adapter_size} vs {base_size} B"
+    );
+    let device = Default::default();
+    let (pipeline, config) =
+        load_lora_text_to_video::<Flex>(&config_path, &base, &adapter, &device).unwrap();
+    assert_eq!(
+        config.data.colours(),
+        [Colour::Red, Colour::Green, Colour::Blue, Colour::Yellow]
+    );
+    let checks = check_motion(&pipeline, &config, 7, &device).unwrap();
+    assert_eq!(checks.len(), 32);
+    let failed: Vec<String> = checks.iter().filter(|c| !c.follows).map(describe).collect();
+    assert!(
+        failed.is_empty(),
+        "labels that do not follow:\n{}",
+        failed.join("\n")
+    );
+
+    // The same new-word row on the base weights (adapters dropped): no yellow.
+    let base_only = {
+        let mut model = TinyTrainConfig::load(assets.join("tiny_stdit.json"))
+            .unwrap()
+            .init::<Flex>(&device)
+            .unwrap();
+        vidgen_models::load_checkpoint(&mut model, &base).unwrap();
+        let tuned = vidgen_nn::checkpoint::read_safetensors(&adapter).unwrap();
+        let row = tuned
+            .iter()
+            .find(|t| t.full_path() == "text_embedder.new_tokens")
+            .expect("the new word's row in the adapter file");
+        let row = burn::tensor::Tensor::<Flex, 2>::from_data(row.to_data().unwrap(), &device);
+        model.text_embedder.new_tokens = Some(burn::module::Param::from_tensor(row));
+        config.pipeline(model).unwrap()
+    };
+    let mut yellow_labels = config.clone();
+    yellow_labels.data.colours = Some(vec![Colour::Yellow]);
+    let checks = check_motion(&base_only, &yellow_labels, 7, &device).unwrap();
+    assert_eq!(checks.len(), 8);
+    let drawn: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.follows)
+        .map(|c| c.label.as_str())
+        .collect();
+    assert!(
+        drawn.is_empty(),
+        "the base model drew yellow without the adapters: {drawn:?}"
+    );
 }

@@ -314,3 +314,82 @@ fn device_gradients_sum_to_the_batch_gradient() {
         compare.checked
     );
 }
+
+/// LoRA fine-tuning from a trained checkpoint on data with a new colour word: the base weights
+/// stay bit-identical, the adapters' `B` (zero at start) and the new word's embedding row
+/// change; the adapter file holds exactly those, and base + adapter file reload to the trained
+/// model. LoRA without a base checkpoint is refused naming the field.
+#[test]
+fn lora_fine_tuning_trains_adapters_and_the_new_word_only() {
+    use vidgen_models::data::Colour;
+    use vidgen_models::tiny::load_lora_text_to_video;
+    use vidgen_models::{LoraConfig, save_lora};
+    let _serial = serial();
+    let device = Default::default();
+    let root = std::env::temp_dir().join(format!("vidgen_lora_finetune_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let (base, _) = train::<AutodiffFlex>(&small(2), &[device], root.join("base")).unwrap();
+    let base_path = root.join("base.safetensors");
+    save_checkpoint(&base, &base_path).unwrap();
+
+    let lora = LoraConfig::new(
+        2,
+        4.0,
+        vec!["q_linear".into(), "kv_linear".into(), "fc2".into()],
+    );
+    let mut config = small(3).with_lora(Some(lora.clone()));
+    config.data.colours = Some(vec![Colour::Red, Colour::Yellow]);
+    let err = train::<AutodiffFlex>(&config, &[device], root.join("no_base")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ModelError::Config(vidgen_models::ConfigError::Unsupported { field: "lora", .. })
+        ),
+        "{err:?}"
+    );
+    let config = config.with_base_checkpoint(Some(base_path.display().to_string()));
+    let start = config.init_from_base::<Flex>(&device).unwrap();
+    let (tuned, losses) = train::<AutodiffFlex>(&config, &[device], root.join("tuned")).unwrap();
+    assert_eq!(losses.len(), 3);
+
+    let (before, after, base_weights) = (weights(&start), weights(&tuned), weights(&base));
+    assert_eq!(before.len(), after.len());
+    let (mut frozen, mut trained) = (0, Vec::new());
+    for ((path, a), (path_b, b)) in before.iter().zip(&after) {
+        assert_eq!(path, path_b);
+        if let Some((_, w)) = base_weights.iter().find(|(p, _)| p == path) {
+            assert_eq!(a, w, "{path}: not the base checkpoint's");
+            assert_eq!(a, b, "{path}: a base weight moved");
+            frozen += 1;
+        } else {
+            assert_ne!(a, b, "{path}: an adapter parameter did not train");
+            trained.push(path.clone());
+        }
+    }
+    // q_linear, kv_linear (cross-attention) and fc2 in each of the two blocks (spatial and
+    // temporal): 3 × 2 adapters of A and B each, plus the new word's row.
+    assert_eq!(trained.len(), 3 * 2 * 2 + 1, "{trained:?}");
+    assert!(
+        trained.iter().any(|p| p == "text_embedder.new_tokens"),
+        "{trained:?}"
+    );
+    assert_eq!(frozen, base_weights.len());
+
+    let adapter = root.join("adapter.safetensors");
+    assert_eq!(save_lora(&tuned, &adapter).unwrap(), trained.len());
+    let config_path = root.join("tuned.json");
+    burn::config::Config::save(&config, &config_path).unwrap();
+    let (pipeline, _) =
+        load_lora_text_to_video::<Flex>(&config_path, &base_path, &adapter, &device).unwrap();
+    let merged = config.pipeline(tuned).unwrap();
+    let options = vidgen_models::GenerateOptions {
+        latent_size: [3, 4, 8, 8],
+        num_steps: 2,
+        ..config.generate_options(3)
+    };
+    let prompts = ["yellow square moving up", "red circle moving left"];
+    let a = pipeline.generate(&prompts, &options, &device).unwrap();
+    let b = merged.generate(&prompts, &options, &device).unwrap();
+    assert_close(a, b, Tolerance::EXACT);
+    let _ = std::fs::remove_dir_all(root);
+}

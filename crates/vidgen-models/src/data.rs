@@ -2,11 +2,12 @@
 //! text-to-video models on a CPU in minutes.
 //!
 //! Every item is a `[3, T, H, W]` RGB video in `[-1, 1]` (pixel space, black background) of one
-//! shape (square or circle) of one pure colour (red, green or blue) that moves by `speed` pixels
-//! per frame in one direction (left, right, up or down), labelled
-//! `"<colour> <shape> moving <direction>"`. Item `i` shows combination `i mod 24` (so every batch
-//! of 24 consecutive items is balanced) at a random start position, drawn from a generator seeded
-//! by `(seed, i)`, chosen so the shape stays inside the frame in every frame.
+//! shape (square or circle) of one pure colour (red, green or blue; yellow as the new word of
+//! fine-tuning) that moves by `speed` pixels per frame in one direction (left, right, up or down),
+//! labelled `"<colour> <shape> moving <direction>"`. Item `i` shows combination `i mod 8·k` of
+//! the `k` configured colours (`i mod 24` for the base three, so every batch of 24 consecutive
+//! items is balanced) at a random start position, drawn from a generator seeded by `(seed, i)`,
+//! chosen so the shape stays inside the frame in every frame.
 //!
 //! ```
 //! use burn::data::dataset::Dataset;
@@ -54,7 +55,7 @@ mod tests {
                 "{}: {m:?}",
                 item.label
             );
-            for other in (0..3).filter(|&ch| ch != colour.channel()) {
+            for other in (0..3).filter(|&ch| !colour.channels()[ch]) {
                 assert!(
                     item.video[other * 8 * 256..(other + 1) * 8 * 256]
                         .iter()
@@ -85,7 +86,8 @@ mod tests {
                 assert!(!m.follows(travel, 3), "{} as {other:?}", item.label);
             }
             // Another colour's pixels are absent: not visible, so it does not follow.
-            let absent = Colour::ALL[(colour.channel() + 1) % 3];
+            let absent =
+                Colour::ALL[(Colour::ALL.iter().position(|&c| c == colour).unwrap() + 1) % 3];
             let m = measure_motion(&item.video, [8, 16, 16], absent, direction);
             assert_eq!(m.min_pixels(), 0);
             assert!(!m.follows(travel, 3));
@@ -120,5 +122,62 @@ mod tests {
             err(MovingShapesConfig::new(4).with_size(8)),
             ModelError::Config(ConfigError::OutOfDomain { field: "size", .. })
         ));
+        assert!(matches!(
+            err(MovingShapesConfig::new(4).with_colours(Some(vec![]))),
+            ModelError::Config(ConfigError::Zero { field: "colours" })
+        ));
+        assert!(matches!(
+            err(MovingShapesConfig::new(4).with_colours(Some(vec![Colour::Red, Colour::Yellow, Colour::Red]))),
+            ModelError::Config(ConfigError::OutOfDomain { field: "colours", value, .. }) if value == 2.0
+        ));
+    }
+
+    #[test]
+    fn a_new_colour_extends_labels_and_vocabulary() {
+        let colours = vec![Colour::Red, Colour::Green, Colour::Blue, Colour::Yellow];
+        let data = MovingShapesConfig::new(64)
+            .with_colours(Some(colours.clone()))
+            .init()
+            .unwrap();
+        let combos = data.combinations();
+        assert_eq!(combos.len(), 32);
+        assert_eq!(combos.iter().filter(|c| c.0 == Colour::Yellow).count(), 8);
+        let travel = data.config().travel();
+        for (i, &(colour, shape, direction)) in combos.iter().enumerate() {
+            let item = data.get(i).unwrap();
+            assert_eq!(item.label, label(colour, shape, direction));
+            let m = measure_motion(&item.video, [8, 16, 16], colour, direction);
+            assert!(m.follows(travel, 3), "{}: {m:?}", item.label);
+            // Red and green pixels of a yellow shape are not pure red or green.
+            for other in Colour::ALL.into_iter().filter(|&o| o != colour) {
+                let m = measure_motion(&item.video, [8, 16, 16], other, direction);
+                assert_eq!(m.min_pixels(), 0, "{} as {other:?}", item.label);
+            }
+            if colour == Colour::Yellow {
+                let lit = |ch: usize| {
+                    item.video[ch * 8 * 256..(ch + 1) * 8 * 256]
+                        .iter()
+                        .filter(|&&v| v > 0.0)
+                        .count()
+                };
+                assert!(
+                    lit(0) > 0 && lit(0) == lit(1) && lit(2) == 0,
+                    "{}",
+                    item.label
+                );
+            }
+        }
+        // The base words keep their ids; "yellow" comes after them.
+        assert_eq!(new_words(&colours), ["yellow"]);
+        assert!(new_words(&Colour::ALL).is_empty());
+        let (base, extended) = (tokenizer(), tokenizer_for(&colours));
+        assert_eq!(extended.vocab_size(), base.vocab_size() + 1);
+        assert_eq!(
+            extended.try_encode("red square moving right").unwrap(),
+            base.try_encode("red square moving right").unwrap()
+        );
+        let (ids, _) = extended.try_encode("yellow circle moving up").unwrap();
+        assert_eq!(ids[0], base.vocab_size());
+        assert!(base.try_encode("yellow circle moving up").is_err());
     }
 }

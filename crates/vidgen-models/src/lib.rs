@@ -52,7 +52,9 @@ pub use stdit::{
     Stdit, StditConditioning, StditConfig, StditDenoiser, StditInput, TextToVideo, sample_stdit,
 };
 pub use text::{TextEmbedder, TextEmbedderConfig, WordTokenizer, load_text_embeddings};
-pub use tiny::{TextVideoModel, TinyTrainConfig, check_motion, load_text_to_video};
+pub use tiny::{
+    TextVideoModel, TinyTrainConfig, check_motion, load_lora_text_to_video, load_text_to_video,
+};
 #[cfg(feature = "train")]
 pub use train::{TrainOptions, check_resume, train, train_with, write_loss_curve_png};
 #[cfg(feature = "gif")]

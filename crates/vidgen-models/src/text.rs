@@ -5,9 +5,9 @@
 
 use crate::error::{ModelError, positive};
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig};
-use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Distribution, Int, Tensor, TensorData, backend::Backend};
 use std::path::Path;
 
 /// Id of the padding token; padded positions are masked out of cross-attention.
@@ -180,22 +180,70 @@ impl TextEmbedderConfig {
         positive("d_text", self.d_text)?;
         Ok(TextEmbedder {
             embedding: EmbeddingConfig::new(self.vocab_size, self.d_text).init(device),
+            new_tokens: None,
         })
     }
 }
 
 /// Learnt token embeddings: ids `[N, L]` → text tokens `[N, L, d_text]` for cross-attention.
+///
+/// New words (ids after the table, e.g. from [`tokenizer_for`](crate::data::tokenizer_for))
+/// get their own rows, [`new_tokens`](Self::new_tokens), added by
+/// [`with_new_tokens`](Self::with_new_tokens): a parameter of its own, so fine-tuning can train
+/// them with the table frozen (saved with the LoRA adapters, see
+/// [`save_lora`](vidgen_nn::save_lora)), and folded into the table by
+/// [`merge_new_tokens`](Self::merge_new_tokens).
 #[derive(Module, Debug)]
 pub struct TextEmbedder<B: Backend> {
     /// `[vocab_size, d_text]`.
     pub embedding: Embedding<B>,
+    /// `[new words, d_text]`: the rows of ids `vocab_size..`, if any.
+    pub new_tokens: Option<Param<Tensor<B, 2>>>,
 }
 
 impl<B: Backend> TextEmbedder<B> {
     /// # Shapes
     /// `ids`: `[N, L]` → `[N, L, d_text]`
     pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.embedding.forward(ids)
+        match &self.new_tokens {
+            None => self.embedding.forward(ids),
+            Some(rows) => {
+                let table = Tensor::cat(vec![self.embedding.weight.val(), rows.val()], 0);
+                burn::tensor::module::embedding(table, ids)
+            }
+        }
+    }
+
+    /// Ids this embedder knows: table rows plus new tokens.
+    pub fn vocab_size(&self) -> usize {
+        let rows = |t: &Param<Tensor<B, 2>>| t.val().dims()[0];
+        rows(&self.embedding.weight) + self.new_tokens.as_ref().map_or(0, rows)
+    }
+
+    /// Appends `count` trainable rows (drawn from `N(0, 1)`, as the table's initialisation) for
+    /// the ids after the current vocabulary; `count` = 0 returns `self` unchanged.
+    pub fn with_new_tokens(mut self, count: usize) -> Self {
+        if count == 0 {
+            return self;
+        }
+        let weight = self.embedding.weight.val();
+        let [_, d] = weight.dims();
+        let fresh = Tensor::random([count, d], Distribution::Normal(0.0, 1.0), &weight.device());
+        self.new_tokens = Some(match self.new_tokens.take() {
+            None => Param::from_tensor(fresh),
+            Some(rows) => Param::from_tensor(Tensor::cat(vec![rows.val(), fresh], 0)),
+        });
+        self
+    }
+
+    /// Folds [`new_tokens`](Self::new_tokens) into the table (for inference): the same
+    /// embeddings from one table.
+    pub fn merge_new_tokens(mut self) -> Self {
+        if let Some(rows) = self.new_tokens.take() {
+            let table = Tensor::cat(vec![self.embedding.weight.val(), rows.val()], 0);
+            self.embedding.weight = Param::from_tensor(table);
+        }
+        self
     }
 }
 

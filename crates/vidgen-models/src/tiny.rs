@@ -2,7 +2,10 @@
 //! ([`TinyTrainConfig`], also the file format of a trained model), the trained pair
 //! ([`TextVideoModel`]) with its rectified-flow loss, loading a trained model for inference
 //! ([`load_text_to_video`]) and the motion check of its videos ([`check_motion`]). Training it
-//! through burn-train is in `train` (feature `train`).
+//! through burn-train is in `train` (feature `train`). A configuration with
+//! [`base_checkpoint`](TinyTrainConfig::base_checkpoint) and [`lora`](TinyTrainConfig::lora)
+//! fine-tunes a trained model with LoRA adapters, new colour words getting embedding rows of
+//! their own; [`load_lora_text_to_video`] loads base + adapter file.
 //!
 //! Loss (rectified flow, Liu et al. 2022; Open-Sora 1.2 report sec. 4.2): for a clean video `x₀`,
 //! noise `ε` and a time `t` ([`TinyTrainConfig::time_sampling`], logit-normal by default),
@@ -13,14 +16,15 @@
 //! (noise, times, dropout) comes from the items' seeds: a step is a pure function of its batch.
 
 use crate::data::{
-    Colour, Direction, Motion, MovingShapes, MovingShapesConfig, Shape, VideoBatch, label,
-    measure_motion, tokenizer,
+    Colour, Direction, Motion, MovingShapesConfig, Shape, VideoBatch, label, measure_motion,
+    new_words, tokenizer, tokenizer_for,
 };
 use crate::denoise::TextConditioning;
+use crate::error::ConfigError;
 use crate::error::{ModelError, component};
 use crate::generate::GenerateOptions;
 use crate::stdit::{Stdit, StditConfig, TextToVideo};
-use crate::text::{TextEmbedder, TextEmbedderConfig};
+use crate::text::{TextEmbedder, TextEmbedderConfig, WordTokenizer};
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -28,6 +32,7 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use vidgen_nn::{LoraConfig, WithLora};
 use vidgen_schedulers::{FlowTrainingConfig, NoiseGenerator, RectifiedFlowConfig, TimeSampling};
 
 /// Settings of a training run (`train::train`, feature `train`): model, data and optimisation.
@@ -81,6 +86,15 @@ pub struct TinyTrainConfig {
     /// (Burn's generator is global to the process: no other thread may draw from it meanwhile).
     #[config(default = 0)]
     pub seed: u64,
+    /// Trained weights to start from (a checkpoint of the same model without adapters and new
+    /// words, e.g. `assets/tiny_stdit.safetensors`); `None` trains from scratch. A path
+    /// relative to the working directory of the training run.
+    pub base_checkpoint: Option<String>,
+    /// Fine-tune with LoRA adapters only ([`TinyTrainConfig::init_from_base`]): the base
+    /// weights are frozen, adapters are attached to the denoiser's targeted linears, and the
+    /// embedding rows of new words ([`new_words`] of `data.colours`) are trained with them.
+    /// Needs [`base_checkpoint`](Self::base_checkpoint).
+    pub lora: Option<LoraConfig>,
 }
 
 impl TinyTrainConfig {
@@ -111,11 +125,63 @@ impl TinyTrainConfig {
         Self::new(model, data).with_steps(steps)
     }
 
-    /// Builds the untrained model.
+    /// Builds the untrained model with every part the configuration names: the denoiser, the
+    /// text embedding of the base vocabulary ([`tokenizer`]) with rows for the new words of
+    /// `data.colours` ([`TextEmbedder::with_new_tokens`]), and LoRA adapters if
+    /// [`lora`](Self::lora) is set — the structure of the checkpoints a run of this
+    /// configuration saves.
     ///
     /// # Errors
-    /// Those of [`StditConfig::init`] and [`TextEmbedderConfig::init`].
+    /// Those of [`StditConfig::init`] and [`TextEmbedderConfig::init`];
+    /// [`ModelError::Component`] for an invalid [`LoraConfig`].
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<TextVideoModel<B>, ModelError> {
+        self.adapt(self.init_base(device)?)
+    }
+
+    /// The trained base model this configuration fine-tunes, ready to train: the model of the
+    /// base vocabulary without adapters, loaded from [`base_checkpoint`](Self::base_checkpoint);
+    /// then, with [`lora`](Self::lora), every loaded parameter frozen and the adapters attached;
+    /// and new-word rows added (trainable).
+    ///
+    /// # Errors
+    /// [`ModelError::Config`] (`ConfigError::Unsupported`) naming `base_checkpoint` if it is
+    /// not set; those of [`load_checkpoint`](crate::load_checkpoint) and [`init`](Self::init).
+    pub fn init_from_base<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<TextVideoModel<B>, ModelError> {
+        let Some(path) = &self.base_checkpoint else {
+            return Err(ConfigError::Unsupported {
+                field: "base_checkpoint",
+                value: "None".into(),
+                reason: "fine-tuning starts from a trained checkpoint",
+            }
+            .into());
+        };
+        self.load_base_and_adapt(path, device)
+    }
+
+    /// [`init_from_base`](Self::init_from_base) from the checkpoint at `path`.
+    fn load_base_and_adapt<B: Backend>(
+        &self,
+        path: impl AsRef<Path>,
+        device: &B::Device,
+    ) -> Result<TextVideoModel<B>, ModelError> {
+        let mut base = self.init_base(device)?;
+        crate::load_checkpoint(&mut base, path)?;
+        if self.lora.is_some() {
+            base = base.no_grad();
+        }
+        self.adapt(base)
+    }
+
+    /// The tokenizer of this configuration's labels ([`tokenizer_for`] of `data.colours`).
+    pub fn tokenizer(&self) -> WordTokenizer {
+        tokenizer_for(self.data.colours())
+    }
+
+    /// The model of the base vocabulary without adapters.
+    fn init_base<B: Backend>(&self, device: &B::Device) -> Result<TextVideoModel<B>, ModelError> {
         Ok(TextVideoModel {
             model: self.model.init(device)?,
             text_embedder: TextEmbedderConfig::new(tokenizer().vocab_size(), self.model.d_text)
@@ -126,6 +192,17 @@ impl TinyTrainConfig {
             loss_guard: LossGuard::default(),
             loss_scale: 1.0,
         })
+    }
+
+    /// Adds what the configuration puts on top of the base model: adapters and new-word rows.
+    fn adapt<B: Backend>(&self, mut m: TextVideoModel<B>) -> Result<TextVideoModel<B>, ModelError> {
+        if let Some(lora) = &self.lora {
+            m.model = m.model.with_lora(lora).map_err(component("LoRA"))?;
+        }
+        m.text_embedder = m
+            .text_embedder
+            .with_new_tokens(new_words(self.data.colours()).len());
+        Ok(m)
     }
 }
 
@@ -331,7 +408,8 @@ pub struct MotionCheck {
     pub follows: bool,
 }
 
-/// Generates one video for every label of the dataset (batched, noise from `seed`) and measures
+/// Generates one video for every label of the dataset (every combination of
+/// `config.data.colours`: 24 labels for the base colours; batched, noise from `seed`) and measures
 /// whether each shows its prompted motion ([`measure_motion`]).
 ///
 /// # Errors
@@ -356,7 +434,7 @@ pub fn check_motion_with<B: Backend>(
     options: &GenerateOptions,
     device: &B::Device,
 ) -> Result<Vec<MotionCheck>, ModelError> {
-    let combos: Vec<_> = (0..24).map(MovingShapes::combination).collect();
+    let combos = config.data.init()?.combinations();
     let labels: Vec<String> = combos.iter().map(|&(c, s, d)| label(c, s, d)).collect();
     let prompts: Vec<&str> = labels.iter().map(String::as_str).collect();
     let video = pipeline.generate(&prompts, options, device)?;
@@ -387,9 +465,37 @@ pub fn check_motion_with<B: Backend>(
         .collect())
 }
 
+impl TinyTrainConfig {
+    /// The inference pipeline of a model of this configuration: adapters merged into the base
+    /// weights ([`WithLora::merge_lora`]), new-word rows into the embedding table
+    /// ([`TextEmbedder::merge_new_tokens`]), paired with [`tokenizer`](Self::tokenizer).
+    ///
+    /// # Errors
+    /// Those of [`TextToVideo::new`].
+    pub fn pipeline<B: Backend>(
+        &self,
+        model: TextVideoModel<B>,
+    ) -> Result<TextToVideo<B>, ModelError> {
+        TextToVideo::new(
+            model.model.merge_lora(),
+            self.tokenizer(),
+            model.text_embedder.merge_new_tokens(),
+        )
+    }
+}
+
+/// Reads a [`TinyTrainConfig`] JSON.
+fn read_config(path: &Path) -> Result<TinyTrainConfig, ModelError> {
+    TinyTrainConfig::load(path).map_err(|e| ModelError::Parse {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
 /// Loads a [`TinyTrainConfig`] JSON and the checkpoint a training run's caller saved with
-/// [`save_checkpoint`](crate::save_checkpoint), and pairs the parts into a [`TextToVideo`]
-/// pipeline with the labels' [`tokenizer`].
+/// [`save_checkpoint`](crate::save_checkpoint) (the whole model: adapters and new-word rows
+/// included when the configuration has them), and pairs the parts into a [`TextToVideo`]
+/// pipeline ([`TinyTrainConfig::pipeline`]).
 ///
 /// # Errors
 /// [`ModelError::Io`] / [`ModelError::Parse`] for an unreadable config; those of
@@ -400,15 +506,31 @@ pub fn load_text_to_video<B: Backend>(
     checkpoint_path: impl AsRef<Path>,
     device: &B::Device,
 ) -> Result<(TextToVideo<B>, TinyTrainConfig), ModelError> {
-    let config_path = config_path.as_ref();
-    let config = TinyTrainConfig::load(config_path).map_err(|e| ModelError::Parse {
-        path: config_path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let config = read_config(config_path.as_ref())?;
     let mut model = config.init::<B>(device)?;
     crate::load_checkpoint(&mut model, checkpoint_path)?;
-    let pipeline = TextToVideo::new(model.model, tokenizer(), model.text_embedder)?;
-    Ok((pipeline, config))
+    Ok((config.pipeline(model)?, config))
+}
+
+/// Loads a fine-tuned model from its parts: the [`TinyTrainConfig`] JSON of the fine-tuning
+/// run (with [`lora`](TinyTrainConfig::lora)), the base checkpoint it started from and the
+/// adapter file ([`save_lora`](vidgen_nn::save_lora): LoRA `A`/`B` and new-word rows), merged
+/// into one [`TextToVideo`] pipeline.
+///
+/// # Errors
+/// As [`load_text_to_video`] for the config and the base checkpoint;
+/// [`ModelError::Checkpoint`] from [`load_lora`](vidgen_nn::load_lora) for the adapter file
+/// (a missing, unexpected or mis-shaped adapter tensor).
+pub fn load_lora_text_to_video<B: Backend>(
+    config_path: impl AsRef<Path>,
+    base_checkpoint: impl AsRef<Path>,
+    adapter_path: impl AsRef<Path>,
+    device: &B::Device,
+) -> Result<(TextToVideo<B>, TinyTrainConfig), ModelError> {
+    let config = read_config(config_path.as_ref())?;
+    let mut model = config.load_base_and_adapt::<B>(base_checkpoint, device)?;
+    vidgen_nn::load_lora(&mut model, adapter_path)?;
+    Ok((config.pipeline(model)?, config))
 }
 
 #[cfg(test)]

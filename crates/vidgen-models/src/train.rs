@@ -188,7 +188,10 @@ pub fn train<B: AutodiffBackend>(
     train_with::<B>(config, devices, artifact_dir, &TrainOptions::default())
 }
 
-/// Trains [`TextVideoModel`] with AdamW through burn-train's `Learner` on `devices` (one device:
+/// Trains [`TextVideoModel`] — from scratch, or from
+/// [`base_checkpoint`](TinyTrainConfig::base_checkpoint) (with [`lora`](TinyTrainConfig::lora):
+/// adapters and new-word rows only, [`TinyTrainConfig::init_from_base`]) — with AdamW through
+/// burn-train's `Learner` on `devices` (one device:
 /// single-device strategy; several: burn-train's multi-device data parallelism), writing
 /// burn-train's logs under `artifact_dir` and, every [`TinyTrainConfig::checkpoint_every`]
 /// steps, a checkpoint of model, optimiser and learning-rate schedule to
@@ -204,6 +207,8 @@ pub fn train<B: AutodiffBackend>(
 /// # Errors
 /// - those of [`TinyTrainConfig::init`] and [`MovingShapesConfig::init`];
 /// - [`ModelError::Config`] (`ConfigError::Zero`) naming `devices`, `steps`, `batch_size` or `checkpoint_every`;
+/// - [`ModelError::Config`] (`ConfigError::Unsupported`) naming `lora` when it is set without
+///   `base_checkpoint`; those of [`TinyTrainConfig::init_from_base`];
 /// - [`ModelError::Io`] if `artifact_dir` cannot be written, or, when resuming, holds no complete
 ///   checkpoint or an unreadable one;
 /// - [`ModelError::ResumeMismatch`] when resuming with another configuration than the run's;
@@ -233,7 +238,18 @@ pub fn train_with<B: AutodiffBackend>(
     let artifact_dir = artifact_dir.as_ref();
     let device = &devices[0];
     B::seed(device, config.seed);
-    let mut model = config.init::<B>(device)?;
+    let mut model = match (&config.base_checkpoint, &config.lora) {
+        (Some(_), _) => config.init_from_base::<B>(device)?,
+        (None, None) => config.init::<B>(device)?,
+        (None, Some(lora)) => {
+            return Err(ConfigError::Unsupported {
+                field: "lora",
+                value: format!("rank {}", lora.rank),
+                reason: "LoRA fine-tunes a trained model: set `base_checkpoint`",
+            }
+            .into());
+        }
+    };
     model.loss_scale = 1.0 / replicas as f64;
     let data = MovingShapesConfig {
         len: config.steps * config.batch_size,
@@ -246,6 +262,9 @@ pub fn train_with<B: AutodiffBackend>(
         ..data.clone()
     }
     .init()?;
+    let batcher = MovingShapesBatcher {
+        tokenizer: config.tokenizer(),
+    };
     let stretch = config.checkpoint_every * config.batch_size;
     let epochs = config.steps.div_ceil(config.checkpoint_every);
     let optim = AdamWConfig::new()
@@ -280,7 +299,7 @@ pub fn train_with<B: AutodiffBackend>(
     let chunks = (0..epochs)
         .map(|e| {
             let end = ((e + 1) * stretch).min(train_data.len());
-            DataLoaderBuilder::new(MovingShapesBatcher::default())
+            DataLoaderBuilder::new(batcher.clone())
                 .batch_size(config.batch_size / replicas)
                 .set_device(device.clone())
                 .build(PartialDataset::new(train_data.clone(), e * stretch, end))
@@ -290,7 +309,7 @@ pub fn train_with<B: AutodiffBackend>(
         chunks,
         next: Mutex::new(done),
     });
-    let valid_loader = DataLoaderBuilder::new(MovingShapesBatcher::default())
+    let valid_loader = DataLoaderBuilder::new(batcher.clone())
         .batch_size(config.batch_size)
         .set_device(device.clone())
         .build(valid_data);

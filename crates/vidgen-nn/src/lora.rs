@@ -203,12 +203,22 @@ impl<M: WithLora> WithLora for Vec<M> {
 pub const LORA_KEY_MAP: [(&str, &str); 2] =
     [(".lora_A.", "_lora.lora_a."), (".lora_B.", "_lora.lora_b.")];
 
-/// Whether a module path is an adapter parameter.
+/// Whether a module path is an adapter parameter: a LoRA `A` or `B`, or the rows an embedding
+/// table gained for new words ([`NEW_TOKENS`]).
 pub fn is_lora_key(module_key: &str) -> bool {
-    module_key.contains("_lora.lora_a.") || module_key.contains("_lora.lora_b.")
+    module_key.contains("_lora.lora_a.")
+        || module_key.contains("_lora.lora_b.")
+        || module_key == NEW_TOKENS
+        || module_key.ends_with(&format!(".{NEW_TOKENS}"))
 }
 
-/// Writes the adapters of `module` (every parameter under a `<linear>_lora`) to `path` as f32
+/// Name of the parameter holding an embedding's rows for new words (vidgen's text embedder):
+/// trained with the adapters and saved in their file under `<path>.new_tokens` `[words, dim]`
+/// (vidgen's own key: peft keeps a resized embedding whole, in `modules_to_save`).
+pub const NEW_TOKENS: &str = "new_tokens";
+
+/// Writes the adapters of `module` (every parameter under a `<linear>_lora`, and new-word rows,
+/// [`is_lora_key`]) to `path` as f32
 /// safetensors in peft's layout (module docs), atomically. Returns the number of tensors.
 ///
 /// # Errors

@@ -27,17 +27,33 @@ pub struct MovingShapesConfig {
     /// Seed of the start positions.
     #[config(default = 0)]
     pub seed: u64,
+    /// Colours of the shapes, in label order; `None` (and a config file without the field):
+    /// the base colours [`Colour::ALL`]. A colour outside [`VOCAB`] adds its word to the
+    /// tokenizer ([`tokenizer_for`]). See [`colours`](Self::colours).
+    pub colours: Option<Vec<Colour>>,
 }
 
 impl MovingShapesConfig {
     /// Builds the dataset.
     ///
     /// # Errors
-    /// [`ModelError::Config`] (`ConfigError::Zero`) naming `len`, `frames` or `size`; [`ModelError::Config`] (`ConfigError::OutOfDomain`) naming
-    /// `shape_size` or `speed` if not `> 0`, or `size` if `shape_size + speed·(frames − 1)` does
-    /// not fit in it.
+    /// [`ModelError::Config`] (`ConfigError::Zero`) naming `len`, `frames`, `size` or `colours`
+    /// (empty); [`ModelError::Config`] (`ConfigError::OutOfDomain`) naming `shape_size` or
+    /// `speed` if not `> 0`, `size` if `shape_size + speed·(frames − 1)` does not fit in it, or
+    /// `colours` if a colour is listed twice.
     pub fn init(&self) -> Result<MovingShapes, ModelError> {
         positive("len", self.len)?;
+        let colours = self.colours();
+        positive("colours", colours.len())?;
+        for (i, colour) in colours.iter().enumerate() {
+            if colours[..i].contains(colour) {
+                return Err(ModelError::Config(ConfigError::OutOfDomain {
+                    field: "colours",
+                    value: i as f64,
+                    requirement: "each colour listed once (value: index of the repeat)",
+                }));
+            }
+        }
         positive("frames", self.frames)?;
         positive("size", self.size)?;
         positive_f64("shape_size", self.shape_size)?;
@@ -52,6 +68,11 @@ impl MovingShapesConfig {
         Ok(MovingShapes {
             config: self.clone(),
         })
+    }
+
+    /// The colours of the shapes, in label order ([`Colour::ALL`] unless set).
+    pub fn colours(&self) -> &[Colour] {
+        self.colours.as_deref().unwrap_or(&Colour::ALL)
     }
 
     /// Distance travelled from the first to the last frame.
@@ -86,14 +107,33 @@ impl MovingShapes {
         &self.config
     }
 
-    /// The combination shown by item `index`.
+    /// The combination of the base colours shown by item `index`
+    /// ([`combination_of`](Self::combination_of) over [`Colour::ALL`]).
     pub fn combination(index: usize) -> (Colour, Shape, Direction) {
-        let c = index % 24;
+        Self::combination_of(&Colour::ALL, index)
+    }
+
+    /// Combination `index mod (8·k)` of `k` colours: colour fastest, then shape, then direction,
+    /// so every `8·k` consecutive items are balanced.
+    ///
+    /// # Panics
+    /// If `colours` is empty.
+    pub fn combination_of(colours: &[Colour], index: usize) -> (Colour, Shape, Direction) {
+        let k = colours.len();
+        let c = index % (8 * k);
         (
-            Colour::ALL[c % 3],
-            Shape::ALL[(c / 3) % 2],
-            Direction::ALL[c / 6],
+            colours[c % k],
+            Shape::ALL[(c / k) % 2],
+            Direction::ALL[c / (2 * k)],
         )
+    }
+
+    /// Every combination of the configured colours, in item order (`8·k` of `k` colours).
+    pub fn combinations(&self) -> Vec<(Colour, Shape, Direction)> {
+        let colours = self.config.colours();
+        (0..8 * colours.len())
+            .map(|i| Self::combination_of(colours, i))
+            .collect()
     }
 
     /// Renders a video `[3, T, H, W]` of `shape` in `colour` whose centre starts at `(x0, y0)`
@@ -120,7 +160,11 @@ impl MovingShapes {
                         Shape::Circle => px * px + py * py <= half * half,
                     };
                     if inside {
-                        video[((colour.channel() * t_len + t) * n + row) * n + col] = 1.0;
+                        for (ch, lit) in colour.channels().into_iter().enumerate() {
+                            if lit {
+                                video[((ch * t_len + t) * n + row) * n + col] = 1.0;
+                            }
+                        }
                     }
                 }
             }
@@ -137,7 +181,7 @@ impl Dataset<MovingShapeItem> for MovingShapes {
         }
         let seed = c.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ index as u64;
         let mut rng = NoiseGenerator::seed_from_u64(seed);
-        let (colour, shape, direction) = Self::combination(index);
+        let (colour, shape, direction) = Self::combination_of(c.colours(), index);
         let (dx, dy) = direction.unit();
         let half = c.shape_size / 2.0;
         let size = c.size as f64;

@@ -2,6 +2,7 @@
 //! tokenizer over its vocabulary.
 
 use crate::text::WordTokenizer;
+use serde::{Deserialize, Serialize};
 
 /// Shapes drawn by [`MovingShapes`](crate::data::MovingShapes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,8 +13,9 @@ pub enum Shape {
     Circle,
 }
 
-/// Colours of the shapes: one RGB channel at `+1`, the others at `-1`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Colours of the shapes: their RGB channels at `+1`, the others at `-1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Colour {
     /// Channel 0.
     Red,
@@ -21,6 +23,9 @@ pub enum Colour {
     Green,
     /// Channel 2.
     Blue,
+    /// Channels 0 and 1. Not one of the base colours ([`Colour::ALL`], [`VOCAB`]): the new word
+    /// a trained model learns by fine-tuning (`assets/tiny_stdit_yellow.json`).
+    Yellow,
 }
 
 /// Directions of motion (image coordinates: `up` is towards row 0).
@@ -49,18 +54,24 @@ impl Shape {
 }
 
 impl Colour {
-    /// Every colour, in label order.
+    /// The base colours of the dataset and of [`VOCAB`], in label order.
     pub const ALL: [Colour; 3] = [Colour::Red, Colour::Green, Colour::Blue];
     /// The word used in labels.
     pub fn name(self) -> &'static str {
-        ["red", "green", "blue"][self.channel()]
-    }
-    /// The RGB channel at `+1`.
-    pub fn channel(self) -> usize {
         match self {
-            Colour::Red => 0,
-            Colour::Green => 1,
-            Colour::Blue => 2,
+            Colour::Red => "red",
+            Colour::Green => "green",
+            Colour::Blue => "blue",
+            Colour::Yellow => "yellow",
+        }
+    }
+    /// Which RGB channels are at `+1` (the others are at `-1`).
+    pub fn channels(self) -> [bool; 3] {
+        match self {
+            Colour::Red => [true, false, false],
+            Colour::Green => [false, true, false],
+            Colour::Blue => [false, false, true],
+            Colour::Yellow => [true, true, false],
         }
     }
 }
@@ -108,7 +119,28 @@ pub const VOCAB: [&str; 10] = [
     "red", "green", "blue", "square", "circle", "moving", "left", "right", "up", "down",
 ];
 
-/// The word tokenizer for the labels (4 tokens per label).
+/// The word tokenizer for the labels of the base colours (4 tokens per label).
 pub fn tokenizer() -> WordTokenizer {
-    WordTokenizer::new(&VOCAB, 4).expect("non-empty vocabulary, max_len 4")
+    tokenizer_for(&Colour::ALL)
+}
+
+/// The word tokenizer for labels over `colours`: [`VOCAB`] followed by the names of the colours
+/// outside it, in order ([`new_words`]), so every word of `VOCAB` keeps its id.
+pub fn tokenizer_for(colours: &[Colour]) -> WordTokenizer {
+    let mut words: Vec<&str> = VOCAB.to_vec();
+    words.extend(new_words(colours));
+    WordTokenizer::new(&words, 4).expect("non-empty vocabulary, max_len 4")
+}
+
+/// The names of `colours` outside [`VOCAB`], each once, in order: the words a model trained on
+/// the base labels has no embedding for.
+pub fn new_words(colours: &[Colour]) -> Vec<&'static str> {
+    let mut words: Vec<&'static str> = Vec::new();
+    for colour in colours {
+        let name = colour.name();
+        if !VOCAB.contains(&name) && !words.contains(&name) {
+            words.push(name);
+        }
+    }
+    words
 }

@@ -5,8 +5,8 @@ use super::labels::*;
 /// How the pixels of one colour move through a video: what [`measure_motion`] returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Motion {
-    /// Per frame: centroid `(x, y)` of the pixels showing the colour (that channel above 0, the
-    /// other two below 0; `(NaN, NaN)` for a frame without any) and how many there are.
+    /// Per frame: centroid `(x, y)` of the pixels showing the colour (its channels above 0, the
+    /// others below 0; `(NaN, NaN)` for a frame without any) and how many there are.
     pub track: Vec<(f64, f64, usize)>,
     /// Centroid displacement from the first to the last frame along the expected direction.
     pub along: f64,
@@ -50,13 +50,13 @@ pub fn measure_motion(
     assert_eq!(video.len(), 3 * t_len * h * w, "video is not [3, T, H, W]");
     assert!(t_len > 0, "no frames");
     let at = |ch: usize, t: usize, r: usize, c: usize| video[((ch * t_len + t) * h + r) * w + c];
-    let channel = colour.channel();
+    let lit = colour.channels();
     let track: Vec<(f64, f64, usize)> = (0..t_len)
         .map(|t| {
             let (mut sx, mut sy, mut n) = (0.0, 0.0, 0usize);
             for r in 0..h {
                 for c in 0..w {
-                    if (0..3).all(|ch| (at(ch, t, r, c) > 0.0) == (ch == channel)) {
+                    if (0..3).all(|ch| (at(ch, t, r, c) > 0.0) == lit[ch]) {
                         (sx, sy, n) = (sx + c as f64, sy + r as f64, n + 1);
                     }
                 }
