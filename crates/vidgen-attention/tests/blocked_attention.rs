@@ -1,8 +1,9 @@
 //! Memory-bounded blocked attention (`vidgen_attention::blocked`) against the naive reference
 //! (`attention_reference`) and Burn's unfused fallback (for bias and softcap): odd lengths,
 //! block sizes that do not divide them, full / key-padding / causal masks, fully masked rows,
-//! cross lengths, threads, gradients; the block-size rule; the dispatch; and a peak-memory
-//! check at a length whose score matrix exceeds the budget.
+//! cross lengths, threads, gradients; the block-size rule; the dispatch; a peak-memory check at
+//! a length whose score matrix exceeds the budget; and, on GPU backends, 8192 tokens through
+//! the dispatcher (Burn's materialised fallback would need over 2 GiB, wgpu's buffer cap).
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::attention_fallback;
@@ -11,7 +12,9 @@ use burn::tensor::{Bool, Tensor, TensorData};
 use std::sync::Mutex;
 use vidgen_attention::blocked::*;
 use vidgen_attention::full::*;
-use vidgen_testing::{Tolerance, assert_close, autodiff_backend_tests, backend_tests};
+use vidgen_testing::{
+    Tolerance, assert_close, autodiff_backend_tests, backend_tests, gpu_backend_tests,
+};
 
 /// Blocked vs one-shot softmax: the same f32 math regrouped (online max/sum rescaling, the
 /// scale folded into q), so only rounding differs; the issue asks for ≤ 1e-4 in f32.
@@ -383,6 +386,66 @@ autodiff_backend_tests!(
     blocked_gradients_match_reference,
     blocked_bias_softcap_gradients
 );
+
+/// 8192 tokens, 2 heads, causal with key padding, through `memory_safe_attention` with the
+/// default budget (256 MiB) on a GPU backend: the dispatcher takes the blocked path (Burn's
+/// fallback would hold 2·8192² f32 scores = 512 MiB per copy, 1.5 GiB with its `TILE_COPIES`;
+/// 4096 tokens × 16 heads passed wgpu's 2 GiB buffer cap and panicked), and sampled query rows
+/// — first, around the padding edge, last — equal the reference computed for those rows alone
+/// with the same mask.
+#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
+fn long_sequence_runs_blocked<B: Backend>(dev: &B::Device) {
+    let _g = serial();
+    let [b, h, l, d] = [1, 2, 8192, 16];
+    let valid = l - 37;
+    let (q, k, v) = (
+        det::<B, 4>([b, h, l, d], 11, dev),
+        det::<B, 4>([b, h, l, d], 12, dev),
+        det::<B, 4>([b, h, l, d], 13, dev),
+    );
+    let pad = key_padding_mask::<B>(&[valid], l, dev);
+    let mask = Some(AttentionMask::KeyPadding(pad));
+    let budget = MemoryBudget::default();
+    assert!(score_bytes(b * h, l, l) * TILE_COPIES >= 6 * budget.bytes);
+    assert_eq!(
+        memory_safe_path(&q, &k, mask.as_ref(), false, &opts(true, None), &budget),
+        AttentionPath::Blocked
+    );
+    let out = memory_safe_attention(
+        q.clone(),
+        k.clone(),
+        v.clone(),
+        mask,
+        None,
+        opts(true, None),
+        &budget,
+    );
+    assert_eq!(out.dims(), [b, h, l, d]);
+    for start in [0, valid - 8, l - 16] {
+        let rows = start..start + 16;
+        // Row i sees keys j ≤ i that are not padding: the causal and padding masks of those
+        // rows, as one explicit mask.
+        let masked: Vec<bool> = rows
+            .clone()
+            .flat_map(|i| (0..l).map(move |j| j > i || j >= valid))
+            .collect();
+        let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(masked, [16, l]), dev)
+            .reshape([1, 1, 16, l])
+            .expand([b, h, 16, l]);
+        let expected = attention_reference(
+            q.clone().slice([0..b, 0..h, rows.clone(), 0..d]),
+            k.clone(),
+            v.clone(),
+            Some(mask),
+            false,
+            None,
+        );
+        let got = out.clone().slice([0..b, 0..h, rows, 0..d]);
+        assert_close(got, expected, BLOCKED_VS_REFERENCE);
+    }
+}
+
+gpu_backend_tests!(long_sequence_runs_blocked);
 
 #[test]
 fn plan_follows_the_documented_rule() {

@@ -16,7 +16,7 @@
 //! instead of per head; the inter-chunk recurrence is a sequential loop over chunks (linear in the
 //! number of chunks, as mamba-ssm's Triton `state_passing`) instead of the quadratic `segsum` matrix.
 
-use burn::tensor::{Bool, Tensor, backend::Backend};
+use burn::tensor::{Bool, Int, Tensor, backend::Backend};
 
 /// Output of an SSD scan.
 #[derive(Debug, Clone)]
@@ -231,11 +231,15 @@ fn pass_states<B: Backend>(
     init: Tensor<B, 4>,
 ) -> (Tensor<B, 5>, Tensor<B, 4>) {
     let [_, nc, _, _, _] = states.dims();
+    let device = states.device();
     let mut state = init;
     let mut entering = Vec::with_capacity(nc);
     for k in 0..nc {
         entering.push(state.clone());
-        let decay = chunk_decay.clone().narrow(2, k, 1).unsqueeze_dim::<4>(3); // [b,h,1,1]
+        // `select` copies the chunk's decays: Burn 0.21's wgpu backend reads a one-wide
+        // `narrow` reshaped to extra unit axes from the wrong offset (docs/wgpu.md).
+        let index = Tensor::<B, 1, Int>::from_ints([k as i32], &device);
+        let decay = chunk_decay.clone().select(2, index).unsqueeze_dim::<4>(3); // [b,h,1,1]
         let own = states.clone().narrow(1, k, 1).squeeze_dim::<4>(1);
         state = state * decay + own;
     }
@@ -262,7 +266,12 @@ fn state_to_output<B: Backend>(
         .reshape([bs, nc, d.groups, q, r, p])
         .permute([0, 1, 2, 4, 3, 5]) // [b,c,g,r,q,p]
         .reshape([bs, nc, h, q, p]);
-    let decay = a_cumsum.exp().permute([0, 2, 1, 3]).unsqueeze_dim::<5>(4); // [b,c,h,q,1]
+    // Unsqueeze before permuting: Burn 0.21's wgpu backend reads a permuted tensor reshaped
+    // to extra unit axes with wrong strides when an axis is 1 (here q = 1; docs/wgpu.md).
+    let decay = a_cumsum
+        .exp()
+        .unsqueeze_dim::<5>(4)
+        .permute([0, 2, 1, 3, 4]); // [b,c,h,q,1]
     y * decay
 }
 

@@ -92,18 +92,43 @@ macro_rules! backend_tests {
                         super::$name::<$crate::NdArray>(&::core::default::Default::default());
                     }
                 }
-                $crate::__if_cuda! {
-                    #[test]
-                    pub fn cuda() {
-                        super::$name::<$crate::Cuda>(&::core::default::Default::default());
-                    }
-                }
-                $crate::__if_wgpu! {
-                    #[test]
-                    pub fn wgpu() {
-                        super::$name::<$crate::Wgpu>(&::core::default::Default::default());
-                    }
-                }
+                $crate::__gpu_instances!($name);
+            }
+        )+
+    };
+}
+
+/// The `cuda` and `wgpu` tests of a generic body, behind those features.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __gpu_instances {
+    ($name:ident) => {
+        $crate::__if_cuda! {
+            #[test]
+            pub fn cuda() {
+                super::$name::<$crate::Cuda>(&::core::default::Default::default());
+            }
+        }
+        $crate::__if_wgpu! {
+            #[test]
+            pub fn wgpu() {
+                super::$name::<$crate::Wgpu>(&::core::default::Default::default());
+            }
+        }
+    };
+}
+
+/// Like [`backend_tests!`], on the GPU backends only (`cuda`, `wgpu`, behind those features): for
+/// bodies of GPU code paths at sizes a debug build on the CPU backends cannot afford (the CPU
+/// backends take other paths, tested at their own sizes). Without either feature the bodies are
+/// unused: mark them `#[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]`.
+#[macro_export]
+macro_rules! gpu_backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            #[allow(non_snake_case)]
+            mod $name {
+                $crate::__gpu_instances!($name);
             }
         )+
     };

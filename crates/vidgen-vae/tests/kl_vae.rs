@@ -17,9 +17,11 @@ const ENCODER_F32: Tolerance = Tolerance::new("ENCODER_F32", 2e-6, 1e-6);
 /// Decoder output after ~15 more convs and norms (the decoder has one more resnet per level):
 /// measured on flex, max abs error 2.1e-6 on values of O(1) (4.4e-6 on an earlier build).
 const DECODER_F32: Tolerance = Tolerance::new("DECODER_F32", 1e-5, 1e-6);
-/// Per-sample KL sums of `C·h·w` terms of O(1): the rounding grows with the sum; measured on
-/// flex, max abs error 4.8e-7 on sums of ~7 (9.5e-7 on an earlier build).
-const KL_SUM_F32: Tolerance = Tolerance::new("KL_SUM_F32", 3e-6, 1e-7);
+/// Per-sample KL sums of `C·h·w` terms of O(1), each carrying the encoder's error: the rounding
+/// grows with the sum and depends on the reduction order; measured max abs error 4.8e-7 on flex
+/// (9.5e-7 on an earlier build) and 7.2e-6 on wgpu (lavapipe's parallel reduction) on sums of
+/// ~7.4, i.e. 1e-6 relative.
+const KL_SUM_F32: Tolerance = Tolerance::new("KL_SUM_F32", 1e-5, 1e-6);
 
 fn list<T: std::str::FromStr>(raw: &str) -> Vec<T> {
     raw.split(',')
