@@ -207,17 +207,17 @@ impl<B: Backend> TextEmbedder<B> {
     pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         match &self.new_tokens {
             None => self.embedding.forward(ids),
-            Some(rows) => {
-                let table = Tensor::cat(vec![self.embedding.weight.val(), rows.val()], 0);
-                burn::tensor::module::embedding(table, ids)
-            }
+            Some(_) => burn::tensor::module::embedding(self.table(), ids),
         }
     }
 
-    /// Ids this embedder knows: table rows plus new tokens.
-    pub fn vocab_size(&self) -> usize {
-        let rows = |t: &Param<Tensor<B, 2>>| t.val().dims()[0];
-        rows(&self.embedding.weight) + self.new_tokens.as_ref().map_or(0, rows)
+    /// The table with the new-word rows appended: `[vocab_size + new words, d_text]`.
+    fn table(&self) -> Tensor<B, 2> {
+        let table = self.embedding.weight.val();
+        match &self.new_tokens {
+            None => table,
+            Some(rows) => Tensor::cat(vec![table, rows.val()], 0),
+        }
     }
 
     /// Appends `count` trainable rows (drawn from `N(0, 1)`, as the table's initialisation) for
@@ -239,9 +239,9 @@ impl<B: Backend> TextEmbedder<B> {
     /// Folds [`new_tokens`](Self::new_tokens) into the table (for inference): the same
     /// embeddings from one table.
     pub fn merge_new_tokens(mut self) -> Self {
-        if let Some(rows) = self.new_tokens.take() {
-            let table = Tensor::cat(vec![self.embedding.weight.val(), rows.val()], 0);
-            self.embedding.weight = Param::from_tensor(table);
+        if self.new_tokens.is_some() {
+            self.embedding.weight = Param::from_tensor(self.table());
+            self.new_tokens = None;
         }
         self
     }

@@ -208,8 +208,7 @@ pub const LORA_KEY_MAP: [(&str, &str); 2] =
 pub fn is_lora_key(module_key: &str) -> bool {
     module_key.contains("_lora.lora_a.")
         || module_key.contains("_lora.lora_b.")
-        || module_key == NEW_TOKENS
-        || module_key.ends_with(&format!(".{NEW_TOKENS}"))
+        || module_key.rsplit('.').next() == Some(NEW_TOKENS)
 }
 
 /// Name of the parameter holding an embedding's rows for new words (vidgen's text embedder):
