@@ -116,6 +116,40 @@ pub mod cli {
         ExitCode::from(2)
     }
 
+    /// Wall times of `f` for the benchmark examples: `warmup` untimed calls, then `runs` timed
+    /// ones; returns `(median, minimum)` in milliseconds (the median of an even count is the mean
+    /// of the middle two).
+    ///
+    /// # Panics
+    /// If `runs` is zero.
+    ///
+    /// ```
+    /// let mut calls = 0;
+    /// let (median, min) = vidgen::cli::time_ms(1, 3, || calls += 1);
+    /// assert_eq!(calls, 4);
+    /// assert!(min <= median);
+    /// ```
+    pub fn time_ms(warmup: usize, runs: usize, mut f: impl FnMut()) -> (f64, f64) {
+        assert!(runs > 0, "time_ms: runs = 0");
+        for _ in 0..warmup {
+            f();
+        }
+        let mut ms: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t0 = std::time::Instant::now();
+                f();
+                t0.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        let median = if runs % 2 == 1 {
+            ms[runs / 2]
+        } else {
+            (ms[runs / 2 - 1] + ms[runs / 2]) / 2.0
+        };
+        (median, ms[0])
+    }
+
     /// The flags every text-to-video example takes, each optional:
     /// `--prompt TEXT --out FILE --steps N --guidance W --seed S`, and `--weights FILE` where the
     /// example loads a checkpoint. [`apply`](Self::apply) writes the given ones over an example's

@@ -23,6 +23,11 @@
 //! scores plus 16 KiB + 2·64 KiB of q/k/v: everything stays in a core's L2 cache, and memory
 //! beyond the inputs and output is `threads·(block_q·(block_k + Dv))` floats whatever the length.
 //! Key blocks entirely masked by causality are skipped.
+//!
+//! [`flash_attention_host_strided`] reads the operands where they lie ([`HostLayout`]: any
+//! non-negative strides with a contiguous last axis, e.g. a `[B, L, H, D]` projection with its
+//! heads moved forward) and writes the output in either axis order; on `flex`,
+//! `memory_safe_attention` passes the tensors' own storage, so the call copies nothing.
 
 use std::ops::Range;
 
@@ -78,7 +83,8 @@ impl Default for HostOptions<'_> {
     }
 }
 
-/// `out = softmax(scale·q·kᵀ + mask)·v` per head, fused (see the module docs).
+/// `out = softmax(scale·q·kᵀ + mask)·v` per head, fused (see the module docs), on row-major
+/// `[BH, L, D]` slices.
 ///
 /// # Panics
 /// If a slice length disagrees with `shape`, a length or block size is zero, or the key-padding
@@ -89,6 +95,88 @@ pub fn flash_attention_host(
     v: &[f32],
     out: &mut [f32],
     shape: HostShape,
+    options: &HostOptions<'_>,
+) {
+    assert_eq!(
+        q.len(),
+        shape.batch_heads * shape.len_q * shape.head_dim,
+        "q is not [BH, Lq, Dh]"
+    );
+    assert_eq!(
+        k.len(),
+        shape.batch_heads * shape.len_k * shape.head_dim,
+        "k is not [BH, Lk, Dh]"
+    );
+    assert_eq!(
+        v.len(),
+        shape.batch_heads * shape.len_k * shape.value_dim,
+        "v is not [BH, Lk, Dv]"
+    );
+    let layout = HostLayout::contiguous(shape);
+    flash_attention_host_strided(q, k, v, out, shape, &layout, options);
+}
+
+/// Where [`flash_attention_host_strided`] reads its operands and writes its output: `BH` split
+/// as `B × heads` (index `g = b·heads + h`), element strides `[batch, head, row]` of `q`, `k`
+/// and `v` viewed as `[B, heads, L, D]` with a contiguous last axis (any other strides: a
+/// permuted or sliced tensor is read in place), and the order of the dense output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostLayout {
+    /// Heads per batch item (`BH` must be a multiple).
+    pub heads: usize,
+    /// `q`'s strides `[batch, head, row]`.
+    pub q: [usize; 3],
+    /// `k`'s strides `[batch, head, row]`.
+    pub k: [usize; 3],
+    /// `v`'s strides `[batch, head, row]`.
+    pub v: [usize; 3],
+    /// The output is `[B, Lq, heads, Dv]` in memory (as `q` usually is, before its heads are
+    /// moved forward) rather than `[B, heads, Lq, Dv]`.
+    pub out_rows_first: bool,
+}
+
+impl HostLayout {
+    /// Row-major `[BH, L, D]` operands and output (one "head" per batch item).
+    pub fn contiguous(shape: HostShape) -> Self {
+        let dense = |len: usize, width: usize| [len * width, 0, width];
+        Self {
+            heads: 1,
+            q: dense(shape.len_q, shape.head_dim),
+            k: dense(shape.len_k, shape.head_dim),
+            v: dense(shape.len_k, shape.value_dim),
+            out_rows_first: false,
+        }
+    }
+
+    /// The output's strides `[batch, head, row]`.
+    pub fn out_strides(&self, shape: HostShape) -> [usize; 3] {
+        let (h, lq, dv) = (self.heads, shape.len_q, shape.value_dim);
+        if self.out_rows_first {
+            [lq * h * dv, dv, h * dv]
+        } else {
+            [h * lq * dv, lq * dv, dv]
+        }
+    }
+}
+
+/// First element of row `row` of head `g` (`g = b·heads + h`) under `strides`.
+fn offset(strides: [usize; 3], heads: usize, g: usize, row: usize) -> usize {
+    (g / heads) * strides[0] + (g % heads) * strides[1] + row * strides[2]
+}
+
+/// [`flash_attention_host`] on strided operands ([`HostLayout`]): reads `q`, `k`, `v` where they
+/// lie and writes the dense `out` in the layout's order.
+///
+/// # Panics
+/// As [`flash_attention_host`]; also if `heads` is zero or does not divide `BH`, if an operand's
+/// last element under its strides lies outside its slice, or if `out` is not `BH·Lq·Dv` long.
+pub fn flash_attention_host_strided(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    shape: HostShape,
+    layout: &HostLayout,
     options: &HostOptions<'_>,
 ) {
     let HostShape {
@@ -106,21 +194,24 @@ pub fn flash_attention_host(
         options.block_q > 0 && options.block_k > 0,
         "flash_attention_host: zero block size"
     );
-    assert_eq!(
-        q.len(),
-        batch_heads * len_q * head_dim,
-        "q is not [BH, Lq, Dh]"
+    let heads = layout.heads;
+    assert!(
+        heads > 0 && batch_heads % heads == 0,
+        "flash_attention_host: {heads} heads do not divide BH = {batch_heads}"
     );
-    assert_eq!(
-        k.len(),
-        batch_heads * len_k * head_dim,
-        "k is not [BH, Lk, Dh]"
-    );
-    assert_eq!(
-        v.len(),
-        batch_heads * len_k * value_dim,
-        "v is not [BH, Lk, Dv]"
-    );
+    for (name, data, strides, len, width) in [
+        ("q", q, layout.q, len_q, head_dim),
+        ("k", k, layout.k, len_k, head_dim),
+        ("v", v, layout.v, len_k, value_dim),
+    ] {
+        // Strides are non-negative: the last row of the last head ends furthest.
+        let end = offset(strides, heads, batch_heads - 1, len - 1) + width;
+        assert!(
+            end <= data.len(),
+            "{name}: strides {strides:?} reach element {end} of {}",
+            data.len()
+        );
+    }
     assert_eq!(
         out.len(),
         batch_heads * len_q * value_dim,
@@ -134,19 +225,23 @@ pub fn flash_attention_host(
         );
     }
     let bq = options.block_q;
-    // Disjoint output rows per task: (head, first query row, rows of out).
-    let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
-    for (head, rows) in out.chunks_mut(len_q * value_dim).enumerate() {
-        for (i, block) in rows.chunks_mut(bq * value_dim).enumerate() {
-            tasks.push((head, i * bq, block));
-        }
-    }
+    // Tasks (head g, first query row): their output rows are disjoint.
+    let tasks: Vec<(usize, usize)> = (0..batch_heads)
+        .flat_map(|g| (0..len_q).step_by(bq).map(move |q0| (g, q0)))
+        .collect();
     let threads = options.threads.clamp(1, tasks.len());
-    let run = |tasks: Vec<(usize, usize, &mut [f32])>| {
+    let out = OutRows {
+        ptr: out.as_mut_ptr(),
+        strides: layout.out_strides(shape),
+        heads,
+        width: value_dim,
+        _out: std::marker::PhantomData,
+    };
+    let run = |tasks: Vec<(usize, usize)>| {
         let mut scratch = Scratch::new(bq, options.block_k, value_dim);
-        for (head, q0, out) in tasks {
+        for (g, q0) in tasks {
             let rows = q0..(q0 + bq).min(len_q);
-            attend_block(q, k, v, out, shape, options, head, rows, &mut scratch);
+            attend_block(q, k, v, &out, shape, layout, options, g, rows, &mut scratch);
         }
     };
     if threads == 1 {
@@ -162,6 +257,36 @@ pub fn flash_attention_host(
             scope.spawn(|| run(group));
         }
     });
+}
+
+/// The output buffer, shared by the tasks: each writes only the rows of its own head and query
+/// block.
+struct OutRows<'a> {
+    ptr: *mut f32,
+    strides: [usize; 3],
+    heads: usize,
+    width: usize,
+    _out: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: `OutRows` hands out row slices only through `row`, whose callers write disjoint rows.
+unsafe impl Send for OutRows<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for OutRows<'_> {}
+
+impl OutRows<'_> {
+    /// Output row `row` of head `g`.
+    ///
+    /// # Safety
+    /// No other live slice may cover the same `(g, row)`: rows of distinct `(g, row)` are
+    /// disjoint because the output is dense in either order ([`HostLayout::out_strides`]), and
+    /// `flash_attention_host_strided` checked its length against `BH·Lq·Dv`.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row(&self, g: usize, row: usize) -> &mut [f32] {
+        let start = offset(self.strides, self.heads, g, row);
+        // SAFETY: in bounds (the caller's contract) and not aliased (disjoint rows).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), self.width) }
+    }
 }
 
 /// Per-thread buffers.
@@ -183,33 +308,35 @@ impl Scratch {
     }
 }
 
-/// One task: query `rows` of `head` against every key block.
+/// One task: query `rows` of head `g` against every key block.
 #[allow(clippy::too_many_arguments)]
 fn attend_block(
     q: &[f32],
     k: &[f32],
     v: &[f32],
-    out: &mut [f32],
+    out: &OutRows<'_>,
     shape: HostShape,
+    layout: &HostLayout,
     options: &HostOptions<'_>,
-    head: usize,
+    g: usize,
     rows: Range<usize>,
     scratch: &mut Scratch,
 ) {
     let HostShape {
-        len_q,
         len_k,
         head_dim: dh,
         value_dim: dv,
         ..
     } = shape;
     let n_rows = rows.len();
-    let q_blk = &q[(head * len_q + rows.start) * dh..(head * len_q + rows.end) * dh];
-    let k_head = &k[head * len_k * dh..(head + 1) * len_k * dh];
-    let v_head = &v[head * len_k * dv..(head + 1) * len_k * dv];
+    let heads = layout.heads;
+    let (q_rs, k_rs, v_rs) = (layout.q[2], layout.k[2], layout.v[2]);
+    let q_blk = &q[offset(layout.q, heads, g, rows.start)..];
+    let k_head = &k[offset(layout.k, heads, g, 0)..];
+    let v_head = &v[offset(layout.v, heads, g, 0)..];
     let padding = options
         .key_padding
-        .map(|(mask, heads)| &mask[head / heads * len_k..(head / heads + 1) * len_k]);
+        .map(|(mask, heads)| &mask[g / heads * len_k..(g / heads + 1) * len_k]);
     let acc = &mut scratch.acc[..n_rows * dv];
     acc.fill(0.0);
     let (max, sum) = (&mut scratch.max[..n_rows], &mut scratch.sum[..n_rows]);
@@ -225,14 +352,15 @@ fn attend_block(
         let keys = k0..(k0 + bk).min(key_end);
         let n_keys = keys.len();
         let tile = &mut scratch.scores[..n_rows * n_keys];
-        // S = scale · q_blk · k_jᵀ: lhs [n_rows, dh] row-major, rhs = k_j viewed as [dh, n_keys].
+        // S = scale · q_blk · k_jᵀ: lhs [n_rows, dh] (row stride q_rs), rhs = k_j viewed as
+        // [dh, n_keys] (column stride k_rs).
         gemm_f32(
             tile,
             (n_rows, n_keys, dh),
             q_blk,
-            (dh, 1),
-            &k_head[keys.start * dh..keys.end * dh],
-            (1, dh),
+            (q_rs, 1),
+            &k_head[keys.start * k_rs..],
+            (1, k_rs),
             false,
             options.scale,
         );
@@ -271,13 +399,15 @@ fn attend_block(
             (n_rows, dv, n_keys),
             tile,
             (n_keys, 1),
-            &v_head[keys.start * dv..keys.end * dv],
-            (dv, 1),
+            &v_head[keys.start * v_rs..],
+            (v_rs, 1),
             true,
             1.0,
         );
     }
-    for (r, row) in out.chunks_exact_mut(dv).enumerate() {
+    for (r, i) in rows.enumerate() {
+        // SAFETY: this task alone writes rows `rows` of head `g`.
+        let row = unsafe { out.row(g, i) };
         let inv = if sum[r] > 0.0 { 1.0 / sum[r] } else { 0.0 };
         for (o, &a) in row.iter_mut().zip(&acc[r * dv..(r + 1) * dv]) {
             *o = a * inv;

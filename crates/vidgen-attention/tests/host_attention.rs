@@ -9,7 +9,9 @@ use vidgen_attention::blocked::{
     AttentionMask, AttentionPath, MemoryBudget, memory_safe_attention, memory_safe_path,
 };
 use vidgen_attention::full::{attention_reference, expand_key_padding, key_padding_mask};
-use vidgen_attention::host::{HostOptions, HostShape, flash_attention_host};
+use vidgen_attention::host::{
+    HostLayout, HostOptions, HostShape, flash_attention_host, flash_attention_host_strided,
+};
 use vidgen_testing::{Flex, Tolerance, assert_close};
 
 /// Same f32 math regrouped (online rescaling, polynomial exp): the 1e-4 bound.
@@ -244,4 +246,120 @@ fn dispatch_on_flex_uses_the_host_kernel_and_agrees() {
             assert_close(out, expected, HOST_VS_REFERENCE);
         }
     }
+}
+
+/// The strided kernel reads operands where they lie: `q` inside a wider `[B, Lq, H, 2·Dh]`
+/// buffer (a slice of its last axis, heads moved forward), `k` shared by every head (head stride
+/// 0, as an expanded tensor), `v` as `[B, Lk, H, Dv]` with its heads moved forward; the output in
+/// either order equals the kernel on contiguous copies.
+#[test]
+fn strided_kernel_reads_views_in_place() {
+    let (b, h, lq, lk, dh, dv) = (2, 3, 37, 53, 8, 5);
+    let wide = det(b * lq * h * 2 * dh, 11);
+    let k_shared = det(b * lk * dh, 12);
+    let v_rows = det(b * lk * h * dv, 13);
+    // Contiguous [B, H, L, D] copies of the same operands.
+    let gather = |data: &[f32], len: usize, width: usize, strides: [usize; 3]| -> Vec<f32> {
+        let mut out = Vec::with_capacity(b * h * len * width);
+        for g in 0..b * h {
+            for i in 0..len {
+                let start = (g / h) * strides[0] + (g % h) * strides[1] + i * strides[2];
+                out.extend_from_slice(&data[start..start + width]);
+            }
+        }
+        out
+    };
+    let layout = HostLayout {
+        heads: h,
+        q: [lq * h * 2 * dh, 2 * dh, h * 2 * dh],
+        k: [lk * dh, 0, dh],
+        v: [lk * h * dv, dv, h * dv],
+        out_rows_first: false,
+    };
+    let q = gather(&wide, lq, dh, layout.q);
+    let k = gather(&k_shared, lk, dh, layout.k);
+    let v = gather(&v_rows, lk, dv, layout.v);
+    let shape = HostShape {
+        batch_heads: b * h,
+        len_q: lq,
+        len_k: lk,
+        head_dim: dh,
+        value_dim: dv,
+    };
+    let mask: Vec<bool> = (0..b * lk).map(|i| i % lk >= 40 && i >= lk).collect();
+    let options = HostOptions {
+        scale: 0.3,
+        causal_offset: Some(lk as i64 - lq as i64),
+        key_padding: Some((&mask, h)),
+        block_q: 16,
+        block_k: 32,
+        threads: 2,
+    };
+    let mut expected = vec![f32::NAN; b * h * lq * dv];
+    flash_attention_host(&q, &k, &v, &mut expected, shape, &options);
+    for rows_first in [false, true] {
+        let layout = HostLayout {
+            out_rows_first: rows_first,
+            ..layout
+        };
+        let mut out = vec![f32::NAN; b * h * lq * dv];
+        flash_attention_host_strided(
+            &wide, &k_shared, &v_rows, &mut out, shape, &layout, &options,
+        );
+        let out = if rows_first {
+            gather(&out, lq, dv, layout.out_strides(shape))
+        } else {
+            out
+        };
+        let worst = out
+            .iter()
+            .zip(&expected)
+            .map(|(a, e)| (a - e).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst <= 1e-6, "rows first {rows_first}: max |Δ| {worst}");
+    }
+}
+
+/// On flex, the dispatch runs the host kernel on permuted views (`[B, L, H, D]` tensors with
+/// their heads moved forward, as attention blocks make them) without copying them: same output
+/// as on contiguous inputs, and the output keeps `q`'s axis order, so moving the heads back is
+/// free (`swap_dims(1, 2)` of it is contiguous).
+#[test]
+fn dispatch_on_flex_reads_permuted_views() {
+    let dev = Default::default();
+    let (b, h, lq, lk, d) = (2, 4, 70, 90, 8);
+    let rows = |seed, l| {
+        Tensor::<Flex, 4>::from_data(
+            TensorData::new(det(b * l * h * d, seed), [b, l, h, d]),
+            &dev,
+        )
+        .swap_dims(1, 2)
+    };
+    let (q, k, v) = (rows(21, lq), rows(22, lk), rows(23, lk));
+    let contiguous = |t: &Tensor<Flex, 4>| Tensor::<Flex, 4>::from_data(t.to_data(), &dev);
+    let options = AttentionModuleOptions {
+        scale: None,
+        softcap: None,
+        is_causal: true,
+    };
+    let budget = MemoryBudget::default();
+    let pad = key_padding_mask::<Flex>(&[90, 31], lk, &dev);
+    let run = |q: Tensor<Flex, 4>, k: Tensor<Flex, 4>, v: Tensor<Flex, 4>| {
+        let mask = Some(AttentionMask::KeyPadding(pad.clone()));
+        memory_safe_attention(q, k, v, mask, None, options, &budget)
+    };
+    let strided = run(q.clone(), k.clone(), v.clone());
+    let dense = run(contiguous(&q), contiguous(&k), contiguous(&v));
+    assert_close(
+        strided.clone(),
+        dense,
+        Tolerance::new("STRIDED_VS_DENSE", 1e-6, 1e-6),
+    );
+    let full = expand_key_padding(pad.clone(), [b, h, lq, lk]);
+    let expected = attention_reference(q, k, v, Some(full), true, None);
+    assert_close(strided.clone(), expected.clone(), HOST_VS_REFERENCE);
+    // Heads moved back and merged, as the attention blocks do next.
+    let merged = strided.swap_dims(1, 2).reshape([b, lq, h * d]);
+    let merged_expected = expected.swap_dims(1, 2).reshape([b, lq, h * d]);
+    assert_close(merged, merged_expected, HOST_VS_REFERENCE);
 }

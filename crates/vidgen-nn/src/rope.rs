@@ -9,7 +9,8 @@
 //! - [`RopeLayout::HalfSplit`]: pairs are `(x_k, x_{k+D/2})` — GPT-NeoX, LLaMA in HF,
 //!   diffusers' `use_real_unbind_dim=-2`.
 //!
-//! [`Rope1d`] wraps Burn's [`RotaryEncoding`] (interleaved, positions `0..L` from an offset).
+//! [`Rope1d`] rotates with Burn's [`RotaryEncoding`] table (interleaved, positions `0..L` from an
+//! offset) in contiguous tensor ops; Burn's own rotation is its reference twin.
 //! [`Rope3d`] gives each axis its own slice of the head (`axes_dims = [d_t, d_h, d_w]`, by default
 //! CogVideoX's `[D/4, 3D/8, 3D/8]`) rotated by that axis' integer coordinate — Burn's encoding
 //! rotates by sequence index only, so the 3D tables are built here ([`RopeTables`]), in f64 on
@@ -19,7 +20,7 @@ use crate::error::{NnError, divisible, positive, positive_f64};
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{RotaryEncoding, RotaryEncodingConfig};
-use burn::tensor::{Tensor, TensorData, backend::Backend};
+use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 
 /// Which channels form a rotation pair.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -72,14 +73,55 @@ impl<B: Backend> Rope1d<B> {
     /// # Shapes
     /// `x`: `[.., L, head_dim]` → same
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        self.rotary.forward(x)
+        self.apply(x, 0)
     }
 
-    /// Rotates positions `start..start + L` (token-by-token decoding).
+    /// Rotates positions `start..start + L` (token-by-token decoding):
+    /// `out = x·cos + rot(x)·sin` per pair, with `rot(x)_{2k} = −x_{2k+1}`,
+    /// `rot(x)_{2k+1} = x_{2k}` taken as one `[.., D]·[D, D]` product with a signed pair swap,
+    /// and the `cos`/`sin` rows of Burn's table applied as one `[L·D]` row over every leading
+    /// index (contiguous operands throughout). [`apply_reference`](Self::apply_reference) is
+    /// Burn's own rotation, the readable twin.
     ///
     /// # Panics
     /// If `start + L` exceeds `max_seq_len`.
     pub fn apply<const D: usize>(&self, x: Tensor<B, D>, start: usize) -> Tensor<B, D> {
+        let shape = x.shape();
+        let dims = x.dims();
+        let (len, dim) = (dims[D - 2], dims[D - 1]);
+        let rows = shape.num_elements() / (len * dim);
+        let device = x.device();
+        let [max_len, table_dim, _] = self.rotary.freq_complex.dims();
+        assert!(
+            start + len <= max_len && table_dim == dim,
+            "Rope1d: positions {start}..{} of a table of {max_len}, head width {dim} vs {table_dim}",
+            start + len
+        );
+        let table = self.rotary.freq_complex.clone().narrow(0, start, len);
+        // `select` copies the cos / sin column: Burn 0.21's wgpu backend reads a one-wide
+        // `narrow` given new axes from the wrong offset (docs/wgpu.md).
+        let row = |part: i32| {
+            let index = Tensor::<B, 1, Int>::from_ints([part], &device);
+            table.clone().select(2, index).reshape([1, len * dim])
+        };
+        let (cos, sin) = (row(0), row(1));
+        // swap[2k+1][2k] = −1, swap[2k][2k+1] = 1: (x·swap)_{2k} = −x_{2k+1}, _{2k+1} = x_{2k}.
+        let mut swap = vec![0.0f32; dim * dim];
+        for k in 0..dim / 2 {
+            swap[(2 * k + 1) * dim + 2 * k] = -1.0;
+            swap[2 * k * dim + 2 * k + 1] = 1.0;
+        }
+        let swap = Tensor::<B, 2>::from_data(TensorData::new(swap, [dim, dim]), &device);
+        let flat = x.reshape([rows * len, dim]);
+        let rotated = flat.clone().matmul(swap).reshape([rows, len * dim]);
+        (flat.reshape([rows, len * dim]) * cos + rotated * sin).reshape(shape)
+    }
+
+    /// Burn's [`RotaryEncoding::apply`]: the reference twin of [`apply`](Self::apply).
+    ///
+    /// # Panics
+    /// As [`apply`](Self::apply).
+    pub fn apply_reference<const D: usize>(&self, x: Tensor<B, D>, start: usize) -> Tensor<B, D> {
         self.rotary.apply(x, start)
     }
 }

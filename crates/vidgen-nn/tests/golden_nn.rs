@@ -209,6 +209,21 @@ fn rope_1d_matches_diffusers<B: Backend>(device: &B::Device) {
         g.tensor("interleaved_offset5", device),
         Tolerance::SINGLE_OP,
     );
+    // The contiguous fast path equals Burn's own rotation (its reference twin), 3D input too.
+    for start in [0, 5, 23] {
+        assert_close(
+            rope.apply(x.clone(), start),
+            rope.apply_reference(x.clone(), start),
+            Tolerance::SINGLE_OP,
+        );
+    }
+    let [b, h, l, d] = x.dims();
+    let flat: Tensor<B, 3> = x.clone().reshape([b * h, l, d]);
+    assert_close(
+        rope.apply(flat.clone(), 3),
+        rope.apply_reference(flat, 3),
+        Tolerance::SINGLE_OP,
+    );
     // Our own tables give the same interleaved rotation as Burn's encoding.
     let positions: Vec<f64> = (0..9).map(f64::from).collect();
     let tables =

@@ -14,7 +14,9 @@
 //! Divergences from `ssd_minimal_discrete`: any length (the last chunk is padded with `a = 0`,
 //! `x = 0`, which leaves the state unchanged, and the padded outputs are dropped); `B`, `C` per group
 //! instead of per head; the inter-chunk recurrence is a sequential loop over chunks (linear in the
-//! number of chunks, as mamba-ssm's Triton `state_passing`) instead of the quadratic `segsum` matrix.
+//! number of chunks, as mamba-ssm's Triton `state_passing`) instead of the quadratic `segsum` matrix;
+//! the within-chunk decays `exp(segsum(a))` are formed as differences of cumulative sums (as
+//! mamba-ssm's chunk-scan kernels do), in contiguous tensor ops only (`causal_decay`).
 
 use burn::tensor::{Bool, Int, Tensor, backend::Backend};
 
@@ -152,9 +154,9 @@ pub fn ssd_chunked<B: Backend>(
     let c = pad_time(c, pad)
         .reshape([bs, n_chunks, q, g, n])
         .swap_dims(2, 3); // [b,c,g,q,n]
-    let a_cumsum = a.clone().cumsum(3); // [b,h,c,q]
+    let a_cumsum = a.cumsum(3); // [b,h,c,q]
 
-    let y_diag = intra_chunk(&d, x.clone(), a, b.clone(), c.clone());
+    let y_diag = intra_chunk(&d, x.clone(), a_cumsum.clone(), b.clone(), c.clone());
     let states = chunk_states(&d, x, a_cumsum.clone(), b);
     let chunk_decay = a_cumsum
         .clone()
@@ -184,23 +186,60 @@ fn pad_time<B: Backend, const D: usize>(t: Tensor<B, D>, pad: usize) -> Tensor<B
 }
 
 /// Step 1, diagonal blocks: `Y_diag[l] = Σ_{s≤l} (C_l·B_s)·exp(Σ_{s<k≤l} a_k)·x_s` within a chunk.
-/// `x`: `[b,c,h,q,p]`, `a`: `[b,h,c,q]`, `b`/`c`: `[b,c,g,q,n]` → `[b,c,h,q,p]`.
+/// `x`: `[b,c,h,q,p]`, `a_cumsum`: `[b,h,c,q]`, `b`/`c`: `[b,c,g,q,n]` → `[b,c,h,q,p]`.
 fn intra_chunk<B: Backend>(
     d: &Dims,
     x: Tensor<B, 5>,
-    a: Tensor<B, 4>,
+    a_cumsum: Tensor<B, 4>,
     b: Tensor<B, 5>,
     c: Tensor<B, 5>,
 ) -> Tensor<B, 5> {
     let [bs, nc, _, q, _] = x.dims();
     let r = d.heads / d.groups;
-    let cb = c.matmul(b.swap_dims(3, 4)).unsqueeze_dim::<6>(3); // [b,c,g,1,q,q]
-    let decay = segsum(a)
+    let cb = c.matmul(b.swap_dims(3, 4)); // [b,c,g,q,q]
+    let cb = if r == 1 {
+        cb
+    } else {
+        cb.unsqueeze_dim::<6>(3)
+            .repeat_dim(3, r)
+            .reshape([bs, nc, d.heads, q, q])
+    };
+    let decay = causal_decay(a_cumsum); // [b,c,h,q,q]
+    (cb * decay).matmul(x)
+}
+
+/// `exp(segsum)` of a chunk from the cumulative sums `s` of its `a`: `exp(s_i − s_j)` for `i ≥ j`
+/// (`= exp(Σ_{j<k≤i} a_k)`), 0 above the diagonal, as mamba-ssm's chunk-scan kernels compute it.
+/// The differences come from one batched `[q, 2]·[2, q]` product (`[s_i, 1]·[1, −s_j]ᵀ`) and the
+/// causal mask from adding one `[q·q]` row of 0 / −∞ to every chunk, so every step runs on
+/// contiguous tensors. `exp(`[`segsum`]`)` is the readable twin (masked cumulative sums; here the
+/// difference of two sums of up to `q` terms loses `|s|·ε`): the unit test compares them.
+///
+/// # Shapes
+/// `s`: `[b, h, c, q]` → `[b, c, h, q, q]`
+fn causal_decay<B: Backend>(s: Tensor<B, 4>) -> Tensor<B, 5> {
+    let [b, h, c, q] = s.dims();
+    let device = s.device();
+    let ones = Tensor::<B, 4>::ones([b, h, c, q], &device);
+    // Stacked, then permuted to [b,c,h,..] (unit axes are added before any permutation, for
+    // Burn 0.21's wgpu backend: docs/wgpu.md).
+    let lhs = Tensor::stack::<5>(vec![s.clone(), ones.clone()], 4) // [b,h,c,q,2]: (s_i, 1)
+        .permute([0, 2, 1, 3, 4]);
+    let rhs = Tensor::stack::<5>(vec![ones, s.neg()], 3) // [b,h,c,2,q]: (1, −s_j)
+        .permute([0, 2, 1, 3, 4]);
+    let mask: Vec<f32> = (0..q * q)
+        .map(|ij| {
+            if ij / q >= ij % q {
+                0.0
+            } else {
+                f32::NEG_INFINITY
+            }
+        })
+        .collect();
+    let mask = Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(mask, [1, q * q]), &device);
+    (lhs.matmul(rhs).reshape([b * c * h, q * q]) + mask)
         .exp()
-        .reshape([bs, d.groups, r, nc, q, q])
-        .permute([0, 3, 1, 2, 4, 5]); // [b,c,g,r,q,q]
-    let scores = (cb * decay).reshape([bs, nc, d.heads, q, q]);
-    scores.matmul(x)
+        .reshape([b, c, h, q, q])
 }
 
 /// Step 2, each chunk's end state from its own inputs: `S = Σ_l exp(a_cum[end] − a_cum[l])·x_l ⊗ B_l`.
@@ -213,10 +252,14 @@ fn chunk_states<B: Backend>(
 ) -> Tensor<B, 5> {
     let [bs, nc, h, q, p] = x.dims();
     let last = a_cumsum.clone().narrow(3, q - 1, 1);
+    // Reshaped to a contiguous [b,c,h,q,1] (a small copy), so that the product with `x` runs
+    // on contiguous operands.
+    // (Unsqueezed before permuting, as in `state_to_output`, for Burn 0.21's wgpu backend.)
     let decay = (last - a_cumsum)
         .exp()
-        .permute([0, 2, 1, 3])
-        .unsqueeze_dim::<5>(4); // [b,c,h,q,1]
+        .unsqueeze_dim::<5>(4)
+        .permute([0, 2, 1, 3, 4])
+        .reshape([bs, nc, h, q, 1]);
     let xd = (x * decay)
         .swap_dims(3, 4) // [b,c,h,p,q]
         .reshape([bs, nc, d.groups, (h / d.groups) * p, q]);
@@ -268,10 +311,13 @@ fn state_to_output<B: Backend>(
         .reshape([bs, nc, h, q, p]);
     // Unsqueeze before permuting: Burn 0.21's wgpu backend reads a permuted tensor reshaped
     // to extra unit axes with wrong strides when an axis is 1 (here q = 1; docs/wgpu.md).
+    // Then made contiguous [b,c,h,q,1] (a small copy): `y` is contiguous, and the product of
+    // two contiguous operands is the backends' fast path.
     let decay = a_cumsum
         .exp()
         .unsqueeze_dim::<5>(4)
-        .permute([0, 2, 1, 3, 4]); // [b,c,h,q,1]
+        .permute([0, 2, 1, 3, 4])
+        .reshape([bs, nc, h, q, 1]);
     y * decay
 }
 
@@ -342,5 +388,24 @@ pub fn ssd_reference<B: Backend>(
     SsdOutput {
         y: Tensor::stack(ys, 1),
         final_state: state,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Distribution, Tolerance};
+    use vidgen_testing::Flex;
+
+    /// The contiguous difference form of the chunk decays equals `exp(segsum)`, its readable
+    /// twin, zero above the diagonal included.
+    #[test]
+    fn causal_decay_matches_exp_segsum() {
+        let device = Default::default();
+        let a = Tensor::<Flex, 4>::random([2, 3, 4, 37], Distribution::Uniform(-0.5, 0.0), &device);
+        let fast = causal_decay(a.clone().cumsum(3)); // [b,c,h,q,q]
+        let twin = segsum(a).exp().swap_dims(1, 2); // [b,h,c,q,q] → [b,c,h,q,q]
+        fast.into_data()
+            .assert_approx_eq::<f32>(&twin.into_data(), Tolerance::absolute(1e-6));
     }
 }

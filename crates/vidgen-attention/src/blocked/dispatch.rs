@@ -2,7 +2,7 @@
 //! kernel) for a backend and shape, and the bridge to the host kernel on f32 slices.
 
 use super::{kernel::*, plan::*};
-use crate::host::{HostOptions, HostShape, flash_attention_host};
+use crate::host::{HostLayout, HostOptions, HostShape, flash_attention_host_strided};
 use crate::mask::{AttentionMask, expand_key_padding};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Tensor, TensorData, backend::Backend};
@@ -14,7 +14,7 @@ pub enum AttentionPath {
     Fused,
     /// [`blocked_attention`].
     Blocked,
-    /// [`flash_attention_host`] on the tensors' host data:
+    /// [`flash_attention_host`](crate::host::flash_attention_host) on the tensors' host data:
     /// CPU backends outside `Autodiff`, f32, masks that are causal and/or key padding.
     Host,
 }
@@ -169,7 +169,11 @@ pub(super) fn is_host_backend<B: Backend>(device: &B::Device) -> bool {
     matches!(B::name(device).as_str(), "flex" | "ndarray")
 }
 
-/// [`flash_attention_host`] on the host data of f32 tensors.
+/// [`flash_attention_host`](crate::host::flash_attention_host) on the host data of f32
+/// tensors. On `flex` the kernel reads the tensors' storage in place (a permuted or sliced view
+/// with a contiguous last axis needs no copy) and writes the output in `q`'s axis order (a `q`
+/// that is a `[B, L, H, D]` tensor with its heads moved forward gives an output whose
+/// `swap_dims(1, 2)` is contiguous again); other backends copy to and from host vectors.
 pub(super) fn host_attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -179,12 +183,6 @@ pub(super) fn host_attention<B: Backend>(
     threads: usize,
 ) -> Tensor<B, 4> {
     let [b, h, len_q, len_k, head_dim, value_dim] = check_qkv("memory_safe_attention", &q, &k, &v);
-    let device = q.device();
-    let host = |t: Tensor<B, 4>| -> Vec<f32> {
-        t.into_data()
-            .into_vec::<f32>()
-            .expect("f32 tensor data (checked by the caller)")
-    };
     let padding: Option<Vec<bool>> = key_padding.map(|m| {
         assert_eq!(
             m.dims(),
@@ -194,8 +192,6 @@ pub(super) fn host_attention<B: Backend>(
         );
         m.into_data().iter::<bool>().collect()
     });
-    let (q, k, v) = (host(q), host(k), host(v));
-    let mut out = vec![0.0f32; b * h * len_q * value_dim];
     let host_options = HostOptions {
         scale: options.scale.unwrap_or(1.0 / (head_dim as f64).sqrt()) as f32,
         causal_offset: options.is_causal.then_some(len_k as i64 - len_q as i64),
@@ -210,8 +206,109 @@ pub(super) fn host_attention<B: Backend>(
         head_dim,
         value_dim,
     };
-    flash_attention_host(&q, &k, &v, &mut out, shape, &host_options);
+    #[cfg(feature = "flex")]
+    let (q, k, v) = match flex::in_place(q, k, v, shape, h, &host_options) {
+        Ok(out) => return out,
+        Err(qkv) => qkv,
+    };
+    let device = q.device();
+    let host = |t: Tensor<B, 4>| -> Vec<f32> {
+        t.into_data()
+            .into_vec::<f32>()
+            .expect("f32 tensor data (checked by the caller)")
+    };
+    let (q, k, v) = (host(q), host(k), host(v));
+    let mut out = vec![0.0f32; b * h * len_q * value_dim];
+    let layout = HostLayout::contiguous(shape);
+    flash_attention_host_strided(&q, &k, &v, &mut out, shape, &layout, &host_options);
     Tensor::from_data(TensorData::new(out, [b, h, len_q, value_dim]), &device)
+}
+
+/// The host kernel on `flex` tensors' own storage.
+#[cfg(feature = "flex")]
+mod flex {
+    use super::*;
+    use burn::backend::flex::FlexTensor;
+    use burn::tensor::TensorPrimitive;
+    use std::any::{Any, TypeId};
+
+    /// The host kernel on the flex tensors behind `q`, `k`, `v` (f32, checked by the caller),
+    /// or the tensors back if `B` is not `flex`.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn in_place<B: Backend>(
+        q: Tensor<B, 4>,
+        k: Tensor<B, 4>,
+        v: Tensor<B, 4>,
+        shape: HostShape,
+        heads: usize,
+        options: &HostOptions<'_>,
+    ) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>)> {
+        if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<FlexTensor>() {
+            return Err((q, k, v));
+        }
+        let (q, k, v) = (operand(q), operand(k), operand(v));
+        let strides = |t: &FlexTensor| {
+            let s = t.layout().strides();
+            [s[0], s[1], s[2]].map(|s| s as usize)
+        };
+        let qs = strides(&q);
+        let out_rows_first = heads > 1 && qs[2] > qs[1];
+        let layout = HostLayout {
+            heads,
+            q: qs,
+            k: strides(&k),
+            v: strides(&v),
+            out_rows_first,
+        };
+        let [b, h, lq, dv] = [
+            shape.batch_heads / heads,
+            heads,
+            shape.len_q,
+            shape.value_dim,
+        ];
+        let mut out = vec![0.0f32; b * h * lq * dv];
+        flash_attention_host_strided(
+            data(&q),
+            data(&k),
+            data(&v),
+            &mut out,
+            shape,
+            &layout,
+            options,
+        );
+        let out = if out_rows_first {
+            let t = FlexTensor::from_data(TensorData::new(out, [b, lq, h, dv]));
+            let swapped = t.layout().transpose(1, 2);
+            t.with_layout(swapped)
+        } else {
+            FlexTensor::from_data(TensorData::new(out, [b, h, lq, dv]))
+        };
+        let out: Box<dyn Any> = Box::new(out);
+        let out = out
+            .downcast::<B::FloatTensorPrimitive>()
+            .expect("B's float primitive is FlexTensor (checked above)");
+        Ok(Tensor::from_primitive(TensorPrimitive::Float(*out)))
+    }
+
+    /// `t`'s f32 storage from its first element on.
+    fn data(t: &FlexTensor) -> &[f32] {
+        &t.storage::<f32>()[t.layout().start_offset()..]
+    }
+
+    /// The flex tensor behind `t` (whose primitive type the caller checked), copied to a
+    /// contiguous one only if its last axis is strided or a stride is negative.
+    fn operand<B: Backend>(t: Tensor<B, 4>) -> FlexTensor {
+        let t: Box<dyn Any> = Box::new(t.into_primitive().tensor());
+        let t = *t
+            .downcast::<FlexTensor>()
+            .expect("B's float primitive is FlexTensor (checked by the caller)");
+        let s = t.layout().strides();
+        if s[3] == 1 && s.iter().all(|&s| s >= 0) {
+            t
+        } else {
+            t.to_contiguous()
+        }
+    }
 }
 
 /// `threads`, with 0 resolved to the available cores on `flex` / `ndarray` and 1 elsewhere.
