@@ -14,64 +14,79 @@ use burn::tensor::{Tensor, backend::Backend};
 pub(crate) fn contiguous<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
     #[cfg(feature = "flex")]
     {
-        flex::contiguous(t)
+        if flex::is_flex::<B>() && t.dtype() == burn::tensor::DType::F32 {
+            return flex::from_flex(flex::contiguous_rows(flex::into_flex(t)));
+        }
     }
-    #[cfg(not(feature = "flex"))]
-    {
-        t
-    }
+    t
 }
 
+/// The bridge between generic tensors and `flex`'s own: `B`'s float primitive is checked to be
+/// [`FlexTensor`](burn::backend::flex::FlexTensor) by `TypeId`, then moved across by downcast.
 #[cfg(feature = "flex")]
-mod flex {
+pub(crate) mod flex {
     use burn::backend::flex::FlexTensor;
-    use burn::tensor::{DType, Tensor, TensorData, TensorPrimitive, backend::Backend};
+    use burn::tensor::{Tensor, TensorData, TensorPrimitive, backend::Backend};
     use std::any::{Any, TypeId};
 
-    pub(super) fn contiguous<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
-        if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<FlexTensor>()
-            || t.dtype() != DType::F32
-            || D < 2
-        {
+    /// Whether `B`'s float tensors are flex tensors (`Flex` itself; not `Autodiff<Flex>`).
+    pub(crate) fn is_flex<B: Backend>() -> bool {
+        TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<FlexTensor>()
+    }
+
+    /// The flex tensor behind `t`.
+    ///
+    /// # Panics
+    /// If not [`is_flex::<B>()`](is_flex).
+    pub(crate) fn into_flex<B: Backend, const D: usize>(t: Tensor<B, D>) -> FlexTensor {
+        let t: Box<dyn Any> = Box::new(t.into_primitive().tensor());
+        *t.downcast::<FlexTensor>()
+            .expect("B's float primitive is FlexTensor (is_flex)")
+    }
+
+    /// `t` as a tensor of `B`.
+    ///
+    /// # Panics
+    /// If not [`is_flex::<B>()`](is_flex).
+    pub(crate) fn from_flex<B: Backend, const D: usize>(t: FlexTensor) -> Tensor<B, D> {
+        let t: Box<dyn Any> = Box::new(t);
+        let t = t
+            .downcast::<B::FloatTensorPrimitive>()
+            .expect("B's float primitive is FlexTensor (is_flex)");
+        Tensor::from_primitive(TensorPrimitive::Float(*t))
+    }
+
+    /// An f32 tensor copied to a contiguous one a row (innermost axis) at a time, if it is
+    /// strided with contiguous rows and non-negative strides; returned as it is otherwise.
+    pub(crate) fn contiguous_rows(t: FlexTensor) -> FlexTensor {
+        let layout = t.layout();
+        let strides = layout.strides();
+        let shape = layout.shape().to_vec();
+        let rank = shape.len();
+        if layout.is_contiguous() || strides[rank - 1] != 1 || strides.iter().any(|&s| s < 0) {
             return t;
         }
-        let primitive: Box<dyn Any> = Box::new(t.into_primitive().tensor());
-        let flex = *primitive
-            .downcast::<FlexTensor>()
-            .expect("B's float primitive is FlexTensor (checked above)");
-        let layout = flex.layout();
-        let strides = layout.strides().to_vec();
-        let shape = layout.shape().to_vec();
-        let rows_contiguous = strides[D - 1] == 1 && strides.iter().all(|&s| s >= 0);
-        let out = if layout.is_contiguous() || !rows_contiguous {
-            flex
-        } else {
-            let src = &flex.storage::<f32>()[layout.start_offset()..];
-            let width = shape[D - 1];
-            let rows: usize = shape[..D - 1].iter().product();
-            let mut dst = Vec::with_capacity(rows * width);
-            // An odometer over the leading axes; `start` is the row's first element in `src`.
-            let mut index = vec![0usize; D - 1];
-            let mut start = 0usize;
-            for _ in 0..rows {
-                dst.extend_from_slice(&src[start..start + width]);
-                for axis in (0..D - 1).rev() {
-                    index[axis] += 1;
-                    start += strides[axis] as usize;
-                    if index[axis] < shape[axis] {
-                        break;
-                    }
-                    start -= strides[axis] as usize * shape[axis];
-                    index[axis] = 0;
+        let strides: Vec<usize> = strides.iter().map(|&s| s as usize).collect();
+        let src = &t.storage::<f32>()[layout.start_offset()..];
+        let width = shape[rank - 1];
+        let rows: usize = shape[..rank - 1].iter().product();
+        let mut dst = Vec::with_capacity(rows * width);
+        // An odometer over the leading axes; `start` is the row's first element in `src`.
+        let mut index = vec![0usize; rank - 1];
+        let mut start = 0usize;
+        for _ in 0..rows {
+            dst.extend_from_slice(&src[start..start + width]);
+            for axis in (0..rank - 1).rev() {
+                index[axis] += 1;
+                start += strides[axis];
+                if index[axis] < shape[axis] {
+                    break;
                 }
+                start -= strides[axis] * shape[axis];
+                index[axis] = 0;
             }
-            FlexTensor::from_data(TensorData::new(dst, shape))
-        };
-        let out: Box<dyn Any> = Box::new(out);
-        let out = out
-            .downcast::<B::FloatTensorPrimitive>()
-            .expect("B's float primitive is FlexTensor (checked above)");
-        Tensor::from_primitive(TensorPrimitive::Float(*out))
+        }
+        FlexTensor::from_data(TensorData::new(dst, shape))
     }
 }
 

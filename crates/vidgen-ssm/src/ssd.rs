@@ -227,16 +227,13 @@ fn causal_decay<B: Backend>(s: Tensor<B, 4>) -> Tensor<B, 5> {
         .permute([0, 2, 1, 3, 4]);
     let rhs = Tensor::stack::<5>(vec![ones, s.neg()], 3) // [b,h,c,2,q]: (1, −s_j)
         .permute([0, 2, 1, 3, 4]);
-    let mask: Vec<f32> = (0..q * q)
-        .map(|ij| {
-            if ij / q >= ij % q {
-                0.0
-            } else {
-                f32::NEG_INFINITY
-            }
-        })
-        .collect();
-    let mask = Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(mask, [1, q * q]), &device);
+    // 0 on and below the diagonal, −∞ above (`tril_mask` is true above it, as in `segsum`).
+    let mask = Tensor::<B, 2>::zeros([q, q], &device)
+        .mask_fill(
+            Tensor::<B, 2, Bool>::tril_mask([q, q], 0, &device),
+            f32::NEG_INFINITY,
+        )
+        .reshape([1, q * q]);
     (lhs.matmul(rhs).reshape([b * c * h, q * q]) + mask)
         .exp()
         .reshape([b, c, h, q, q])
@@ -252,9 +249,9 @@ fn chunk_states<B: Backend>(
 ) -> Tensor<B, 5> {
     let [bs, nc, h, q, p] = x.dims();
     let last = a_cumsum.clone().narrow(3, q - 1, 1);
-    // Reshaped to a contiguous [b,c,h,q,1] (a small copy), so that the product with `x` runs
-    // on contiguous operands.
-    // (Unsqueezed before permuting, as in `state_to_output`, for Burn 0.21's wgpu backend.)
+    // Unsqueezed before permuting (as in `state_to_output`, for Burn 0.21's wgpu backend), then
+    // reshaped to a contiguous [b,c,h,q,1] (a small copy): the product with `x` then runs on
+    // contiguous operands.
     let decay = (last - a_cumsum)
         .exp()
         .unsqueeze_dim::<5>(4)

@@ -207,10 +207,9 @@ pub(super) fn host_attention<B: Backend>(
         value_dim,
     };
     #[cfg(feature = "flex")]
-    let (q, k, v) = match flex::in_place(q, k, v, shape, h, &host_options) {
-        Ok(out) => return out,
-        Err(qkv) => qkv,
-    };
+    if crate::layout::flex::is_flex::<B>() {
+        return flex::in_place(q, k, v, shape, h, &host_options);
+    }
     let device = q.device();
     let host = |t: Tensor<B, 4>| -> Vec<f32> {
         t.into_data()
@@ -228,13 +227,11 @@ pub(super) fn host_attention<B: Backend>(
 #[cfg(feature = "flex")]
 mod flex {
     use super::*;
+    use crate::layout::flex::{from_flex, into_flex};
     use burn::backend::flex::FlexTensor;
-    use burn::tensor::TensorPrimitive;
-    use std::any::{Any, TypeId};
 
-    /// The host kernel on the flex tensors behind `q`, `k`, `v` (f32, checked by the caller),
-    /// or the tensors back if `B` is not `flex`.
-    #[allow(clippy::type_complexity)]
+    /// The host kernel on the flex tensors behind `q`, `k`, `v` (f32; `B` is flex: both checked
+    /// by the caller), read in place unless a last axis is strided or a stride negative.
     pub(super) fn in_place<B: Backend>(
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
@@ -242,31 +239,31 @@ mod flex {
         shape: HostShape,
         heads: usize,
         options: &HostOptions<'_>,
-    ) -> Result<Tensor<B, 4>, (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>)> {
-        if TypeId::of::<B::FloatTensorPrimitive>() != TypeId::of::<FlexTensor>() {
-            return Err((q, k, v));
-        }
+    ) -> Tensor<B, 4> {
+        let operand = |t: Tensor<B, 4>| {
+            let t = into_flex(t);
+            let s = t.layout().strides();
+            if s[3] == 1 && s.iter().all(|&s| s >= 0) {
+                t
+            } else {
+                t.to_contiguous()
+            }
+        };
         let (q, k, v) = (operand(q), operand(k), operand(v));
         let strides = |t: &FlexTensor| {
             let s = t.layout().strides();
             [s[0], s[1], s[2]].map(|s| s as usize)
         };
         let qs = strides(&q);
-        let out_rows_first = heads > 1 && qs[2] > qs[1];
         let layout = HostLayout {
             heads,
             q: qs,
             k: strides(&k),
             v: strides(&v),
-            out_rows_first,
+            out_rows_first: heads > 1 && qs[2] > qs[1],
         };
-        let [b, h, lq, dv] = [
-            shape.batch_heads / heads,
-            heads,
-            shape.len_q,
-            shape.value_dim,
-        ];
-        let mut out = vec![0.0f32; b * h * lq * dv];
+        let [b, lq, dv] = [shape.batch_heads / heads, shape.len_q, shape.value_dim];
+        let mut out = vec![0.0f32; b * heads * lq * dv];
         flash_attention_host_strided(
             data(&q),
             data(&k),
@@ -276,38 +273,19 @@ mod flex {
             &layout,
             options,
         );
-        let out = if out_rows_first {
-            let t = FlexTensor::from_data(TensorData::new(out, [b, lq, h, dv]));
+        let out = if layout.out_rows_first {
+            let t = FlexTensor::from_data(TensorData::new(out, [b, lq, heads, dv]));
             let swapped = t.layout().transpose(1, 2);
             t.with_layout(swapped)
         } else {
-            FlexTensor::from_data(TensorData::new(out, [b, h, lq, dv]))
+            FlexTensor::from_data(TensorData::new(out, [b, heads, lq, dv]))
         };
-        let out: Box<dyn Any> = Box::new(out);
-        let out = out
-            .downcast::<B::FloatTensorPrimitive>()
-            .expect("B's float primitive is FlexTensor (checked above)");
-        Ok(Tensor::from_primitive(TensorPrimitive::Float(*out)))
+        from_flex(out)
     }
 
     /// `t`'s f32 storage from its first element on.
     fn data(t: &FlexTensor) -> &[f32] {
         &t.storage::<f32>()[t.layout().start_offset()..]
-    }
-
-    /// The flex tensor behind `t` (whose primitive type the caller checked), copied to a
-    /// contiguous one only if its last axis is strided or a stride is negative.
-    fn operand<B: Backend>(t: Tensor<B, 4>) -> FlexTensor {
-        let t: Box<dyn Any> = Box::new(t.into_primitive().tensor());
-        let t = *t
-            .downcast::<FlexTensor>()
-            .expect("B's float primitive is FlexTensor (checked by the caller)");
-        let s = t.layout().strides();
-        if s[3] == 1 && s.iter().all(|&s| s >= 0) {
-            t
-        } else {
-            t.to_contiguous()
-        }
     }
 }
 
