@@ -2,8 +2,8 @@
 
     python bench/compare_rows.py VIDGEN.jsonl TORCH.jsonl
 
-Lines with a `median_ms` are rows; the `stdit_check` line of the PyTorch side (the twin's largest
-deviation from the vidgen forward) is printed under the table.
+Lines with a `median_ms` are rows; the `stdit_check` and `lingen_check` lines of the PyTorch side
+(each twin's largest deviation from the vidgen forward) are printed under the table.
 """
 
 import json
@@ -24,10 +24,13 @@ def main():
             continue
         a, b = r["median_ms"], theirs[row]["median_ms"]
         print(f"| `{row}` | {a:.1f} ms | {b:.1f} ms | **{b / a:.2f}×** |")
-    check = theirs.get("stdit_check")
-    if check:
-        print(f"\ntwin check: max |twin − vidgen| = {check['max_abs_diff']:.2e} "
-              f"(max |out| {check['max_abs_out']:.2f})")
+    print()
+    for name in ("stdit_check", "lingen_check"):
+        check = theirs.get(name)
+        if check:
+            params = f", {check['parameters']} parameters" if "parameters" in check else ""
+            print(f"{name}: max |twin − vidgen| = {check['max_abs_diff']:.2e} "
+                  f"(max |out| {check['max_abs_out']:.2f}{params})")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Run from the repository root inside the golden venv:
 
     . golden/.venv/bin/activate
     python bench/torch_cpu_models.py [--threads 2] [--runs 10] [--warmup 2] [--rows a,b,...]
-                                     [--check FILE]
+                                     [--check DIR]
 
 Each row: `warmup` untimed calls, then `runs` timed calls (`time.perf_counter`); prints one JSON line
 `{"row": NAME, "median_ms": .., "min_ms": .., "runs": N}`. Rows:
@@ -26,19 +26,26 @@ Each row: `warmup` untimed calls, then `runs` timed calls (`time.perf_counter`);
   `[b, L, h, p, n] = [1, L, 8, 64, 64]`, `B`/`C` one per head `[1, L, 8, 64]`, `A = dt·A` uniform in
   `[-0.1, -0.001)`, chunk 256 (the Rust row's inputs; 256 is `Mamba2Config`'s default chunk);
 - `attention_L1024`, `attention_L4096`: `F.scaled_dot_product_attention` on f32 `[1, 8, L, 64]`,
-  no mask.
+  no mask;
+- `lingen_train_step_b8`: one training step of the LinGen-style DiT (bench/twins/lingen.py, the
+  Rust side's config and weights from `--check DIR`) at batch 8: latents `[8, 3, 8, 16, 16]`, times
+  uniform in [0, 1000), text `[8, 4, 32]` without padding, velocity MSE against a fixed target,
+  backward, AdamW (Burn's defaults as above, learning rate 1e-3, no clipping);
+- `lingen_sample_30`: one `[1, 3, 8, 16, 16]` latent, 30 Euler steps (the σ of `stdit_sample_30`),
+  guidance 4 against the zero text, batched `[uncond; cond]`, a finite check per step, under
+  `torch.inference_mode()`.
 
-`--check FILE`: FILE is the safetensors the Rust example writes (`--check DIR` there:
-`DIR/stdit_check.safetensors`, tensors `x`, `t`, `y`, `mask`, `fps`, `out`); the twin's denoiser runs
-on those inputs and one line `{"row": "stdit_check", "max_abs_diff": .., "max_abs_out": ..}` is
-printed before the rows.
+`--check DIR`: DIR is where the Rust example wrote its check files (`--check DIR` there). The STDiT
+twin runs on the inputs of `stdit_check.safetensors` (`x`, `t`, `y`, `mask`, `fps`, `out`), the
+LinGen twin, loaded strictly from `lingen_config.json` and `lingen_weights.safetensors`, on those
+of `lingen_check.safetensors` (`x`, `t`, `y`, `mask`, `out`); one line per model
+`{"row": "stdit_check" | "lingen_check", "max_abs_diff": .., "max_abs_out": ..}` (the LinGen line
+also gives `"parameters"`) is printed before the rows. The LinGen rows need DIR.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import json
 import os
 import statistics
@@ -51,6 +58,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "twins"))
 from stdit import key_padding, load_tiny  # noqa: E402
+import lingen  # noqa: E402
 
 ROWS = (
     "stdit_train_step_b8",
@@ -60,6 +68,8 @@ ROWS = (
     "ssd_L16384",
     "attention_L1024",
     "attention_L4096",
+    "lingen_train_step_b8",
+    "lingen_sample_30",
 )
 SSD_CHUNK = 256
 PROMPT_IDS = [2, 5, 7, 9]  # "red square moving right" in the tiny tokenizer (data/labels.rs)
@@ -127,6 +137,21 @@ def flow_sigmas(steps: int, num_train_timesteps: int = 1000) -> list[float]:
     return [v / num_train_timesteps for v in values] + [0.0]
 
 
+def euler_cfg(velocity, x: torch.Tensor, sigmas: list[float], guidance: float) -> torch.Tensor:
+    """Rectified-flow Euler steps over `sigmas` with batched classifier-free guidance:
+    `velocity(x2, t)` runs on `[x; x]` at model time `σ·1000` and returns `[uncond; cond]`,
+    `v = u + guidance·(c − u)`, `x += (σ_{i+1} − σ_i)·v`; a finite check of the sample each step
+    (vidgen's `FiniteCheck::EveryStep`)."""
+    n = x.shape[0]
+    for i in range(len(sigmas) - 1):
+        out = velocity(torch.cat([x, x]), torch.full((2 * n,), sigmas[i] * 1000.0))
+        uncond, cond = out[:n], out[n:]
+        x = x + (uncond + (cond - uncond) * guidance) * (sigmas[i + 1] - sigmas[i])
+        if not bool(torch.isfinite((x * 0.0).sum())):
+            raise FloatingPointError(f"non-finite sample at step {i}")
+    return x
+
+
 def sample_row(runs: int, warmup: int, steps: int = 30, guidance: float = 4.0) -> None:
     twin, config = load_tiny()
     twin.eval()
@@ -148,25 +173,18 @@ def sample_row(runs: int, warmup: int, steps: int = 30, guidance: float = 4.0) -
         both_pad = torch.cat([pad, pad])
         fps_both = torch.full((2 * n,), fps)
         x = torch.randn(shape, generator=gen)
-        for i in range(steps):
-            t = torch.full((2 * n,), sigmas[i] * 1000.0)
-            out = model(torch.cat([x, x]), t, both, fps_both, text_pad=both_pad)
-            uncond, cond = out[:n], out[n:]
-            v = uncond + (cond - uncond) * guidance
-            x = x + v * (sigmas[i + 1] - sigmas[i])
-            if not bool(torch.isfinite((x * 0.0).sum())):
-                raise FloatingPointError(f"non-finite sample at step {i}")
-        return x
+        return euler_cfg(lambda x2, t: model(x2, t, both, fps_both, text_pad=both_pad), x,
+                         sigmas, guidance)
 
     with torch.inference_mode():
         timed("stdit_sample_30", runs, warmup, sample)
 
 
-def check_row(path: str) -> None:
-    """The twin's denoiser on the Rust side's inputs against its output."""
+def check_row(directory: str) -> None:
+    """Both twins on the Rust side's inputs against its outputs."""
     twin, _ = load_tiny()
     twin.eval()
-    case = load_file(path)
+    case = load_file(os.path.join(directory, "stdit_check.safetensors"))
     with torch.no_grad():
         out = twin.model(case["x"], case["t"], case["y"], case["fps"],
                          text_pad=case["mask"] == 0)
@@ -174,35 +192,67 @@ def check_row(path: str) -> None:
             "max_abs_out": case["out"].abs().max().item()}
     print(json.dumps(line), flush=True)
 
+    twin = load_lingen(directory)
+    case = load_file(os.path.join(directory, "lingen_check.safetensors"))
+    with torch.no_grad():
+        out = twin(case["x"], case["t"], case["y"], text_pad=case["mask"] == 0)
+    line = {"row": "lingen_check", "max_abs_diff": (out - case["out"]).abs().max().item(),
+            "max_abs_out": case["out"].abs().max().item(),
+            "parameters": sum(p.numel() for p in twin.parameters())}
+    print(json.dumps(line), flush=True)
+
+
+# --- LinGen-style DiT ----------------------------------------------------------------------------
+
+
+def load_lingen(directory: str | None) -> lingen.LinGenTwin:
+    """The twin of the Rust rows' model: `lingen_config.json` and `lingen_weights.safetensors` of
+    the check directory, loaded strictly."""
+    if directory is None:
+        raise SystemExit("the lingen rows need --check DIR (the Rust side's config and weights)")
+    return lingen.load(os.path.join(directory, "lingen_config.json"),
+                       os.path.join(directory, "lingen_weights.safetensors"))
+
+
+def lingen_train_step_row(runs: int, warmup: int, directory: str | None) -> None:
+    twin = load_lingen(directory)
+    twin.train()
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(8, 3, 8, 16, 16, generator=gen)
+    target = torch.randn(8, 3, 8, 16, 16, generator=gen)
+    t = torch.rand(8, generator=gen) * 1000.0
+    text = torch.randn(8, 4, 32, generator=gen)
+    optim = torch.optim.AdamW(twin.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-5,
+                              weight_decay=1e-4)
+
+    def step():
+        optim.zero_grad(set_to_none=True)
+        loss = (twin(x, t, text) - target).square().mean()
+        loss.backward()
+        optim.step()
+
+    timed("lingen_train_step_b8", runs, warmup, step)
+
+
+def lingen_sample_row(runs: int, warmup: int, directory: str | None, steps: int = 30,
+                      guidance: float = 4.0) -> None:
+    twin = load_lingen(directory)
+    twin.eval()
+    sigmas = flow_sigmas(steps)
+    gen = torch.Generator()
+    text = torch.randn(1, 4, 32, generator=torch.Generator().manual_seed(2))
+    both = torch.cat([torch.zeros_like(text), text])  # [uncond; cond]
+
+    def sample():
+        gen.manual_seed(0)
+        x = torch.randn(1, 3, 8, 16, 16, generator=gen)
+        return euler_cfg(lambda x2, t: twin(x2, t, both), x, sigmas, guidance)
+
+    with torch.inference_mode():
+        timed("lingen_sample_30", runs, warmup, sample)
+
 
 # --- SSD and attention kernels -------------------------------------------------------------------
-
-
-def load_ssd_minimal_discrete():
-    """mamba-ssm's `ssd_minimal_discrete` (Listing 1 of the Mamba-2 paper). The plain import fails
-    here (the package `__init__` needs the CUDA extension `selective_scan_cuda`), so the functions
-    `segsum` and `ssd_minimal_discrete` are executed from the installed
-    `mamba_ssm/modules/ssd_minimal.py` by themselves, as golden/gen_ssm_mamba2.py does."""
-    try:
-        from mamba_ssm.modules.ssd_minimal import ssd_minimal_discrete
-
-        return ssd_minimal_discrete, "mamba_ssm.modules.ssd_minimal (import)"
-    except ImportError:
-        pass
-    from einops import rearrange, repeat
-
-    spec = importlib.util.find_spec("mamba_ssm")
-    if spec is None:
-        raise SystemExit("mamba_ssm is not installed (golden/README.md: pip install --no-deps ...)")
-    path = os.path.join(os.path.dirname(spec.origin), "modules", "ssd_minimal.py")
-    with open(path) as f:
-        tree = ast.parse(f.read(), filename=path)
-    names = {"segsum", "ssd_minimal_discrete"}
-    wanted = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
-    assert {n.name for n in wanted} == names, f"{path}: missing {names}"
-    scope = {"torch": torch, "F": F, "rearrange": rearrange, "repeat": repeat}
-    exec(compile(ast.Module(body=wanted, type_ignores=[]), path, "exec"), scope)
-    return scope["ssd_minimal_discrete"], f"{path} (functions exec'd without the package)"
 
 
 def ssd_row(length: int, runs: int, warmup: int, ssd) -> None:
@@ -242,8 +292,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per row (Rust: 2)")
     parser.add_argument("--rows", type=parse_rows, default=list(ROWS),
                         help="comma-separated subset of: " + ", ".join(ROWS))
-    parser.add_argument("--check", metavar="FILE",
-                        help="compare the twin with the Rust forward in FILE first")
+    parser.add_argument("--check", metavar="DIR",
+                        help="compare the twins with the Rust forwards written to DIR first")
     args = parser.parse_args()
     if args.runs < 1 or args.threads < 1 or args.warmup < 0:
         parser.error("--runs and --threads must be positive, --warmup non-negative")
@@ -258,9 +308,13 @@ def main():
             train_step_row(args.runs, args.warmup)
         elif row == "stdit_sample_30":
             sample_row(args.runs, args.warmup)
+        elif row == "lingen_train_step_b8":
+            lingen_train_step_row(args.runs, args.warmup, args.check)
+        elif row == "lingen_sample_30":
+            lingen_sample_row(args.runs, args.warmup, args.check)
         elif row.startswith("ssd_L"):
             if ssd is None:
-                ssd, source = load_ssd_minimal_discrete()
+                ssd, source = lingen.SSD_MINIMAL, lingen.SSD_SOURCE
                 print(f"ssd_minimal_discrete from {source}", file=sys.stderr)
             ssd_row(int(row[len("ssd_L"):]), args.runs, args.warmup, ssd)
         else:

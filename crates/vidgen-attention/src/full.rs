@@ -266,7 +266,7 @@ fn split_heads<B: Backend>(x: Tensor<B, 3>, n: usize, heads: usize) -> Vec<Tenso
         .permute([2, 0, 3, 1, 4])
         .chunk(n, 0)
         .into_iter()
-        .map(|t| crate::layout::contiguous(t).squeeze_dim::<4>(0))
+        .map(|t| vidgen_nn::layout::contiguous(t).squeeze_dim::<4>(0))
         .collect()
 }
 
@@ -359,7 +359,7 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// `[B, H, Lq, Dh]` → merge heads → `proj`.
     fn merge(&self, y: Tensor<B, 4>) -> Tensor<B, 3> {
         let [b, h, l, dh] = y.dims();
-        let y = crate::layout::contiguous(y.swap_dims(1, 2)).reshape([b, l, h * dh]);
+        let y = vidgen_nn::layout::contiguous(y.swap_dims(1, 2)).reshape([b, l, h * dh]);
         forward_with_lora(&self.proj, self.proj_lora.as_ref(), y)
     }
 

@@ -16,7 +16,6 @@ pub mod blocked;
 pub mod error;
 pub mod full;
 pub mod host;
-mod layout;
 pub mod mask;
 pub mod retention;
 pub mod spatial_temporal;

@@ -52,7 +52,7 @@ pub use partition::{
 };
 pub use tesa::TesaConfig;
 
-use crate::blocked::{AttentionMask, MemoryBudget, memory_safe_attention};
+use crate::blocked::{MemoryBudget, memory_safe_attention};
 use crate::error::ConfigError;
 use crate::error::{AttentionError, divisible, positive};
 use bias::{index_tensor, window_coords};
@@ -62,6 +62,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
+use vidgen_nn::layout::contiguous;
 
 /// Configuration of [`WindowAttention`]. Names follow Swin's `WindowAttention(dim, window_size,
 /// num_heads, qkv_bias, qk_scale)` under this workspace's spellings.
@@ -260,12 +261,20 @@ impl<B: Backend> WindowAttention<B> {
         for a in 0..3 {
             y = roll_right(y, a + 1, g.shift[a]).narrow(a + 1, 0, g.input[a]);
         }
+        // Cropped views are copied once here rather than by every consumer.
+        let y = if g.padded == g.input {
+            y
+        } else {
+            contiguous(y)
+        };
         debug_assert_eq!(y.dims(), [b, t, h, w, c]);
         y
     }
 
     /// Swin's `WindowAttention.forward` on partitioned windows, through Burn's fused attention
-    /// with the bias as `attn_bias` and the mask as its bool mask.
+    /// with the bias and the mask as one additive `attn_bias` (`−∞` where masked: Swin's
+    /// `attn + mask` with `−∞` for its `−100`; no row is fully masked, since every token sees
+    /// itself).
     ///
     /// # Shapes
     /// `windows`: `[B·nW, N, d_model]`, `bias_index`: `[N·N]`, `mask`: `[nW, N, N]`
@@ -280,35 +289,40 @@ impl<B: Backend> WindowAttention<B> {
         mask: Option<Tensor<B, 3, Bool>>,
     ) -> Tensor<B, 3> {
         let [bw, n, c] = windows.dims();
+        let windows_device = windows.device();
         let [q, k, v] = self.split_heads(self.qkv.forward(windows));
         let nh = self.n_heads;
-        let bias = gather_bias(self.relative_position_bias_table.val(), bias_index)
-            .unsqueeze::<4>()
-            .expand([bw, nh, n, n]);
-        let mask = mask.map(|m| {
-            let nw = m.dims()[0];
-            assert!(
-                bw.is_multiple_of(nw),
-                "{nw} mask windows do not divide {bw} windows"
-            );
-            m.reshape([1, nw, 1, n, n])
-                .expand([bw / nw, nw, nh, n, n])
+        let bias =
+            gather_bias(self.relative_position_bias_table.val(), bias_index).unsqueeze::<4>(); // [1, nh, N, N]
+        // One additive tensor per window, laid out for the whole window batch (`contiguous`:
+        // row copies on flex, so the fused kernel reads it in place).
+        let bias = match mask {
+            Some(m) => {
+                let nw = m.dims()[0];
+                assert!(
+                    bw.is_multiple_of(nw),
+                    "{nw} mask windows do not divide {bw} windows"
+                );
+                let blocked = Tensor::<B, 3>::zeros([nw, n, n], &windows_device)
+                    .mask_fill(m, f32::NEG_INFINITY)
+                    .unsqueeze_dim::<4>(1); // [nW, 1, N, N]
+                contiguous(
+                    (bias + blocked)
+                        .unsqueeze::<5>()
+                        .expand([bw / nw, nw, nh, n, n]),
+                )
                 .reshape([bw, nh, n, n])
-        });
+            }
+            None => contiguous(bias.expand([bw, nh, n, n])),
+        };
         let options = AttentionModuleOptions {
             scale: Some(self.scale),
             ..Default::default()
         };
-        let out = memory_safe_attention(
-            q,
-            k,
-            v,
-            mask.map(AttentionMask::Full),
-            Some(bias),
-            options,
-            &MemoryBudget::default(),
-        );
-        self.proj.forward(out.swap_dims(1, 2).reshape([bw, n, c]))
+        let out =
+            memory_safe_attention(q, k, v, None, Some(bias), options, &MemoryBudget::default());
+        self.proj
+            .forward(contiguous(out.swap_dims(1, 2)).reshape([bw, n, c]))
     }
 
     /// `[.., L, 3C]` → `q, k, v` each `[.., n_heads, L, head_dim]` (Swin's
@@ -318,10 +332,12 @@ impl<B: Backend> WindowAttention<B> {
         let hd = c3 / 3 / self.n_heads;
         let qkv = qkv.reshape([b, l, 3, self.n_heads, hd]);
         std::array::from_fn(|i| {
-            qkv.clone()
-                .narrow(2, i, 1)
-                .reshape([b, l, self.n_heads, hd])
-                .swap_dims(1, 2)
+            contiguous(
+                qkv.clone()
+                    .narrow(2, i, 1)
+                    .reshape([b, l, self.n_heads, hd])
+                    .swap_dims(1, 2),
+            )
         })
     }
 

@@ -24,6 +24,7 @@ pub mod adaln;
 pub mod checkpoint;
 pub mod error;
 pub mod kernel;
+pub mod layout;
 pub mod lora;
 pub mod materialize;
 pub mod mlp;

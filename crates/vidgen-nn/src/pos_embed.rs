@@ -233,9 +233,14 @@ impl<B: Backend> FactorizedPosEmbed<B> {
         }
         let [t, h, w] = grid;
         let d = self.pos_t.dims()[1];
-        let pt = self.pos_t.val().narrow(0, 0, t).reshape([t, 1, 1, d]);
-        let ph = self.pos_h.val().narrow(0, 0, h).reshape([1, h, 1, d]);
-        let pw = self.pos_w.val().narrow(0, 0, w).reshape([1, 1, w, d]);
+        // Each table spread over the grid (`contiguous`: row copies on flex, a no-op elsewhere),
+        // then added as contiguous operands.
+        let spread = |table: Tensor<B, 2>, shape: [usize; 4]| {
+            crate::layout::contiguous(table.reshape(shape).expand([t, h, w, d]))
+        };
+        let pt = spread(self.pos_t.val().narrow(0, 0, t), [t, 1, 1, d]);
+        let ph = spread(self.pos_h.val().narrow(0, 0, h), [1, h, 1, d]);
+        let pw = spread(self.pos_w.val().narrow(0, 0, w), [1, 1, w, d]);
         Ok((pt + ph + pw).reshape([t * h * w, d]))
     }
 

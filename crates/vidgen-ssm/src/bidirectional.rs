@@ -17,6 +17,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Tensor, backend::Backend};
+use vidgen_nn::layout::contiguous;
 use vidgen_nn::{Kernel, WithKernel};
 
 /// How the two directions are merged.
@@ -95,7 +96,7 @@ impl<B: Backend> BiMamba2<B> {
     /// As [`Mamba2::forward`].
     pub fn forward(&self, u: Tensor<B, 3>) -> Tensor<B, 3> {
         let y_f = self.mamba_fwd.forward(u.clone());
-        let y_b = self.mamba_bwd.forward(u.flip([1])).flip([1]);
+        let y_b = contiguous(self.mamba_bwd.forward(contiguous(u.flip([1]))).flip([1]));
         self.merge(y_f, y_b)
     }
 

@@ -65,7 +65,8 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv1d, Conv1dConfig};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Distribution, Int, Tensor, TensorData, backend::Backend};
+use vidgen_nn::layout::contiguous;
 use vidgen_nn::{Kernel, WithKernel};
 
 /// Configuration of [`Mamba2`]; defaults are mamba-ssm's `Mamba2.__init__` (LinGen uses
@@ -379,9 +380,9 @@ impl<B: Backend> Mamba2<B> {
     fn split_in_proj(&self, zxbcdt: Tensor<B, 3>) -> [Tensor<B, 3>; 3] {
         let (d_inner, conv) = (self.d_inner(), self.conv_channels());
         let mut parts = zxbcdt.split_with_sizes(vec![d_inner, conv, self.n_heads()], 2);
-        let dt = parts.pop().expect("dt");
+        let dt = contiguous(parts.pop().expect("dt"));
         let xbc = parts.pop().expect("xBC");
-        let z = parts.pop().expect("z");
+        let z = contiguous(parts.pop().expect("z"));
         [z, xbc, dt]
     }
 
@@ -398,10 +399,10 @@ impl<B: Backend> Mamba2<B> {
             .pop()
             .expect("B")
             .reshape([bs, len, self.n_groups, self.d_state]);
-        let x = parts
-            .pop()
-            .expect("x")
-            .reshape([bs, len, self.n_heads(), self.head_dim]);
+        // Copied out of the joint `xBC` rows: `x` meets broadcast operands (`dt`, `D`), which
+        // flex would otherwise walk element by element.
+        let x =
+            contiguous(parts.pop().expect("x")).reshape([bs, len, self.n_heads(), self.head_dim]);
         let dt = softplus(dt + self.dt_bias.val().unsqueeze::<3>());
         // softplus > 0, so the default limit (0, ∞) is a no-op, skipped as mamba-ssm does
         let dt = match self.dt_limit {
@@ -419,24 +420,44 @@ impl<B: Backend> Mamba2<B> {
     /// `y + D·x`, then the gated norm with `z` and `out_proj`.
     fn finish(&self, y: Tensor<B, 4>, x: Tensor<B, 4>, z: Tensor<B, 3>) -> Tensor<B, 3> {
         let [bs, len, _, _] = y.dims();
-        let d = self.d.val().unsqueeze_dim::<2>(1).unsqueeze::<4>(); // [1,1,H,1]
-        let y = (y + x * d).reshape([bs, len, self.d_inner()]);
+        let [_, _, h, p] = x.dims();
+        // `D` spread over each head's channels once, `[1, 1, H·P]`: the product with `x` is then
+        // one row shared by every token, the broadcast element-wise kernels handle fastest.
+        let d = Tensor::<B, 3>::ones([1, h, p], &x.device()) * self.d.val().reshape([1, h, 1]);
+        let x = x.reshape([bs, len, h * p]) * d.reshape([1, 1, h * p]);
+        let y = y.reshape([bs, len, h * p]) + x;
         self.out_proj.forward(self.norm.forward(y, z))
     }
 
     /// Causal depthwise convolution of `xbc` `[B, L, C]`, continuing from `prev` (the last `d_conv`
     /// inputs, `[B, C, d_conv]`; zeros when `None`). Returns the output `[B, L, C]` (before SiLU)
     /// and the new last `d_conv` inputs.
+    ///
+    /// Computed in the token-major layout, as `bias + Σ_j w_j · x[t + j − (K − 1)]` over the `K`
+    /// shifted copies of the sequence: no transposition of the `[B, L, C]` activations, which a
+    /// channels-first `Conv1d` needs on both sides. Its reference twin is the per-token window of
+    /// [`step`](Self::step).
     fn conv(&self, xbc: Tensor<B, 3>, prev: Option<Tensor<B, 3>>) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let [bs, len, ch] = xbc.dims();
         let k = self.d_conv;
-        let prev = prev.unwrap_or_else(|| Tensor::zeros([bs, ch, k], &xbc.device()));
-        let full = Tensor::cat(vec![prev, xbc.swap_dims(1, 2)], 2); // [B, C, k + L]
-        let state = full.clone().narrow(2, len, k);
-        let out = self
-            .conv1d
-            .forward(full.narrow(2, 1, len + k - 1))
-            .swap_dims(1, 2);
+        let device = xbc.device();
+        let prev = match prev {
+            Some(p) => p.swap_dims(1, 2),
+            None => Tensor::zeros([bs, k, ch], &device),
+        };
+        let full = Tensor::cat(vec![prev, contiguous(xbc)], 1); // [B, k + L, C]
+        let state = full.clone().narrow(1, len, k).swap_dims(1, 2); // [B, C, k]
+        let weight = self.conv1d.weight.val().reshape([ch, k]);
+        let mut out = match &self.conv1d.bias {
+            Some(bias) => bias.val().reshape([1, 1, ch]),
+            None => Tensor::zeros([1, 1, ch], &device),
+        };
+        for j in 0..k {
+            // `select`, not a one-wide `narrow`: Burn 0.21's wgpu backend (docs/wgpu.md).
+            let index = Tensor::<B, 1, Int>::from_ints([j as i32], &device);
+            let w = weight.clone().select(1, index).reshape([1, 1, ch]);
+            out = contiguous(full.clone().narrow(1, 1 + j, len)) * w + out;
+        }
         (out, state)
     }
 

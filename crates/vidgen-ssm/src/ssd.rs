@@ -19,6 +19,7 @@
 //! mamba-ssm's chunk-scan kernels do), in contiguous tensor ops only (`causal_decay`).
 
 use burn::tensor::{Bool, Int, Tensor, backend::Backend};
+use vidgen_nn::layout::contiguous;
 
 /// Output of an SSD scan.
 #[derive(Debug, Clone)]
@@ -142,18 +143,26 @@ pub fn ssd_chunked<B: Backend>(
     let n_chunks = d.len.div_ceil(q);
     let pad = n_chunks * q - d.len;
     let (bs, h, p, g, n) = (d.batch, d.heads, d.head_dim, d.groups, d.d_state);
-    let x = pad_time(x, pad)
-        .reshape([bs, n_chunks, q, h, p])
-        .permute([0, 1, 3, 2, 4]); // [b,c,h,q,p]
+    // The chunked operands are copied to contiguous tensors once (`contiguous`: row copies on
+    // flex, a no-op elsewhere) rather than by every product that reads them.
+    let x = contiguous(
+        pad_time(x, pad)
+            .reshape([bs, n_chunks, q, h, p])
+            .permute([0, 1, 3, 2, 4]),
+    ); // [b,c,h,q,p]
     let a = pad_time(a.unsqueeze_dim::<4>(3), pad)
         .reshape([bs, n_chunks, q, h])
         .permute([0, 3, 1, 2]); // [b,h,c,q]
-    let b = pad_time(b, pad)
-        .reshape([bs, n_chunks, q, g, n])
-        .swap_dims(2, 3); // [b,c,g,q,n]
-    let c = pad_time(c, pad)
-        .reshape([bs, n_chunks, q, g, n])
-        .swap_dims(2, 3); // [b,c,g,q,n]
+    let b = contiguous(
+        pad_time(b, pad)
+            .reshape([bs, n_chunks, q, g, n])
+            .swap_dims(2, 3),
+    ); // [b,c,g,q,n]
+    let c = contiguous(
+        pad_time(c, pad)
+            .reshape([bs, n_chunks, q, g, n])
+            .swap_dims(2, 3),
+    ); // [b,c,g,q,n]
     let a_cumsum = a.cumsum(3); // [b,h,c,q]
 
     let y_diag = intra_chunk(&d, x.clone(), a_cumsum.clone(), b.clone(), c.clone());
@@ -167,10 +176,13 @@ pub fn ssd_chunked<B: Backend>(
     let (states_in, final_state) = pass_states(states, chunk_decay, init);
     let y_off = state_to_output(&d, states_in, a_cumsum, c);
 
-    let y = (y_diag + y_off)
-        .permute([0, 1, 3, 2, 4]) // [b,c,q,h,p]
-        .reshape([bs, n_chunks * q, h, p])
-        .narrow(1, 0, d.len);
+    let y = contiguous((y_diag + y_off).permute([0, 1, 3, 2, 4])) // [b,c,q,h,p]
+        .reshape([bs, n_chunks * q, h, p]);
+    let y = if pad == 0 {
+        y
+    } else {
+        contiguous(y.narrow(1, 0, d.len))
+    };
     SsdOutput { y, final_state }
 }
 
@@ -257,10 +269,15 @@ fn chunk_states<B: Backend>(
         .unsqueeze_dim::<5>(4)
         .permute([0, 2, 1, 3, 4])
         .reshape([bs, nc, h, q, 1]);
+    // Heads split into (group, head in group), so one `B` per group broadcasts over its heads;
+    // the transposed `xd` is read in place by the product (no copy on backends whose matmul
+    // takes strides, as flex's does).
+    let r = h / d.groups;
     let xd = (x * decay)
-        .swap_dims(3, 4) // [b,c,h,p,q]
-        .reshape([bs, nc, d.groups, (h / d.groups) * p, q]);
-    xd.matmul(b).reshape([bs, nc, h, p, d.d_state])
+        .reshape([bs, nc, d.groups, r, q, p])
+        .swap_dims(4, 5); // [b,c,g,r,p,q]
+    xd.matmul(b.unsqueeze_dim::<6>(3)) // [b,c,g,r,p,n]
+        .reshape([bs, nc, h, p, d.d_state])
 }
 
 /// Step 3, inter-chunk recurrence `S_in[k+1] = exp(Σ a over chunk k)·S_in[k] + S[k]`, starting from
@@ -297,14 +314,13 @@ fn state_to_output<B: Backend>(
     let [bs, nc, h, p, n] = states_in.dims();
     let q = c.dims()[3];
     let r = h / d.groups;
+    // `C` of a group broadcast over its heads, the states read transposed in place.
     let s = states_in
         .reshape([bs, nc, d.groups, r, p, n])
-        .permute([0, 1, 2, 5, 3, 4]) // [b,c,g,n,r,p]
-        .reshape([bs, nc, d.groups, n, r * p]);
+        .swap_dims(4, 5); // [b,c,g,r,n,p]
     let y = c
-        .matmul(s) // [b,c,g,q,r*p]
-        .reshape([bs, nc, d.groups, q, r, p])
-        .permute([0, 1, 2, 4, 3, 5]) // [b,c,g,r,q,p]
+        .unsqueeze_dim::<6>(3) // [b,c,g,1,q,n]
+        .matmul(s) // [b,c,g,r,q,p]
         .reshape([bs, nc, h, q, p]);
     // Unsqueeze before permuting: Burn 0.21's wgpu backend reads a permuted tensor reshaped
     // to extra unit axes with wrong strides when an axis is 1 (here q = 1; docs/wgpu.md).

@@ -207,7 +207,7 @@ pub(super) fn host_attention<B: Backend>(
         value_dim,
     };
     #[cfg(feature = "flex")]
-    if crate::layout::flex::is_flex::<B>() {
+    if vidgen_nn::layout::flex::is_flex::<B>() {
         return flex::in_place(q, k, v, shape, h, &host_options);
     }
     let device = q.device();
@@ -227,8 +227,8 @@ pub(super) fn host_attention<B: Backend>(
 #[cfg(feature = "flex")]
 mod flex {
     use super::*;
-    use crate::layout::flex::{from_flex, into_flex};
     use burn::backend::flex::FlexTensor;
+    use vidgen_nn::layout::flex::{from_flex, into_flex};
 
     /// The host kernel on the flex tensors behind `q`, `k`, `v` (f32; `B` is flex: both checked
     /// by the caller), read in place unless a last axis is strided or a stride negative.

@@ -22,6 +22,7 @@ use burn::module::Module;
 use burn::nn::{Linear, RmsNorm};
 use burn::tensor::{Bool, Tensor, TensorData, backend::Backend};
 use vidgen_attention::{AttentionArgs, MultiHeadAttention, WindowAttention, WindowPlanCache};
+use vidgen_nn::layout::contiguous;
 use vidgen_nn::{AdaLnModulation, Kernel, SwiGluMlp, WithKernel, gate, modulate};
 use vidgen_ssm::{BiMamba2, BiMerge, ReviewTokens, ScanOrder, ScanPlan};
 
@@ -165,15 +166,18 @@ impl<B: Backend> MateBlock<B> {
         let [_, n, _] = scanned.dims();
         let r = review.count(grid);
         let summary = review.summarize(h, grid);
+        // The reversed sequences are copied (`contiguous`: row copies on flex, a no-op
+        // elsewhere) so that the element-wise operations after them read contiguous memory.
         let fwd_in = ReviewTokens::prepend(summary.clone(), scanned.clone());
-        let bwd_in = ReviewTokens::prepend(summary, scanned.flip([1]));
-        let y_f = self.bimamba.mamba_fwd.forward(fwd_in).narrow(1, r, n);
-        let y_b = self
-            .bimamba
-            .mamba_bwd
-            .forward(bwd_in)
-            .narrow(1, r, n)
-            .flip([1]);
+        let bwd_in = ReviewTokens::prepend(summary, contiguous(scanned.flip([1])));
+        let y_f = contiguous(self.bimamba.mamba_fwd.forward(fwd_in).narrow(1, r, n));
+        let y_b = contiguous(
+            self.bimamba
+                .mamba_bwd
+                .forward(bwd_in)
+                .narrow(1, r, n)
+                .flip([1]),
+        );
         plan.restore(merge(&self.bimamba, y_f, y_b))
     }
 
