@@ -252,41 +252,63 @@ impl StditConfig {
         Ok(())
     }
 
-    /// Rejects sizes whose parameter count overflows or exceeds [`MAX_PARAMETERS`] elements,
-    /// before anything is allocated.
-    fn check_sizes(&self) -> Result<(), ModelError> {
+    /// The number of parameters (elements) of the model [`init`](Self::init) builds, computed
+    /// from the sizes alone; `None` if it overflows `usize`.
+    ///
+    /// Per block (spatial and temporal alike): self-attention `qkv` + `proj` (and per-head
+    /// `q_norm`/`k_norm` with [`qk_norm`](Self::qk_norm)), cross-attention `q_linear` +
+    /// `kv_linear` + `proj` (norms with [`cross_qk_norm`](Self::cross_qk_norm)), the MLP, the
+    /// `6×D` scale-shift table; around them the patch embedding, the time and frame-rate
+    /// embedders, `t_block`, the caption embedder (null caption and `y_proj`), the final layer
+    /// and, with [`pooled_text`](Self::pooled_text), `pooled_proj`.
+    pub fn parameter_count(&self) -> Option<usize> {
         let d = self.d_model;
+        let head = d / self.n_heads.max(1);
+        // A linear layer `n_in → n_out` with bias.
+        let linear = |n_in: usize, n_out: usize| n_in.checked_mul(n_out)?.checked_add(n_out);
+        let sum =
+            |parts: &[Option<usize>]| parts.iter().try_fold(0usize, |a, p| a.checked_add((*p)?));
+        let norms = |on: bool| if on { head.checked_mul(2) } else { Some(0) };
+        let hidden = self.mlp_hidden();
+        let block = sum(&[
+            linear(d, d.checked_mul(3)?),
+            linear(d, d),
+            norms(self.qk_norm),
+            linear(d, d),
+            linear(d, d.checked_mul(2)?),
+            linear(d, d),
+            norms(self.cross_qk_norm),
+            linear(d, hidden),
+            linear(hidden, d),
+            d.checked_mul(6),
+        ])?;
         let volume = self
             .patch_size
             .iter()
-            .try_fold(1usize, |a, &p| a.checked_mul(p));
-        let per_block = [[4, d, d], [self.mlp_hidden(), d, 2], [6, d, 1]];
-        let top = [
-            [volume.unwrap_or(usize::MAX), self.in_channels, d],
-            [6, d, d],
-            [self.d_text, d, 1],
-            [self.text_max_len, self.d_text, 1],
-            [self.frequency_dim.saturating_mul(2), d, 1],
-            [
-                volume.unwrap_or(usize::MAX),
-                self.in_channels.saturating_mul(2),
-                d,
-            ],
-            [
-                self.max_frames.saturating_mul(2),
-                d / self.n_heads.max(1),
-                1,
-            ],
-        ];
-        let product = |dims: &[usize; 3]| dims.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
-        let total = per_block
-            .iter()
-            .try_fold(0usize, |a, dims| a.checked_add(product(dims)?))
-            .and_then(|block| block.checked_mul(2)?.checked_mul(self.depth))
-            .and_then(|blocks| {
-                top.iter()
-                    .try_fold(blocks, |a, dims| a.checked_add(product(dims)?))
-            });
+            .try_fold(1usize, |a, &p| a.checked_mul(p))?;
+        let embedder = sum(&[linear(self.frequency_dim, d), linear(d, d)])?;
+        sum(&[
+            block.checked_mul(2)?.checked_mul(self.depth),
+            linear(volume.checked_mul(self.in_channels)?, d),
+            embedder.checked_mul(2),
+            linear(d, d.checked_mul(6)?),
+            self.text_max_len.checked_mul(self.d_text),
+            linear(self.d_text, d),
+            linear(d, d),
+            linear(d, volume.checked_mul(self.out_channels())?),
+            d.checked_mul(2),
+            if self.pooled_text {
+                linear(d, d)
+            } else {
+                Some(0)
+            },
+        ])
+    }
+
+    /// Rejects sizes whose parameter count ([`parameter_count`](Self::parameter_count))
+    /// overflows or exceeds [`MAX_PARAMETERS`] elements, before anything is allocated.
+    fn check_sizes(&self) -> Result<(), ModelError> {
+        let total = self.parameter_count();
         match total {
             Some(n) if n <= MAX_PARAMETERS => Ok(()),
             _ => Err(ModelError::Config(ConfigError::OutOfDomain {

@@ -593,6 +593,29 @@ backend_tests!(
     input_errors_name_the_input,
 );
 
+/// `parameter_count` is the element count of the model `init` builds, for each option that adds
+/// or removes parameters.
+#[test]
+fn parameter_count_is_exact() {
+    use burn::module::Module;
+    type B = vidgen_testing::Flex;
+    let device = Default::default();
+    let configs = [
+        config(2),
+        config(1).with_qk_norm(false).with_cross_qk_norm(true),
+        config(2).with_pooled_text(true).with_pred_sigma(true),
+        config(1)
+            .with_in_channels(3)
+            .with_patch_size([2, 2, 2])
+            .with_mlp_ratio(2.5)
+            .with_frequency_dim(18),
+    ];
+    for c in configs {
+        let model = c.init::<B>(&device).unwrap();
+        assert_eq!(c.parameter_count(), Some(model.num_params()), "{c:?}");
+    }
+}
+
 #[test]
 fn config_errors_name_fields() {
     type B = vidgen_testing::Flex;
