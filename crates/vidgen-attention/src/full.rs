@@ -262,11 +262,10 @@ type Heads<B> = (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>);
 fn split_heads<B: Backend>(x: Tensor<B, 3>, n: usize, heads: usize) -> Vec<Tensor<B, 4>> {
     let [b, l, width] = x.dims();
     let head_dim = width / (n * heads);
-    x.reshape([b, l, n, heads, head_dim])
-        .permute([2, 0, 3, 1, 4])
+    vidgen_nn::layout::permute_contiguous(x.reshape([b, l, n, heads, head_dim]), [2, 0, 3, 1, 4])
         .chunk(n, 0)
         .into_iter()
-        .map(|t| vidgen_nn::layout::contiguous(t).squeeze_dim::<4>(0))
+        .map(|t| t.squeeze_dim::<4>(0))
         .collect()
 }
 
@@ -359,7 +358,7 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// `[B, H, Lq, Dh]` → merge heads → `proj`.
     fn merge(&self, y: Tensor<B, 4>) -> Tensor<B, 3> {
         let [b, h, l, dh] = y.dims();
-        let y = vidgen_nn::layout::contiguous(y.swap_dims(1, 2)).reshape([b, l, h * dh]);
+        let y = vidgen_nn::layout::permute_contiguous(y, [0, 2, 1, 3]).reshape([b, l, h * dh]);
         forward_with_lora(&self.proj, self.proj_lora.as_ref(), y)
     }
 

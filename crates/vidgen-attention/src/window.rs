@@ -62,7 +62,7 @@ use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor, TensorData, backend::Backend};
-use vidgen_nn::layout::contiguous;
+use vidgen_nn::layout::{contiguous, permute_contiguous};
 
 /// Configuration of [`WindowAttention`]. Names follow Swin's `WindowAttention(dim, window_size,
 /// num_heads, qkv_bias, qk_scale)` under this workspace's spellings.
@@ -322,7 +322,7 @@ impl<B: Backend> WindowAttention<B> {
         let out =
             memory_safe_attention(q, k, v, None, Some(bias), options, &MemoryBudget::default());
         self.proj
-            .forward(contiguous(out.swap_dims(1, 2)).reshape([bw, n, c]))
+            .forward(permute_contiguous(out, [0, 2, 1, 3]).reshape([bw, n, c]))
     }
 
     /// `[.., L, 3C]` → `q, k, v` each `[.., n_heads, L, head_dim]` (Swin's
@@ -332,11 +332,11 @@ impl<B: Backend> WindowAttention<B> {
         let hd = c3 / 3 / self.n_heads;
         let qkv = qkv.reshape([b, l, 3, self.n_heads, hd]);
         std::array::from_fn(|i| {
-            contiguous(
+            permute_contiguous(
                 qkv.clone()
                     .narrow(2, i, 1)
-                    .reshape([b, l, self.n_heads, hd])
-                    .swap_dims(1, 2),
+                    .reshape([b, l, self.n_heads, hd]),
+                [0, 2, 1, 3],
             )
         })
     }

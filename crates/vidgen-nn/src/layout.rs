@@ -29,6 +29,26 @@ pub fn contiguous<B: Backend, const D: usize>(t: Tensor<B, D>) -> Tensor<B, D> {
     t
 }
 
+/// `t.permute(axes)` with a contiguous layout where [`contiguous`] makes one (the last axis must
+/// stay in place); under `Autodiff<Flex>` one tape operation whose backward permutes the gradient
+/// back and copies it row-wise too, so that neither direction hands a permuted view to the next
+/// reshape. Elsewhere the plain permuted view.
+pub fn permute_contiguous<B: Backend, const D: usize>(
+    t: Tensor<B, D>,
+    axes: [usize; D],
+) -> Tensor<B, D> {
+    #[cfg(feature = "flex")]
+    {
+        if t.dtype() == burn::tensor::DType::F32 && axes[D - 1] == D - 1 {
+            if flex::is_flex::<B>() {
+                return contiguous(t.permute(axes));
+            }
+            return tracked::permute_copy(t, axes).unwrap_or_else(|t| t.permute(axes));
+        }
+    }
+    t.permute(axes)
+}
+
 /// [`contiguous`] as an operation of `Autodiff<Flex, C>` (either checkpointing strategy):
 /// `B` is compared with those types by `TypeId` and the tensor moved across by downcast.
 #[cfg(feature = "flex")]
@@ -39,7 +59,7 @@ mod tracked {
         BalancedCheckpointing, CheckpointStrategy, NoCheckpointing,
     };
     use burn::backend::autodiff::grads::Gradients;
-    use burn::backend::autodiff::ops::{Backward, Ops};
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::{Autodiff, Flex};
     use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
     use std::any::{Any, TypeId};
@@ -87,6 +107,65 @@ mod tracked {
             .prepare::<C>([p.node.clone()])
             .compute_bound()
             .stateless(copy);
+        Ok(cast(Tensor::<Autodiff<Flex, C>, D>::from_primitive(
+            TensorPrimitive::Float(out),
+        )))
+    }
+
+    /// The backward of a permutation copied to contiguous memory: the gradient permuted back
+    /// (the state is the inverse permutation) and copied row-wise.
+    #[derive(Debug)]
+    struct PermuteCopyBackward<const D: usize>;
+
+    impl<const D: usize> Backward<Flex, 1> for PermuteCopyBackward<D> {
+        type State = [usize; D];
+
+        fn backward(self, ops: Ops<[usize; D], 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+            let grad = grads.consume::<Flex>(&ops.node);
+            let [parent] = ops.parents;
+            if let Some(parent) = parent {
+                let back = Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(grad))
+                    .permute(ops.state);
+                let back = contiguous_rows(back.into_primitive().tensor());
+                grads.register::<Flex>(parent.id, back);
+            }
+        }
+    }
+
+    /// `Ok(t.permute(axes) copied)` as one tape operation if `B` is `Autodiff<Flex, C>` for
+    /// either checkpointing strategy, `Err(t)` unchanged otherwise.
+    pub(super) fn permute_copy<B: Backend, const D: usize>(
+        t: Tensor<B, D>,
+        axes: [usize; D],
+    ) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        match permute_copy_as::<B, NoCheckpointing, D>(t, axes) {
+            Ok(out) => Ok(out),
+            Err(t) => permute_copy_as::<B, BalancedCheckpointing, D>(t, axes),
+        }
+    }
+
+    fn permute_copy_as<B: Backend, C: CheckpointStrategy, const D: usize>(
+        t: Tensor<B, D>,
+        axes: [usize; D],
+    ) -> Result<Tensor<B, D>, Tensor<B, D>> {
+        if TypeId::of::<B>() != TypeId::of::<Autodiff<Flex, C>>() {
+            return Err(t);
+        }
+        let t: Tensor<Autodiff<Flex, C>, D> = cast(t);
+        let p = t.into_primitive().tensor();
+        let permuted =
+            Tensor::<Flex, D>::from_primitive(TensorPrimitive::Float(p.primitive)).permute(axes);
+        let copy = contiguous_rows(permuted.into_primitive().tensor());
+        let mut inverse = [0; D];
+        axes.iter().enumerate().for_each(|(i, &a)| inverse[a] = i);
+        let out = match PermuteCopyBackward::<D>
+            .prepare::<C>([p.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(inverse, copy),
+            OpsKind::UnTracked(prep) => prep.finish(copy),
+        };
         Ok(cast(Tensor::<Autodiff<Flex, C>, D>::from_primitive(
             TensorPrimitive::Float(out),
         )))
@@ -206,44 +285,67 @@ mod tests {
         }
     }
 
-    /// Under `Autodiff<Flex>` the copy has the identity's gradient: a loss through `contiguous`
-    /// of a permuted, flipped view gives the gradients of the same loss without it.
-    #[test]
-    fn contiguous_is_the_identity_under_autodiff() {
-        type A = burn::backend::Autodiff<Flex>;
+    type A = burn::backend::Autodiff<Flex>;
+
+    /// The loss `Σ (reshaped(view(x)) · w)²` and its gradient in `x`, where `view` maps `x`
+    /// `[2, 3, 4, 5]` to a tensor of 120 elements; with `check_contiguous`, asserts that the
+    /// view is laid out contiguously.
+    fn loss_and_grad(
+        view: impl Fn(Tensor<A, 4>) -> Tensor<A, 4>,
+        check_contiguous: bool,
+    ) -> (TensorData, TensorData) {
         let device = Default::default();
         let x0 = Tensor::<Flex, 1, Int>::arange(0..2 * 3 * 4 * 5, &device)
             .float()
             .reshape([2, 3, 4, 5])
             / 17.0;
         let w = Tensor::<A, 4>::from_data(x0.clone().sin().into_data(), &device);
-        let grad_of = |copy: bool| {
-            let x = Tensor::<A, 4>::from_data(x0.to_data(), &device).require_grad();
-            let view = x.clone().permute([0, 2, 1, 3]).flip([1]);
-            let view = if copy {
-                let view = contiguous(view);
-                let inner = view.clone().into_primitive().tensor().primitive;
-                assert!(inner.layout().is_contiguous(), "the copy is contiguous");
-                view
-            } else {
-                view
-            };
-            let loss = (view
-                .reshape([2, 4, 15])
-                .swap_dims(1, 2)
-                .reshape([2, 3, 4, 5])
-                * w.clone())
+        let x = Tensor::<A, 4>::from_data(x0.into_data(), &device).require_grad();
+        let y = view(x.clone());
+        if check_contiguous {
+            let inner = y.clone().into_primitive().tensor().primitive;
+            assert!(inner.layout().is_contiguous(), "the copy is contiguous");
+        }
+        let [a, b, c, d] = y.dims();
+        let loss = (y
+            .reshape([a * b, c * d])
+            .swap_dims(0, 1)
+            .reshape([2, 3, 4, 5])
+            * w)
             .square()
             .sum();
-            let grads = loss.backward();
-            (
-                loss.into_data(),
-                x.grad(&grads).expect("x has a gradient").into_data(),
-            )
-        };
-        let (loss_copy, grad_copy) = grad_of(true);
-        let (loss_plain, grad_plain) = grad_of(false);
-        assert_eq!(loss_copy, loss_plain);
-        assert_eq!(grad_copy, grad_plain);
+        let grads = loss.backward();
+        let grad = x.grad(&grads).expect("x has a gradient").into_data();
+        (loss.into_data(), grad)
+    }
+
+    /// Under `Autodiff<Flex>` the copy has the identity's gradient: a loss through `contiguous`
+    /// of a permuted, flipped view gives the loss and gradients of the view itself.
+    #[test]
+    fn contiguous_is_the_identity_under_autodiff() {
+        let view = |x: Tensor<A, 4>| x.permute([0, 2, 1, 3]).flip([1]);
+        assert_eq!(
+            loss_and_grad(|x| contiguous(view(x)), true),
+            loss_and_grad(view, false)
+        );
+    }
+
+    /// `permute_contiguous` equals the permuted view, with the same gradients, on flex and
+    /// under `Autodiff<Flex>`.
+    #[test]
+    fn permute_contiguous_is_the_permutation() {
+        let device = Default::default();
+        let x = Tensor::<Flex, 1, Int>::arange(0..120, &device)
+            .float()
+            .reshape([2, 3, 4, 5]);
+        let axes = [2, 0, 1, 3];
+        assert_eq!(
+            permute_contiguous(x.clone(), axes).to_data(),
+            x.permute(axes).to_data()
+        );
+        assert_eq!(
+            loss_and_grad(|x| permute_contiguous(x.flip([1]), axes), true),
+            loss_and_grad(|x| x.flip([1]).permute(axes), false)
+        );
     }
 }

@@ -19,7 +19,7 @@
 //! mamba-ssm's chunk-scan kernels do), in contiguous tensor ops only (`causal_decay`).
 
 use burn::tensor::{Bool, Int, Tensor, backend::Backend};
-use vidgen_nn::layout::contiguous;
+use vidgen_nn::layout::{contiguous, permute_contiguous};
 
 /// Output of an SSD scan.
 #[derive(Debug, Clone)]
@@ -143,25 +143,23 @@ pub fn ssd_chunked<B: Backend>(
     let n_chunks = d.len.div_ceil(q);
     let pad = n_chunks * q - d.len;
     let (bs, h, p, g, n) = (d.batch, d.heads, d.head_dim, d.groups, d.d_state);
-    // The chunked operands are copied to contiguous tensors once (`contiguous`: row copies on
-    // flex, a no-op elsewhere) rather than by every product that reads them.
-    let x = contiguous(
-        pad_time(x, pad)
-            .reshape([bs, n_chunks, q, h, p])
-            .permute([0, 1, 3, 2, 4]),
+    // The chunked operands are copied to contiguous tensors once (`permute_contiguous`: row
+    // copies on flex, also of the gradients under `Autodiff<Flex>`; a plain view elsewhere)
+    // rather than by every product that reads them.
+    let x = permute_contiguous(
+        pad_time(x, pad).reshape([bs, n_chunks, q, h, p]),
+        [0, 1, 3, 2, 4],
     ); // [b,c,h,q,p]
     let a = pad_time(a.unsqueeze_dim::<4>(3), pad)
         .reshape([bs, n_chunks, q, h])
         .permute([0, 3, 1, 2]); // [b,h,c,q]
-    let b = contiguous(
-        pad_time(b, pad)
-            .reshape([bs, n_chunks, q, g, n])
-            .swap_dims(2, 3),
+    let b = permute_contiguous(
+        pad_time(b, pad).reshape([bs, n_chunks, q, g, n]),
+        [0, 1, 3, 2, 4],
     ); // [b,c,g,q,n]
-    let c = contiguous(
-        pad_time(c, pad)
-            .reshape([bs, n_chunks, q, g, n])
-            .swap_dims(2, 3),
+    let c = permute_contiguous(
+        pad_time(c, pad).reshape([bs, n_chunks, q, g, n]),
+        [0, 1, 3, 2, 4],
     ); // [b,c,g,q,n]
     let a_cumsum = a.cumsum(3); // [b,h,c,q]
 
@@ -176,7 +174,7 @@ pub fn ssd_chunked<B: Backend>(
     let (states_in, final_state) = pass_states(states, chunk_decay, init);
     let y_off = state_to_output(&d, states_in, a_cumsum, c);
 
-    let y = contiguous((y_diag + y_off).permute([0, 1, 3, 2, 4])) // [b,c,q,h,p]
+    let y = permute_contiguous(y_diag + y_off, [0, 1, 3, 2, 4]) // [b,c,q,h,p]
         .reshape([bs, n_chunks * q, h, p]);
     let y = if pad == 0 {
         y

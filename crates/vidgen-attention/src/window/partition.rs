@@ -6,7 +6,7 @@
 //! `T`, `H`, `W` (row-major); tokens inside a window are row-major over `(t, h, w)`.
 
 use burn::tensor::{Tensor, backend::Backend};
-use vidgen_nn::layout::contiguous;
+use vidgen_nn::layout::permute_contiguous;
 
 /// Video Swin's `get_window_size`: on every axis whose input size is at most the window, the
 /// window shrinks to the input size and the shift drops to 0 (the whole axis is one window).
@@ -114,9 +114,9 @@ pub fn window_partition_3d<B: Backend>(x: Tensor<B, 5>, window: [usize; 3]) -> T
     check_divides([t, h, w], window);
     let [wt, wh, ww] = window;
     // The permuted view is copied row by row where the backend allows (`contiguous`).
-    contiguous(
-        x.reshape([b, t / wt, wt, h / wh, wh, w / ww, ww, c])
-            .permute([0, 1, 3, 5, 2, 4, 6, 7]),
+    permute_contiguous(
+        x.reshape([b, t / wt, wt, h / wh, wh, w / ww, ww, c]),
+        [0, 1, 3, 5, 2, 4, 6, 7],
     )
     .reshape([b * (t / wt) * (h / wh) * (w / ww), wt * wh * ww, c])
 }
@@ -143,10 +143,9 @@ pub fn window_reverse_3d<B: Backend>(
         "windows {:?} do not tile {size:?} with window {window:?}",
         windows.dims()
     );
-    contiguous(
-        windows
-            .reshape([bn / n_windows, t / wt, h / wh, w / ww, wt, wh, ww, c])
-            .permute([0, 1, 4, 2, 5, 3, 6, 7]),
+    permute_contiguous(
+        windows.reshape([bn / n_windows, t / wt, h / wh, w / ww, wt, wh, ww, c]),
+        [0, 1, 4, 2, 5, 3, 6, 7],
     )
     .reshape([bn / n_windows, t, h, w, c])
 }
