@@ -113,7 +113,7 @@ pub fn window_partition_3d<B: Backend>(x: Tensor<B, 5>, window: [usize; 3]) -> T
     let [b, t, h, w, c] = x.dims();
     check_divides([t, h, w], window);
     let [wt, wh, ww] = window;
-    // The permuted view is copied row by row where the backend allows (`contiguous`).
+    // The permuted view is copied row by row where the backend allows (`permute_contiguous`).
     permute_contiguous(
         x.reshape([b, t / wt, wt, h / wh, wh, w / ww, ww, c]),
         [0, 1, 3, 5, 2, 4, 6, 7],
