@@ -7,7 +7,9 @@ Run it in the same device call as the Rust program, with the same size options (
 
 Cases (names and sizes match the Rust program's):
 - `sdpa`: `torch.nn.functional.scaled_dot_product_attention` on `[B, H, L, Dh]` (PyTorch picks
-  its flash / memory-efficient kernel);
+  its flash / memory-efficient kernel), f32; `sdpa_causal` with `is_causal=True`; `sdpa_bf16` /
+  `sdpa_f16` on bf16 / f16 inputs;
+- `matmul` / `matmul_bf16`: `[N, N] @ [N, N]` (`--matmul-n`), the roofline;
 - `ssd_chunked`: the SSD chunked scan of Mamba2 (Listing 1; mamba_ssm's `ssd_minimal_discrete`)
   in plain torch ops, with one group of `B`/`C` shared by all heads, as the Rust case;
 - `retention_parallel` / `retention_step`: RetNet multi-scale retention (torchscale 0.3.0's
@@ -29,7 +31,23 @@ import time
 import torch
 import torch.nn.functional as F
 
-CASES = ("sdpa", "ssd_chunked", "retention_parallel", "retention_step")
+CASES = (
+    "sdpa",
+    "sdpa_causal",
+    "sdpa_bf16",
+    "sdpa_f16",
+    "matmul",
+    "matmul_bf16",
+    "ssd_chunked",
+    "retention_parallel",
+    "retention_step",
+)
+SDPA_CASES = {
+    "sdpa": (torch.float32, False),
+    "sdpa_causal": (torch.float32, True),
+    "sdpa_bf16": (torch.bfloat16, False),
+    "sdpa_f16": (torch.float16, False),
+}
 # Cases only the Rust program has; accepted in --only and skipped here.
 RUST_ONLY = (
     "attention_burn_fused",
@@ -219,12 +237,16 @@ def self_check(device):
 def run_sdpa_and_ssd(args, device, gen):
     for length in args.lens:
         size = f"L={length}"
-        if "sdpa" in args.only:
-            shape = (args.batch, args.heads, length, args.head_dim)
-            q, k, v = (torch.randn(shape, device=device, generator=gen) for _ in range(3))
-            fn = lambda: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
-            report("sdpa", size, time_it(fn, device, args.warmup, args.iters), args.iters)
+        shape = (args.batch, args.heads, length, args.head_dim)
+        q32, k32, v32 = (torch.randn(shape, device=device, generator=gen) for _ in range(3))
+        for case, (dtype, causal) in SDPA_CASES.items():
+            if case not in args.only:
+                continue
+            q, k, v = (t.to(dtype) for t in (q32, k32, v32))
+            fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # noqa: E731
+            report(case, size, time_it(fn, device, args.warmup, args.iters), args.iters)
             del q, k, v
+        del q32, k32, v32
         if "ssd_chunked" in args.only:
             if length % args.chunk:
                 print(f"skip ssd_chunked {size}: not a multiple of chunk {args.chunk}")
@@ -235,6 +257,16 @@ def run_sdpa_and_ssd(args, device, gen):
             fn = lambda: ssd_chunked(x, a, b, c, args.chunk)  # noqa: E731
             report("ssd_chunked", size, time_it(fn, device, args.warmup, args.iters), args.iters)
             del x, a, b, c
+
+
+def run_matmul(args, device, gen):
+    n = args.matmul_n
+    a, b = (torch.randn(n, n, device=device, generator=gen) for _ in range(2))
+    for case, dtype in (("matmul", torch.float32), ("matmul_bf16", torch.bfloat16)):
+        if case in args.only:
+            x, y = a.to(dtype), b.to(dtype)
+            timing = time_it(lambda: x @ y, device, args.warmup, args.iters)
+            report(case, f"N={n}", timing, args.iters)
 
 
 def run_retention(args, device, gen):
@@ -278,6 +310,7 @@ def parse_args():
     )
     p.add_argument("--positions", type=int_list, default=int_list("64,1024,16384" if cuda else "16,256"))
     p.add_argument("--d-model", type=int, default=512 if cuda else 64)
+    p.add_argument("--matmul-n", type=int, default=8192 if cuda else 256)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     for rust_only in ("--grid", "--vae-latent", "--vae-filters"):
         p.add_argument(rust_only, help="accepted for symmetry with gpu_bench.rs; unused here")
@@ -301,6 +334,7 @@ def main():
     with torch.inference_mode():
         self_check(device)
         run_sdpa_and_ssd(args, device, gen)
+        run_matmul(args, device, gen)
         run_retention(args, device, gen)
 
 

@@ -9,9 +9,14 @@
 //! ```
 //!
 //! Cases (each timed `--iters` times after `--warmup` untimed calls; median and minimum in ms):
-//! - `sdpa`: vidgen's `scaled_dot_product_attention` (memory-safe dispatch: Burn's fused op, or
-//!   the blocked online-softmax path when the score matrix exceeds its budget), `[B, H, L, Dh]`;
-//!   `attention_burn_fused`: Burn's `module::attention` itself on the same inputs;
+//! - `sdpa`: vidgen's `scaled_dot_product_attention` (memory-safe dispatch: on `cuda` / `wgpu`
+//!   the fused CubeCL kernel of `vidgen::attention::gpu`; elsewhere Burn's fused op, or the
+//!   blocked online-softmax path when the score matrix exceeds its budget), `[B, H, L, Dh]`, f32;
+//!   `sdpa_causal`: the same with a causal mask; `sdpa_bf16` / `sdpa_f16`: bf16 / f16 inputs
+//!   (f32 accumulation; skipped where the device lacks the type);
+//!   `attention_burn_fused`: Burn's `module::attention` itself on the f32 inputs;
+//! - `matmul` / `matmul_bf16`: an `N×N` by `N×N` product (`--matmul-n`), the roofline the
+//!   attention TFLOP/s (printed after the attention cases, `4·B·H·L²·Dh` per call) compare to;
 //! - `ssd_chunked`: the SSD chunked scan (Mamba2 Listing 1) with `H` heads of width `Dh`, one
 //!   group of `d_state`, against `sdpa` at the same `L`: the crossover (the first `L` where the
 //!   scan is faster) and the time per token as `L` grows (flat = linear scaling);
@@ -29,7 +34,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Distribution, Tensor};
+use burn::tensor::{DType, Device, Distribution, Tensor};
 use std::process::ExitCode;
 use std::time::Instant;
 use vidgen::attention::full::scaled_dot_product_attention;
@@ -53,7 +58,12 @@ const ON_GPU: bool = cfg!(any(feature = "cuda", feature = "wgpu"));
 
 const ALL_CASES: &[&str] = &[
     "sdpa",
+    "sdpa_causal",
+    "sdpa_bf16",
+    "sdpa_f16",
     "attention_burn_fused",
+    "matmul",
+    "matmul_bf16",
     "ssd_chunked",
     "spatial_temporal",
     "window_tesa",
@@ -80,6 +90,7 @@ struct Args {
     grid: Vec<usize>,
     vae_latent: Vec<usize>,
     vae_filters: usize,
+    matmul_n: usize,
     only: Vec<String>,
 }
 
@@ -101,6 +112,7 @@ impl Args {
                 grid: vec![16, 32, 32],
                 vae_latent: vec![9, 32, 32],
                 vae_filters: 64,
+                matmul_n: 8192,
                 only: Vec::new(),
             }
         } else {
@@ -119,6 +131,7 @@ impl Args {
                 grid: vec![4, 8, 8],
                 vae_latent: vec![3, 8, 8],
                 vae_filters: 16,
+                matmul_n: 256,
                 only: Vec::new(),
             }
         }
@@ -127,7 +140,7 @@ impl Args {
     const USAGE: &'static str = "usage: gpu_bench [--warmup N] [--iters N] [--batch N] [--heads N] \
 [--head-dim N] [--d-state N] [--chunk N] [--lens L,L,..] [--retention-lens L,..] \
 [--positions P,..] [--d-model N] [--grid T,H,W] [--vae-latent T,H,W] [--vae-filters N] \
-[--only CASE,..]";
+[--matmul-n N] [--only CASE,..]";
 
     /// Parses `--name value` pairs over the defaults; `None` for `-h` / `--help`.
     fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Self>, String> {
@@ -163,6 +176,7 @@ impl Args {
                 "--grid" => a.grid = list()?,
                 "--vae-latent" => a.vae_latent = list()?,
                 "--vae-filters" => a.vae_filters = one()?,
+                "--matmul-n" => a.matmul_n = one()?,
                 "--only" => a.only = value.split(',').map(|s| s.trim().to_string()).collect(),
                 _ => return Err(format!("unknown option {flag}")),
             }
@@ -245,7 +259,19 @@ fn normal<const D: usize>(shape: [usize; D], device: &Device<B>) -> Tensor<B, D>
     Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
 }
 
-/// `sdpa` and `attention_burn_fused` per length; returns `(L, sdpa median)`.
+/// Whether `scaled_dot_product_attention` runs `dtype` inputs with head dimension `dim` on this
+/// backend: f32 everywhere, f16 / bf16 where the fused GPU kernel takes them.
+fn dtype_runs(dtype: DType, dim: usize, device: &Device<B>) -> bool {
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if dtype != DType::F32 {
+        return vidgen::attention::gpu::gpu_flash_supported::<B>(dtype, dim, dim, device);
+    }
+    let _ = (dim, device);
+    dtype == DType::F32
+}
+
+/// The attention cases per length; returns `(L, sdpa median)`. Prints the achieved TFLOP/s
+/// (`4·B·H·L²·Dh` per call; causal counted as full) after each length.
 fn bench_attention(args: &Args, device: &Device<B>) -> Vec<(usize, f64)> {
     let mut sdpa = Vec::new();
     for &len in &args.lens {
@@ -256,12 +282,35 @@ fn bench_attention(args: &Args, device: &Device<B>) -> Vec<(usize, f64)> {
             normal(shape, device),
         );
         let size = format!("L={len}");
-        if args.wants("sdpa") {
+        let flops = 4.0 * (args.batch * args.heads * args.head_dim) as f64 * (len * len) as f64;
+        let tflops = |t: Timing| flops / (t.median_ms * 1e-3) / 1e12;
+        let cases = [
+            ("sdpa", DType::F32, false),
+            ("sdpa_causal", DType::F32, true),
+            ("sdpa_bf16", DType::BF16, false),
+            ("sdpa_f16", DType::F16, false),
+        ];
+        for (case, dtype, causal) in cases {
+            if !args.wants(case) {
+                continue;
+            }
+            if !dtype_runs(dtype, args.head_dim, device) {
+                println!("skip {case} {size}: {dtype:?} is not run on this backend");
+                continue;
+            }
+            let (q, k, v) = (
+                q.clone().cast(dtype),
+                k.clone().cast(dtype),
+                v.clone().cast(dtype),
+            );
             let t = time_it(device, args, || {
-                scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), None, false, None)
+                scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), None, causal, None)
             });
-            report("sdpa", &size, t, args);
-            sdpa.push((len, t.median_ms));
+            report(case, &size, t, args);
+            println!("{case} {size}: {:.2} TFLOP/s", tflops(t));
+            if case == "sdpa" {
+                sdpa.push((len, t.median_ms));
+            }
         }
         if args.wants("attention_burn_fused") {
             let t = time_it(device, args, || {
@@ -269,9 +318,31 @@ fn bench_attention(args: &Args, device: &Device<B>) -> Vec<(usize, f64)> {
                 attention(q.clone(), k.clone(), v.clone(), None, None, options)
             });
             report("attention_burn_fused", &size, t, args);
+            println!("attention_burn_fused {size}: {:.2} TFLOP/s", tflops(t));
         }
     }
     sdpa
+}
+
+/// `matmul` (f32) and `matmul_bf16`: `[N, N]·[N, N]`, with the achieved TFLOP/s (`2·N³`).
+fn bench_matmul(args: &Args, device: &Device<B>) {
+    let n = args.matmul_n;
+    let (a, b) = (normal([n, n], device), normal([n, n], device));
+    for (case, dtype) in [("matmul", DType::F32), ("matmul_bf16", DType::BF16)] {
+        if !args.wants(case) {
+            continue;
+        }
+        if !dtype_runs(dtype, 64, device) {
+            println!("skip {case}: {dtype:?} is not run on this backend");
+            continue;
+        }
+        let (a, b) = (a.clone().cast(dtype), b.clone().cast(dtype));
+        let t = time_it(device, args, || a.clone().matmul(b.clone()));
+        let size = format!("N={n}");
+        report(case, &size, t, args);
+        let tflops = 2.0 * (n as f64).powi(3) / (t.median_ms * 1e-3) / 1e12;
+        println!("{case} {size}: {tflops:.2} TFLOP/s");
+    }
 }
 
 /// `ssd_chunked` per length; returns `(L, median)`.
@@ -435,6 +506,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     println!("backend: {}", std::any::type_name::<B>());
     println!("options: {args:?}");
     let attn = bench_attention(args, &device);
+    bench_matmul(args, &device);
     let ssd = if args.wants("ssd_chunked") {
         bench_ssd(args, &device)
     } else {

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`blocked`] | memory-bounded attention: query/key blocks with an online softmax, and the dispatch between it and Burn's fused op |
 //! | [`mask`] | key-padding and causal masks, their broadcast to the score shape, the mask forms the kernels take |
+//! | `gpu` | (features `cuda`, `wgpu`) the fused flash-attention kernel in CubeCL that `memory_safe_attention` runs on those backends |
 //! | [`full`] | multi-head self/cross attention: QK-norm, RoPE, key-padding and causal masks, through Burn's fused `attention` op |
 //! | [`spatial_temporal`] | Open-Sora STDiT spatial attention per frame and temporal attention per position |
 //! | [`window`] | Swin / Video Swin window attention in 2D and 3D, shifted windows, relative position bias, LinGen's TESA |
@@ -15,6 +16,8 @@
 pub mod blocked;
 pub mod error;
 pub mod full;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+pub mod gpu;
 pub mod host;
 pub mod mask;
 pub mod retention;

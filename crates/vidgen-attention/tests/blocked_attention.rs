@@ -5,6 +5,8 @@
 //! a length whose score matrix exceeds the budget; and, on GPU backends, 8192 tokens through
 //! the dispatcher (Burn's materialised fallback would need over 2 GiB, wgpu's buffer cap).
 
+mod common;
+
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::attention_fallback;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -248,10 +250,16 @@ fn dispatch_agrees_with_reference<B: Backend>(dev: &B::Device) {
         choose_path::<B>([b, h, lq, lk], MaskKind::Dense, &tiny, dev),
         AttentionPath::Blocked
     );
-    // Causal + key padding run the fused host kernel on CPU backends.
+    // Causal + key padding run the fused host kernel on CPU backends and the fused GPU kernel
+    // on CubeCL backends.
     let structured = choose_path::<B>([b, h, lq, lk], MaskKind::Structured, &tiny, dev);
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    let gpu = vidgen_attention::gpu::is_cube_backend::<B>();
+    #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+    let gpu = false;
     match B::name(dev).as_str() {
         "flex" | "ndarray" => assert_eq!(structured, AttentionPath::Host),
+        _ if gpu => assert_eq!(structured, AttentionPath::GpuFlash),
         _ => assert_eq!(structured, AttentionPath::Blocked),
     }
     let roomy = MemoryBudget::new(1 << 30);
@@ -387,12 +395,12 @@ autodiff_backend_tests!(
     blocked_bias_softcap_gradients
 );
 
-/// 8192 tokens, 2 heads, causal with key padding, through `memory_safe_attention` with the
-/// default budget (256 MiB) on a GPU backend: the dispatcher takes the blocked path (Burn's
-/// fallback would hold 2·8192² f32 scores = 512 MiB per copy, 1.5 GiB with its `TILE_COPIES`;
-/// 4096 tokens × 16 heads passed wgpu's 2 GiB buffer cap and panicked), and sampled query rows
-/// — first, around the padding edge, last — equal the reference computed for those rows alone
-/// with the same mask.
+/// 8192 tokens, 2 heads, causal with key padding, through `blocked_attention` with the default
+/// budget (256 MiB) on a GPU backend, the path `memory_safe_attention` takes there for masks the
+/// fused GPU kernel does not cover (Burn's fallback would hold 2·8192² f32 scores = 512 MiB per
+/// copy, 1.5 GiB with its `TILE_COPIES`; 4096 tokens × 16 heads passed wgpu's 2 GiB buffer cap
+/// and panicked): sampled query rows — first, around the padding edge, last — equal the
+/// reference computed for those rows alone with the same mask.
 #[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(dead_code))]
 fn long_sequence_runs_blocked<B: Backend>(dev: &B::Device) {
     let _g = serial();
@@ -408,10 +416,10 @@ fn long_sequence_runs_blocked<B: Backend>(dev: &B::Device) {
     let budget = MemoryBudget::default();
     assert!(score_bytes(b * h, l, l) * TILE_COPIES >= 6 * budget.bytes);
     assert_eq!(
-        memory_safe_path(&q, &k, mask.as_ref(), false, &opts(true, None), &budget),
+        choose_path::<B>([b, h, l, l], MaskKind::Dense, &budget, dev),
         AttentionPath::Blocked
     );
-    let out = memory_safe_attention(
+    let out = blocked_attention(
         q.clone(),
         k.clone(),
         v.clone(),
@@ -421,28 +429,7 @@ fn long_sequence_runs_blocked<B: Backend>(dev: &B::Device) {
         &budget,
     );
     assert_eq!(out.dims(), [b, h, l, d]);
-    for start in [0, valid - 8, l - 16] {
-        let rows = start..start + 16;
-        // Row i sees keys j ≤ i that are not padding: the causal and padding masks of those
-        // rows, as one explicit mask.
-        let masked: Vec<bool> = rows
-            .clone()
-            .flat_map(|i| (0..l).map(move |j| j > i || j >= valid))
-            .collect();
-        let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(masked, [16, l]), dev)
-            .reshape([1, 1, 16, l])
-            .expand([b, h, 16, l]);
-        let expected = attention_reference(
-            q.clone().slice([0..b, 0..h, rows.clone(), 0..d]),
-            k.clone(),
-            v.clone(),
-            Some(mask),
-            false,
-            None,
-        );
-        let got = out.clone().slice([0..b, 0..h, rows, 0..d]);
-        assert_close(got, expected, BLOCKED_VS_REFERENCE);
-    }
+    common::assert_causal_padded_rows((q, k, v), out, valid, BLOCKED_VS_REFERENCE);
 }
 
 gpu_backend_tests!(long_sequence_runs_blocked);

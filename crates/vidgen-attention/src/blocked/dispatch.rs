@@ -17,6 +17,10 @@ pub enum AttentionPath {
     /// [`flash_attention_host`](crate::host::flash_attention_host) on the tensors' host data:
     /// CPU backends outside `Autodiff`, f32, masks that are causal and/or key padding.
     Host,
+    /// The fused CubeCL kernel (`gpu::flash_attention_gpu`, cargo features `cuda` / `wgpu`):
+    /// `Cuda` / `Wgpu` outside `Autodiff`, f32 / f16 / bf16, masks that are causal and/or key
+    /// padding, head dimensions the kernel's tiles cover.
+    GpuFlash,
 }
 
 /// What an attention call masks, as [`choose_path`] sees it.
@@ -39,6 +43,8 @@ pub const CPU_FUSED_MAX_SCORES: usize = 256 * 1024;
 /// 1. [`AttentionPath::Host`] on `flex` / `ndarray` (not under `Autodiff`, whose backend name
 ///    differs) unless the mask is [`MaskKind::Dense`]: the fused host kernel is memory-bounded
 ///    and the fastest CPU path at every size measured (`docs/PERFORMANCE.md`);
+///    [`AttentionPath::GpuFlash`] likewise on the CubeCL GPU backends (`Cuda`, `Wgpu`, not
+///    under `Autodiff`) when this crate is built with their features;
 /// 2. [`AttentionPath::Blocked`] if the fused op's score matrix (`TILE_COPIES` f32 copies, as
 ///    in Burn's unfused fallback) would exceed `budget.bytes`, or, unmasked, on a
 ///    multi-threaded CPU backend (see [`MemoryBudget::threads`]) when
@@ -57,6 +63,10 @@ pub fn choose_path<B: Backend>(
     if is_host_backend::<B>(device) && mask != MaskKind::Dense {
         return AttentionPath::Host;
     }
+    #[cfg(any(feature = "cuda", feature = "wgpu"))]
+    if crate::gpu::is_cube_backend::<B>() && mask != MaskKind::Dense {
+        return AttentionPath::GpuFlash;
+    }
     let fused_bytes = score_bytes(b * h, len_q, len_k).saturating_mul(TILE_COPIES);
     let cpu_faster = mask == MaskKind::None
         && len_q * len_k > CPU_FUSED_MAX_SCORES
@@ -69,10 +79,25 @@ pub fn choose_path<B: Backend>(
 }
 
 /// The path [`memory_safe_attention`] takes for these arguments: [`choose_path`] with the mask
-/// kind they imply, leaving [`AttentionPath::Host`] for inputs that are not f32.
+/// kind they imply, leaving [`AttentionPath::Host`] for inputs that are not f32 and
+/// [`AttentionPath::GpuFlash`] for inputs the kernel does not take (dtype, head dimensions).
 pub fn memory_safe_path<B: Backend>(
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,
+    mask: Option<&AttentionMask<B>>,
+    has_bias: bool,
+    options: &AttentionModuleOptions,
+    budget: &MemoryBudget,
+) -> AttentionPath {
+    path_for(q, k, None, mask, has_bias, options, budget)
+}
+
+/// [`memory_safe_path`] for a value head dimension `value_dim` (`None`: as q's).
+fn path_for<B: Backend>(
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    #[cfg_attr(not(any(feature = "cuda", feature = "wgpu")), allow(unused_variables))]
+    value_dim: Option<usize>,
     mask: Option<&AttentionMask<B>>,
     has_bias: bool,
     options: &AttentionModuleOptions,
@@ -90,16 +115,28 @@ pub fn memory_safe_path<B: Backend>(
         };
     let device = q.device();
     let path = choose_path::<B>(shape, kind, budget, &device);
-    if path == AttentionPath::Host && q.dtype() != DType::F32 {
-        choose_path::<B>(shape, MaskKind::Dense, budget, &device)
-    } else {
+    let supported = match path {
+        AttentionPath::Host => q.dtype() == DType::F32,
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        AttentionPath::GpuFlash => crate::gpu::gpu_flash_supported::<B>(
+            q.dtype(),
+            q.dims()[3],
+            value_dim.unwrap_or(q.dims()[3]),
+            &device,
+        ),
+        _ => true,
+    };
+    if supported {
         path
+    } else {
+        choose_path::<B>(shape, MaskKind::Dense, budget, &device)
     }
 }
 
 /// Attention through the path [`choose_path`] picks (f32 inputs; other float types skip the
-/// host kernel): the fused host kernel on CPU backends, Burn's fused op when its score matrix
-/// fits the budget (and it is the faster one), [`blocked_attention`] otherwise. Same semantics
+/// host kernel): the fused host kernel on CPU backends, the fused CubeCL kernel on GPU
+/// backends (`cuda` / `wgpu` features), Burn's fused op when its score matrix fits the budget
+/// (and it is the faster one), [`blocked_attention`] otherwise. Same semantics
 /// on every path, including zero context for fully masked rows.
 ///
 /// # Shapes
@@ -116,7 +153,16 @@ pub fn memory_safe_attention<B: Backend>(
     options: AttentionModuleOptions,
     budget: &MemoryBudget,
 ) -> Tensor<B, 4> {
-    let path = memory_safe_path(&q, &k, mask.as_ref(), bias.is_some(), &options, budget);
+    let value_dim = Some(v.dims()[3]);
+    let path = path_for(
+        &q,
+        &k,
+        value_dim,
+        mask.as_ref(),
+        bias.is_some(),
+        &options,
+        budget,
+    );
     let [b, h, len_q, _] = q.dims();
     let shape = [b, h, len_q, k.dims()[2]];
     let device = q.device();
@@ -129,6 +175,16 @@ pub fn memory_safe_attention<B: Backend>(
             let threads = resolve_threads::<B>(budget.threads, &device);
             host_attention(q, k, v, padding, options, threads)
         }
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        AttentionPath::GpuFlash => {
+            let padding = match mask {
+                Some(AttentionMask::KeyPadding(m)) => Some(m),
+                _ => None,
+            };
+            crate::gpu::flash_attention_gpu(q, k, v, padding, options)
+        }
+        #[cfg(not(any(feature = "cuda", feature = "wgpu")))]
+        AttentionPath::GpuFlash => unreachable!("chosen only with the cuda / wgpu features"),
         AttentionPath::Blocked => blocked_attention(q, k, v, mask, bias, options, budget),
         AttentionPath::Fused => {
             let mask = mask.map(|m| match m {
@@ -145,7 +201,7 @@ pub fn memory_safe_attention<B: Backend>(
 ///
 /// # Panics
 /// If the shapes disagree (values in the message, which names `caller`).
-pub(super) fn check_qkv<B: Backend>(
+pub(crate) fn check_qkv<B: Backend>(
     caller: &str,
     q: &Tensor<B, 4>,
     k: &Tensor<B, 4>,

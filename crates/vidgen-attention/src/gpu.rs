@@ -1,0 +1,312 @@
+//! Fused attention on the CubeCL GPU backends (`cuda`, `wgpu`): [`flash_attention_gpu`] runs one
+//! CubeCL kernel (below) on the tensors' device buffers.
+//!
+//! # Algorithm
+//! FlashAttention-2's forward, one launch for all heads: each cube owns a tile of query rows of
+//! one head, streams key/value tiles through shared memory and keeps the online-softmax state
+//! (`m`, `l`, the output row) in f32 registers; the `[Lq, Lk]` scores never reach global
+//! memory, so memory is `O(L·D)` at every length. f32, f16 and bf16 inputs (as the device
+//! supports them) with f32 accumulation; causal (bottom-right aligned) and `[B, Lk]`
+//! key-padding masks; head dimensions up to [`FlashTiles::MAX_HEAD_DIM`]. Tile sizes and the
+//! barrier schedule are documented on [`FlashTiles`].
+//!
+//! # Where it runs
+//! [`memory_safe_attention`](crate::blocked::memory_safe_attention) takes this path
+//! ([`AttentionPath::GpuFlash`](crate::blocked::AttentionPath::GpuFlash)) on `Cuda` and `Wgpu`
+//! built without Burn's `fusion` feature (their float tensors are then CubeCL tensors) for
+//! calls with no mask, a causal mask and/or key padding, when [`gpu_flash_supported`] holds.
+//! Dense masks, additive biases, softcaps and `Autodiff` keep the other paths, which are the
+//! kernel's reference twins in the tests.
+
+mod kernel;
+
+pub use kernel::FlashTiles;
+
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, DType, Tensor, TensorPrimitive, backend::Backend};
+use burn_cubecl::{CubeRuntime, ops::numeric::empty_device_dtype, tensor::CubeTensor};
+use cubecl::ir::HardwareProperties;
+use cubecl::prelude::{CubeCount, CubeDim, StorageType};
+use std::any::{Any, TypeId};
+
+#[cfg(feature = "cuda")]
+type CudaRuntime = cubecl::cuda::CudaRuntime;
+#[cfg(feature = "wgpu")]
+type WgpuRuntime = cubecl::wgpu::WgpuRuntime;
+
+/// Whether `B`'s float tensors are CubeCL tensors of a runtime this crate was built for (`cuda`,
+/// `wgpu`): `Cuda` / `Wgpu` without Burn's `fusion`, not under `Autodiff`.
+pub fn is_cube_backend<B: Backend>() -> bool {
+    #[cfg(feature = "cuda")]
+    if is_runtime::<B, CudaRuntime>() {
+        return true;
+    }
+    #[cfg(feature = "wgpu")]
+    if is_runtime::<B, WgpuRuntime>() {
+        return true;
+    }
+    false
+}
+
+/// Whether [`flash_attention_gpu`] takes inputs of `dtype` with these head dimensions on
+/// `device`: a CubeCL backend ([`is_cube_backend`]), f32 / f16 / bf16 supported by the device,
+/// and [`FlashTiles::for_device`] finds tiles for its shared memory.
+pub fn gpu_flash_supported<B: Backend>(
+    dtype: DType,
+    head_dim: usize,
+    value_dim: usize,
+    device: &B::Device,
+) -> bool {
+    #[cfg(feature = "cuda")]
+    if is_runtime::<B, CudaRuntime>() {
+        return tiles_on::<CudaRuntime>(device, dtype, head_dim, value_dim).is_some();
+    }
+    #[cfg(feature = "wgpu")]
+    if is_runtime::<B, WgpuRuntime>() {
+        return tiles_on::<WgpuRuntime>(device, dtype, head_dim, value_dim).is_some();
+    }
+    let _ = (dtype, head_dim, value_dim, device);
+    false
+}
+
+/// `softmax(q·kᵀ·scale + mask)·v` in one fused kernel launch on a CubeCL GPU backend.
+///
+/// `options.scale` defaults to `1/√D`; `options.is_causal` masks key `j` for query `i` when
+/// `j > i + Lk − Lq` (bottom-right aligned, as Burn's fused op); `key_padding[b, j] = true`
+/// masks key `j` of batch `b`. Rows with every key masked get a zero context vector. The output
+/// has `q`'s dtype and is contiguous.
+///
+/// # Shapes
+/// `q: [B, H, Lq, D]`, `k: [B, H, Lk, D]`, `v: [B, H, Lk, Dv]`, `key_padding: [B, Lk]`
+/// → `[B, H, Lq, Dv]`
+///
+/// # Panics
+/// If the shapes disagree, `options.softcap` is set, or
+/// [`gpu_flash_supported`] is false for these inputs.
+pub fn flash_attention_gpu<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_padding: Option<Tensor<B, 2, Bool>>,
+    options: AttentionModuleOptions,
+) -> Tensor<B, 4> {
+    flash_attention_gpu_blocks(q, k, v, key_padding, options, None)
+}
+
+/// [`flash_attention_gpu`] with the tile's `(block_q, block_k)` chosen by the caller instead of
+/// [`FlashTiles::for_device`] (tests use small tiles so that lengths span several of them).
+///
+/// # Panics
+/// As [`flash_attention_gpu`]; also if `block_q` is 0, `block_k` is not a positive multiple
+/// of the units per row (8), or the tiles exceed the device's shared memory or units per cube.
+pub fn flash_attention_gpu_blocks<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_padding: Option<Tensor<B, 2, Bool>>,
+    options: AttentionModuleOptions,
+    blocks: Option<(usize, usize)>,
+) -> Tensor<B, 4> {
+    let [b, h, len_q, len_k, head_dim, value_dim] =
+        crate::blocked::check_qkv("flash_attention_gpu", &q, &k, &v);
+    assert!(
+        options.softcap.is_none(),
+        "flash_attention_gpu: softcap is not supported (memory_safe_attention takes another path)"
+    );
+    assert!(
+        q.dtype() == k.dtype() && q.dtype() == v.dtype(),
+        "flash_attention_gpu: q, k, v dtypes {:?}, {:?}, {:?} differ",
+        q.dtype(),
+        k.dtype(),
+        v.dtype()
+    );
+    if let Some(m) = &key_padding {
+        assert_eq!(
+            m.dims(),
+            [b, len_k],
+            "flash_attention_gpu: key-padding mask {:?} is not [B, Lk]",
+            m.dims()
+        );
+    }
+    assert!(
+        gpu_flash_supported::<B>(q.dtype(), head_dim, value_dim, &q.device()),
+        "flash_attention_gpu: not supported for {:?} with head dims {head_dim}/{value_dim} on {}",
+        q.dtype(),
+        B::name(&q.device())
+    );
+    let scale = options.scale.unwrap_or(1.0 / (head_dim as f64).sqrt()) as f32;
+    let args = Args {
+        heads: h,
+        scale,
+        causal: options.is_causal,
+        shape: [b, h, len_q, value_dim],
+        blocks,
+    };
+    let padding = key_padding.map(|m| m.int());
+    #[cfg(feature = "cuda")]
+    if is_runtime::<B, CudaRuntime>() {
+        return run::<B, CudaRuntime>(q, k, v, padding, &args);
+    }
+    #[cfg(feature = "wgpu")]
+    if is_runtime::<B, WgpuRuntime>() {
+        return run::<B, WgpuRuntime>(q, k, v, padding, &args);
+    }
+    unreachable!("gpu_flash_supported holds only for CubeCL backends");
+}
+
+/// Per-call values the launch needs besides the tensors.
+struct Args {
+    heads: usize,
+    scale: f32,
+    causal: bool,
+    /// Output shape `[B, H, Lq, Dv]`.
+    shape: [usize; 4],
+    /// `(block_q, block_k)` instead of the device's default tiles.
+    blocks: Option<(usize, usize)>,
+}
+
+fn is_runtime<B: Backend, R: CubeRuntime>() -> bool {
+    TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
+}
+
+/// The tiles for these inputs on `device` (a `R::Device`), `None` if unsupported.
+fn tiles_on<R: CubeRuntime>(
+    device: &dyn Any,
+    dtype: DType,
+    head_dim: usize,
+    value_dim: usize,
+) -> Option<FlashTiles> {
+    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return None;
+    }
+    let client = R::client(device.downcast_ref::<R::Device>()?);
+    let properties = client.properties();
+    if !properties.supports_type(StorageType::from(dtype)) {
+        return None;
+    }
+    device_tiles(&properties.hardware, head_dim, value_dim)
+}
+
+/// Shared memory the kernel plans with: the device's, at most the 48 KiB that CUDA allows a
+/// kernel's static shared arrays (devices report more, usable only as opt-in dynamic memory).
+fn shared_limit(hardware: &HardwareProperties) -> usize {
+    hardware.max_shared_memory_size.min(48 * 1024)
+}
+
+/// [`FlashTiles::for_device`] for `hardware`.
+fn device_tiles(
+    hardware: &HardwareProperties,
+    head_dim: usize,
+    value_dim: usize,
+) -> Option<FlashTiles> {
+    FlashTiles::for_device(
+        head_dim,
+        value_dim,
+        shared_limit(hardware),
+        hardware.max_units_per_cube as usize,
+    )
+}
+
+/// `t`'s primitive as the CubeCL tensor it is (`is_runtime::<B, R>()`, checked by the caller).
+fn cube<R: CubeRuntime, P: 'static>(t: P) -> CubeTensor<R> {
+    let t: Box<dyn Any> = Box::new(t);
+    *t.downcast::<CubeTensor<R>>()
+        .expect("B's tensor primitives are CubeTensor<R> (is_runtime)")
+}
+
+fn run<B: Backend, R: CubeRuntime>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    padding: Option<Tensor<B, 2, burn::tensor::Int>>,
+    args: &Args,
+) -> Tensor<B, 4> {
+    let q = cube::<R, _>(q.into_primitive().tensor());
+    let k = cube::<R, _>(k.into_primitive().tensor());
+    let v = cube::<R, _>(v.into_primitive().tensor());
+    let padding = padding.map(|m| cube::<R, _>(m.into_primitive()));
+    let out = launch(q, k, v, padding, args);
+    let out: Box<dyn Any> = Box::new(out);
+    let out = out
+        .downcast::<B::FloatTensorPrimitive>()
+        .expect("B's float primitive is CubeTensor<R> (is_runtime)");
+    Tensor::from_primitive(TensorPrimitive::Float(*out))
+}
+
+/// One launch of the kernel: a cube per (batch, head, query tile), laid out as a rectangle
+/// within the device's cube-count limit.
+fn launch<R: CubeRuntime>(
+    q: CubeTensor<R>,
+    k: CubeTensor<R>,
+    v: CubeTensor<R>,
+    padding: Option<CubeTensor<R>>,
+    args: &Args,
+) -> CubeTensor<R> {
+    let client = q.client.clone();
+    let [b, h, len_q, value_dim] = args.shape;
+    let head_dim = q.meta.shape()[3];
+    let out = empty_device_dtype::<R>(client.clone(), q.device.clone(), args.shape.into(), q.dtype);
+    if b * h * len_q * value_dim == 0 {
+        return out;
+    }
+    let properties = client.properties();
+    let hardware = &properties.hardware;
+    let mut tiles =
+        device_tiles(hardware, head_dim, value_dim).expect("tiles exist (gpu_flash_supported)");
+    if let Some((block_q, block_k)) = args.blocks {
+        let threads = tiles.threads_per_row;
+        assert!(
+            block_q > 0 && block_k > 0 && block_k % threads == 0,
+            "flash_attention_gpu: blocks ({block_q}, {block_k}) need block_q > 0 and block_k a \
+             positive multiple of {threads}"
+        );
+        tiles.block_q = block_q;
+        tiles.block_k = block_k;
+        assert!(
+            tiles.shared_bytes() <= shared_limit(hardware)
+                && tiles.units() <= hardware.max_units_per_cube as usize,
+            "flash_attention_gpu: tiles {tiles:?} need {} bytes of shared memory and {} units; \
+             the device has {} and {}",
+            tiles.shared_bytes(),
+            tiles.units(),
+            shared_limit(hardware),
+            hardware.max_units_per_cube
+        );
+    }
+    let q_tiles = len_q.div_ceil(tiles.block_q);
+    let cubes = b * h * q_tiles;
+    let max_x = (hardware.max_cube_count.0 as usize).clamp(1, 65_535);
+    let x = cubes.min(max_x);
+    let y = cubes.div_ceil(x);
+    assert!(
+        y <= hardware.max_cube_count.1 as usize,
+        "flash_attention_gpu: {cubes} tiles exceed the device's cube grid"
+    );
+    let dtype = q.dtype;
+    // Without key padding the kernel never reads the mask argument: `q` stands in for it.
+    let (mask, mask_dtype, padded) = match padding {
+        Some(m) => {
+            let d = m.dtype;
+            (m, d, true)
+        }
+        None => (q.clone(), dtype, false),
+    };
+    kernel::flash_attention_kernel::launch::<R>(
+        &client,
+        CubeCount::Static(x as u32, y as u32, 1),
+        CubeDim::new_2d(tiles.threads_per_row as u32, tiles.block_q as u32),
+        q.into_tensor_arg(),
+        k.into_tensor_arg(),
+        v.into_tensor_arg(),
+        mask.into_tensor_arg(),
+        out.clone().into_tensor_arg(),
+        args.scale,
+        args.heads as u32,
+        q_tiles as u32,
+        tiles,
+        args.causal,
+        padded,
+        [dtype.into(), mask_dtype.into()],
+    );
+    out
+}
