@@ -57,16 +57,27 @@ pub fn gpu_flash_supported<B: Backend>(
     value_dim: usize,
     device: &B::Device,
 ) -> bool {
+    tiles_for::<B>(dtype, head_dim, value_dim, device).is_some()
+}
+
+/// The kernel's tiles for these inputs on `device`, `None` where [`gpu_flash_supported`] is
+/// false.
+fn tiles_for<B: Backend>(
+    dtype: DType,
+    head_dim: usize,
+    value_dim: usize,
+    device: &B::Device,
+) -> Option<FlashTiles> {
     #[cfg(feature = "cuda")]
     if is_runtime::<B, CudaRuntime>() {
-        return tiles_on::<CudaRuntime>(device, dtype, head_dim, value_dim).is_some();
+        return tiles_on::<CudaRuntime>(device, dtype, head_dim, value_dim);
     }
     #[cfg(feature = "wgpu")]
     if is_runtime::<B, WgpuRuntime>() {
-        return tiles_on::<WgpuRuntime>(device, dtype, head_dim, value_dim).is_some();
+        return tiles_on::<WgpuRuntime>(device, dtype, head_dim, value_dim);
     }
     let _ = (dtype, head_dim, value_dim, device);
-    false
+    None
 }
 
 /// `softmax(q·kᵀ·scale + mask)·v` in one fused kernel launch on a CubeCL GPU backend.
@@ -128,18 +139,20 @@ pub fn flash_attention_gpu_blocks<B: Backend>(
             m.dims()
         );
     }
-    assert!(
-        gpu_flash_supported::<B>(q.dtype(), head_dim, value_dim, &q.device()),
-        "flash_attention_gpu: not supported for {:?} with head dims {head_dim}/{value_dim} on {}",
-        q.dtype(),
-        B::name(&q.device())
-    );
+    let tiles = tiles_for::<B>(q.dtype(), head_dim, value_dim, &q.device()).unwrap_or_else(|| {
+        panic!(
+            "flash_attention_gpu: not supported for {:?} with head dims {head_dim}/{value_dim} on {}",
+            q.dtype(),
+            B::name(&q.device())
+        )
+    });
     let scale = options.scale.unwrap_or(1.0 / (head_dim as f64).sqrt()) as f32;
     let args = Args {
         heads: h,
         scale,
         causal: options.is_causal,
         shape: [b, h, len_q, value_dim],
+        tiles,
         blocks,
     };
     let padding = key_padding.map(|m| m.int());
@@ -161,7 +174,9 @@ struct Args {
     causal: bool,
     /// Output shape `[B, H, Lq, Dv]`.
     shape: [usize; 4],
-    /// `(block_q, block_k)` instead of the device's default tiles.
+    /// The device's tiles for these inputs ([`FlashTiles::for_device`]).
+    tiles: FlashTiles,
+    /// `(block_q, block_k)` instead of those of `tiles`.
     blocks: Option<(usize, usize)>,
 }
 
@@ -244,15 +259,13 @@ fn launch<R: CubeRuntime>(
 ) -> CubeTensor<R> {
     let client = q.client.clone();
     let [b, h, len_q, value_dim] = args.shape;
-    let head_dim = q.meta.shape()[3];
     let out = empty_device_dtype::<R>(client.clone(), q.device.clone(), args.shape.into(), q.dtype);
     if b * h * len_q * value_dim == 0 {
         return out;
     }
     let properties = client.properties();
     let hardware = &properties.hardware;
-    let mut tiles =
-        device_tiles(hardware, head_dim, value_dim).expect("tiles exist (gpu_flash_supported)");
+    let mut tiles = args.tiles;
     if let Some((block_q, block_k)) = args.blocks {
         let threads = tiles.threads_per_row;
         assert!(
