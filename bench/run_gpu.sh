@@ -2,14 +2,18 @@
 # vidgen vs PyTorch on one GPU, in one device call (see /work/shared/GPU.md and docs/PERFORMANCE.md).
 #
 #   bench/run_gpu.sh build [cuda|wgpu]   # here (Rust toolchain, no GPU needed): builds
-#                                        # examples/gpu_bench in release, strips it into .gpu/
+#                                        # examples/gpu_bench and vidgen-attention's
+#                                        # gpu_attention tests in release, strips them into .gpu/
 #   bench/run_gpu.sh [SIZE OPTIONS..]    # on the GPU machine, from the repository root (carry
-#                                        # .gpu): runs the Rust program, then the PyTorch
-#                                        # script with the same options, and prints ratios
+#                                        # .gpu): runs the kernel tests (bf16 and the tensor-core
+#                                        # kernel are only tested on a real device), the Rust
+#                                        # program, then the PyTorch script with the same
+#                                        # options, and prints ratios
 #
 # SIZE OPTIONS are gpu_bench's (`.gpu/gpu_bench --help`), e.g. `--lens 1024,4096 --iters 20`;
 # both programs take them. Everything is also written under $OUT (the device tool's result
-# folder) when it is set: device.txt, vidgen.txt, torch.txt, ratios.tsv.
+# folder) when it is set: device.txt, tests.txt, vidgen.txt, torch.txt, ratios.tsv. A failing
+# test is reported and the benchmarks still run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,8 +23,18 @@ if [[ ${1:-} == build ]]; then
   mkdir -p .gpu
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >>.git/info/exclude
   cp target/release/examples/gpu_bench .gpu/gpu_bench
-  strip .gpu/gpu_bench
-  ls -l .gpu/gpu_bench
+  # The test binary's path is the "executable" of the compiler-artifact message for the test.
+  tests=$(cargo test --release -p vidgen-attention --features "$feature" --test gpu_attention \
+    --no-run --message-format=json |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "gpu_attention":
+        print(m["executable"])')
+  cp "$tests" .gpu/gpu_attention
+  strip .gpu/gpu_bench .gpu/gpu_attention
+  ls -l .gpu/
+  du -sh .gpu # what travels must stay under 64 MiB
   exit 0
 fi
 
@@ -34,6 +48,12 @@ mkdir -p "$out"
     echo "nvidia-smi: not available"
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 } | tee "$out/device.txt"
+
+tests_bin=${GPU_TESTS_BIN:-.gpu/gpu_attention}
+if [[ -x $tests_bin ]]; then
+  echo "::: tests ($tests_bin)"
+  "$tests_bin" --test-threads 1 2>&1 | tee "$out/tests.txt" || echo "::: tests FAILED (see tests.txt)"
+fi
 
 echo "::: vidgen ($bin $*)"
 "$bin" "$@" 2>&1 | tee "$out/vidgen.txt"

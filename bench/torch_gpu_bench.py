@@ -8,7 +8,8 @@ Run it in the same device call as the Rust program, with the same size options (
 Cases (names and sizes match the Rust program's):
 - `sdpa`: `torch.nn.functional.scaled_dot_product_attention` on `[B, H, L, Dh]` (PyTorch picks
   its flash / memory-efficient kernel), f32; `sdpa_causal` with `is_causal=True`; `sdpa_bf16` /
-  `sdpa_f16` on bf16 / f16 inputs;
+  `sdpa_f16` on bf16 / f16 inputs; `sdpa_bf16_tc` / `sdpa_f16_tc` the same calls again, under
+  the names of the Rust program's tensor-core kernel cases, so that their ratios join;
 - `matmul` / `matmul_bf16`: `[N, N] @ [N, N]` (`--matmul-n`), the roofline;
 - `ssd_chunked`: the SSD chunked scan of Mamba2 (Listing 1; mamba_ssm's `ssd_minimal_discrete`)
   in plain torch ops, with one group of `B`/`C` shared by all heads, as the Rust case;
@@ -36,6 +37,8 @@ CASES = (
     "sdpa_causal",
     "sdpa_bf16",
     "sdpa_f16",
+    "sdpa_bf16_tc",
+    "sdpa_f16_tc",
     "matmul",
     "matmul_bf16",
     "ssd_chunked",
@@ -47,6 +50,8 @@ SDPA_CASES = {
     "sdpa_causal": (torch.float32, True),
     "sdpa_bf16": (torch.bfloat16, False),
     "sdpa_f16": (torch.float16, False),
+    "sdpa_bf16_tc": (torch.bfloat16, False),
+    "sdpa_f16_tc": (torch.float16, False),
 }
 # Cases only the Rust program has; accepted in --only and skipped here.
 RUST_ONLY = (

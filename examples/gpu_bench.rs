@@ -13,7 +13,10 @@
 //!   the fused CubeCL kernel of `vidgen::attention::gpu`; elsewhere Burn's fused op, or the
 //!   blocked online-softmax path when the score matrix exceeds its budget), `[B, H, L, Dh]`, f32;
 //!   `sdpa_causal`: the same with a causal mask; `sdpa_bf16` / `sdpa_f16`: bf16 / f16 inputs
-//!   (f32 accumulation; skipped where the device lacks the type);
+//!   (f32 accumulation; skipped where the device lacks the type); `sdpa_bf16_tc` / `sdpa_f16_tc`:
+//!   `flash_attention_gpu_tensor_cores` (both products on tensor cores; only where the device
+//!   has 16×16×16 cooperative matrices), first checked against `sdpa` on the same inputs (a
+//!   `CHECK` line with the largest difference; a mismatch is reported and not timed);
 //!   `attention_burn_fused`: Burn's `module::attention` itself on the f32 inputs;
 //! - `matmul` / `matmul_bf16`: an `N×N` by `N×N` product (`--matmul-n`), the roofline the
 //!   attention TFLOP/s (printed after the attention cases, `4·B·H·L²·Dh` per call) compare to;
@@ -61,6 +64,8 @@ const ALL_CASES: &[&str] = &[
     "sdpa_causal",
     "sdpa_bf16",
     "sdpa_f16",
+    "sdpa_bf16_tc",
+    "sdpa_f16_tc",
     "attention_burn_fused",
     "matmul",
     "matmul_bf16",
@@ -312,6 +317,8 @@ fn bench_attention(args: &Args, device: &Device<B>) -> Vec<(usize, f64)> {
                 sdpa.push((len, t.median_ms));
             }
         }
+        #[cfg(any(feature = "cuda", feature = "wgpu"))]
+        bench_tensor_cores(args, device, (&q, &k, &v), &size, tflops);
         if args.wants("attention_burn_fused") {
             let t = time_it(device, args, || {
                 let options = AttentionModuleOptions::default();
@@ -322,6 +329,60 @@ fn bench_attention(args: &Args, device: &Device<B>) -> Vec<(usize, f64)> {
         }
     }
     sdpa
+}
+
+/// `sdpa_bf16_tc` / `sdpa_f16_tc`: the tensor-core kernel on the f32 inputs cast down, checked
+/// first against `scaled_dot_product_attention` on the same cast inputs (the f32-unit kernel):
+/// prints `CHECK<TAB>case<TAB>size<TAB>max_abs_diff` and times only when the difference is
+/// within the half-precision bound (bf16 5e-2, f16 1e-2).
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+fn bench_tensor_cores(
+    args: &Args,
+    device: &Device<B>,
+    (q, k, v): (&Tensor<B, 4>, &Tensor<B, 4>, &Tensor<B, 4>),
+    size: &str,
+    tflops: impl Fn(Timing) -> f64,
+) {
+    use burn::tensor::ElementConversion;
+    use vidgen::attention::gpu::{flash_attention_gpu_tensor_cores, gpu_tensor_cores_supported};
+    for (case, dtype, bound) in [
+        ("sdpa_bf16_tc", DType::BF16, 5e-2),
+        ("sdpa_f16_tc", DType::F16, 1e-2),
+    ] {
+        if !args.wants(case) {
+            continue;
+        }
+        if !gpu_tensor_cores_supported::<B>(dtype, args.head_dim, args.head_dim, device) {
+            println!("skip {case} {size}: no {dtype:?} cooperative matrices on this device");
+            continue;
+        }
+        let (q, k, v) = (
+            q.clone().cast(dtype),
+            k.clone().cast(dtype),
+            v.clone().cast(dtype),
+        );
+        let run = || {
+            let options = AttentionModuleOptions::default();
+            flash_attention_gpu_tensor_cores(q.clone(), k.clone(), v.clone(), None, options)
+        };
+        let expected =
+            scaled_dot_product_attention(q.clone(), k.clone(), v.clone(), None, false, None);
+        let diff = (run().cast(DType::F32) - expected.cast(DType::F32))
+            .abs()
+            .max()
+            .into_scalar()
+            .elem::<f32>();
+        println!("CHECK\t{case}\t{size}\t{diff:.3e}");
+        if diff.is_nan() || diff > bound {
+            println!(
+                "MISMATCH {case} {size}: max |tc − sdpa| = {diff:.3e} > {bound:.0e}; not timed"
+            );
+            continue;
+        }
+        let t = time_it(device, args, run);
+        report(case, size, t, args);
+        println!("{case} {size}: {:.2} TFLOP/s", tflops(t));
+    }
 }
 
 /// `matmul` (f32) and `matmul_bf16`: `[N, N]·[N, N]`, with the achieved TFLOP/s (`2·N³`).

@@ -17,15 +17,34 @@
 //! calls with no mask, a causal mask and/or key padding, when [`gpu_flash_supported`] holds.
 //! Dense masks, additive biases, softcaps and `Autodiff` keep the other paths, which are the
 //! kernel's reference twins in the tests.
+//!
+//! # The tensor-core kernel
+//! [`flash_attention_gpu_tensor_cores`] is the same recurrence with `Q·Kᵀ` and `P·V` on
+//! CubeCL's cooperative matrices (16×16×16, f16/bf16 in, f32 accumulation; CUDA from sm_80):
+//! one plane (warp) per 16 query rows, see `gpu/tensor_core.rs`. It is not dispatched by
+//! `memory_safe_attention`: its numerics can only run on a device with cooperative matrices,
+//! which CI does not have (its CUDA source is compiled there by `bench/cuda_compile_check.sh`),
+//! so it is called directly, and `tensor_cores_match_reference` and `gpu_bench`'s `*_tc` cases
+//! check it against the f32-unit kernel wherever such a device is present.
 
+#[cfg(all(feature = "cuda", feature = "wgpu"))]
+mod cuda_source;
 mod kernel;
+mod tensor_core;
 
+#[cfg(all(feature = "cuda", feature = "wgpu"))]
+#[doc(hidden)]
+pub use cuda_source::{flash_kernel_cuda_source, tensor_core_kernel_cuda_source};
 pub use kernel::FlashTiles;
+pub use tensor_core::TensorCoreTiles;
+
+use tensor_core::PLANE_SIZE;
 
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Tensor, TensorPrimitive, backend::Backend};
 use burn_cubecl::{CubeRuntime, ops::numeric::empty_device_dtype, tensor::CubeTensor};
-use cubecl::ir::HardwareProperties;
+use cubecl::features::MmaConfig;
+use cubecl::ir::{DeviceProperties, HardwareProperties};
 use cubecl::prelude::{CubeCount, CubeDim, StorageType};
 use std::any::{Any, TypeId};
 
@@ -68,16 +87,34 @@ fn tiles_for<B: Backend>(
     value_dim: usize,
     device: &B::Device,
 ) -> Option<FlashTiles> {
+    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
+        return None;
+    }
+    let properties = cube_properties::<B>(device)?;
+    if !properties.supports_type(StorageType::from(dtype)) {
+        return None;
+    }
+    device_tiles(&properties.hardware, head_dim, value_dim)
+}
+
+/// The properties of `device` when `B` is a CubeCL backend of this build ([`is_cube_backend`]).
+fn cube_properties<B: Backend>(device: &B::Device) -> Option<DeviceProperties> {
     #[cfg(feature = "cuda")]
     if is_runtime::<B, CudaRuntime>() {
-        return tiles_on::<CudaRuntime>(device, dtype, head_dim, value_dim);
+        return properties_on::<CudaRuntime>(device);
     }
     #[cfg(feature = "wgpu")]
     if is_runtime::<B, WgpuRuntime>() {
-        return tiles_on::<WgpuRuntime>(device, dtype, head_dim, value_dim);
+        return properties_on::<WgpuRuntime>(device);
     }
-    let _ = (dtype, head_dim, value_dim, device);
+    let _ = device;
     None
+}
+
+/// The properties of `device` (a `R::Device`).
+fn properties_on<R: CubeRuntime>(device: &dyn Any) -> Option<DeviceProperties> {
+    let device = device.downcast_ref::<R::Device>()?;
+    Some(R::client(device).properties().clone())
 }
 
 /// `softmax(q·kᵀ·scale + mask)·v` in one fused kernel launch on a CubeCL GPU backend.
@@ -118,42 +155,106 @@ pub fn flash_attention_gpu_blocks<B: Backend>(
     options: AttentionModuleOptions,
     blocks: Option<(usize, usize)>,
 ) -> Tensor<B, 4> {
-    let [b, h, len_q, len_k, head_dim, value_dim] =
-        crate::blocked::check_qkv("flash_attention_gpu", &q, &k, &v);
+    let name = "flash_attention_gpu";
+    let [_, _, _, _, head_dim, value_dim] = check_inputs(name, &q, &k, &v, &key_padding, &options);
+    let tiles = tiles_for::<B>(q.dtype(), head_dim, value_dim, &q.device())
+        .unwrap_or_else(|| unsupported::<B>(name, &q, head_dim, value_dim));
+    run_kernel(q, k, v, key_padding, options, Plan::Units { tiles, blocks })
+}
+
+/// Whether [`flash_attention_gpu_tensor_cores`] takes inputs of `dtype` with these head
+/// dimensions on `device`: a CubeCL backend, f16 or bf16, a device reporting 16×16×16
+/// cooperative matrices for the dtype with f32 accumulation and planes of 32 units (CUDA
+/// from sm_80), and [`TensorCoreTiles::for_device`] finds tiles for its shared memory.
+pub fn gpu_tensor_cores_supported<B: Backend>(
+    dtype: DType,
+    head_dim: usize,
+    value_dim: usize,
+    device: &B::Device,
+) -> bool {
+    tensor_core_tiles_for::<B>(dtype, head_dim, value_dim, device).is_some()
+}
+
+/// [`flash_attention_gpu`] with both products on tensor cores (the kernel of
+/// `gpu/tensor_core.rs`), for f16 and bf16 inputs: same arguments, masks and output. `P` is
+/// rounded to the input dtype before `P·V`, so it differs from [`flash_attention_gpu`] by
+/// about that rounding. Not taken by `memory_safe_attention`: call it directly.
+///
+/// # Panics
+/// As [`flash_attention_gpu`], with [`gpu_tensor_cores_supported`] in place of
+/// [`gpu_flash_supported`].
+pub fn flash_attention_gpu_tensor_cores<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_padding: Option<Tensor<B, 2, Bool>>,
+    options: AttentionModuleOptions,
+) -> Tensor<B, 4> {
+    let name = "flash_attention_gpu_tensor_cores";
+    let [_, _, _, _, head_dim, value_dim] = check_inputs(name, &q, &k, &v, &key_padding, &options);
+    let tiles = tensor_core_tiles_for::<B>(q.dtype(), head_dim, value_dim, &q.device())
+        .unwrap_or_else(|| unsupported::<B>(name, &q, head_dim, value_dim));
+    run_kernel(q, k, v, key_padding, options, Plan::TensorCores(tiles))
+}
+
+/// The shapes `[B, H, Lq, Lk, D, Dv]` after checking what both kernels require of their
+/// inputs (panics naming `name` otherwise).
+fn check_inputs<B: Backend>(
+    name: &str,
+    q: &Tensor<B, 4>,
+    k: &Tensor<B, 4>,
+    v: &Tensor<B, 4>,
+    key_padding: &Option<Tensor<B, 2, Bool>>,
+    options: &AttentionModuleOptions,
+) -> [usize; 6] {
+    let dims = crate::blocked::check_qkv(name, q, k, v);
     assert!(
         options.softcap.is_none(),
-        "flash_attention_gpu: softcap is not supported (memory_safe_attention takes another path)"
+        "{name}: softcap is not supported (memory_safe_attention takes another path)"
     );
     assert!(
         q.dtype() == k.dtype() && q.dtype() == v.dtype(),
-        "flash_attention_gpu: q, k, v dtypes {:?}, {:?}, {:?} differ",
+        "{name}: q, k, v dtypes {:?}, {:?}, {:?} differ",
         q.dtype(),
         k.dtype(),
         v.dtype()
     );
-    if let Some(m) = &key_padding {
+    if let Some(m) = key_padding {
         assert_eq!(
             m.dims(),
-            [b, len_k],
-            "flash_attention_gpu: key-padding mask {:?} is not [B, Lk]",
+            [dims[0], dims[3]],
+            "{name}: key-padding mask {:?} is not [B, Lk]",
             m.dims()
         );
     }
-    let tiles = tiles_for::<B>(q.dtype(), head_dim, value_dim, &q.device()).unwrap_or_else(|| {
-        panic!(
-            "flash_attention_gpu: not supported for {:?} with head dims {head_dim}/{value_dim} on {}",
-            q.dtype(),
-            B::name(&q.device())
-        )
-    });
+    dims
+}
+
+fn unsupported<B: Backend>(name: &str, q: &Tensor<B, 4>, head_dim: usize, value_dim: usize) -> ! {
+    panic!(
+        "{name}: not supported for {:?} with head dims {head_dim}/{value_dim} on {}",
+        q.dtype(),
+        B::name(&q.device())
+    )
+}
+
+fn run_kernel<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_padding: Option<Tensor<B, 2, Bool>>,
+    options: AttentionModuleOptions,
+    plan: Plan,
+) -> Tensor<B, 4> {
+    let [b, h, len_q, head_dim] = q.dims();
+    let value_dim = v.dims()[3];
     let scale = options.scale.unwrap_or(1.0 / (head_dim as f64).sqrt()) as f32;
     let args = Args {
         heads: h,
         scale,
         causal: options.is_causal,
         shape: [b, h, len_q, value_dim],
-        tiles,
-        blocks,
+        plan,
     };
     let padding = key_padding.map(|m| m.int());
     #[cfg(feature = "cuda")]
@@ -164,7 +265,20 @@ pub fn flash_attention_gpu_blocks<B: Backend>(
     if is_runtime::<B, WgpuRuntime>() {
         return run::<B, WgpuRuntime>(q, k, v, padding, &args);
     }
-    unreachable!("gpu_flash_supported holds only for CubeCL backends");
+    unreachable!("the kernels' tiles exist only for CubeCL backends");
+}
+
+/// Which kernel a launch runs, with its tiles.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// `flash_attention_kernel` (f32 arithmetic on units) with the device's tiles, or
+    /// `(block_q, block_k)` in their place.
+    Units {
+        tiles: FlashTiles,
+        blocks: Option<(usize, usize)>,
+    },
+    /// `flash_attention_tc_kernel` (cooperative matrices).
+    TensorCores(TensorCoreTiles),
 }
 
 /// Per-call values the launch needs besides the tensors.
@@ -174,32 +288,46 @@ struct Args {
     causal: bool,
     /// Output shape `[B, H, Lq, Dv]`.
     shape: [usize; 4],
-    /// The device's tiles for these inputs ([`FlashTiles::for_device`]).
-    tiles: FlashTiles,
-    /// `(block_q, block_k)` instead of those of `tiles`.
-    blocks: Option<(usize, usize)>,
+    plan: Plan,
+}
+
+/// The tensor-core kernel's tiles for these inputs on `device`, `None` where
+/// [`gpu_tensor_cores_supported`] is false.
+fn tensor_core_tiles_for<B: Backend>(
+    dtype: DType,
+    head_dim: usize,
+    value_dim: usize,
+    device: &B::Device,
+) -> Option<TensorCoreTiles> {
+    if !matches!(dtype, DType::F16 | DType::BF16) {
+        return None;
+    }
+    let properties = cube_properties::<B>(device)?;
+    let input = StorageType::from(dtype);
+    let mma = MmaConfig {
+        a_type: input,
+        b_type: input,
+        cd_type: StorageType::from(DType::F32),
+        m: 16,
+        n: 16,
+        k: 16,
+    };
+    let hardware = &properties.hardware;
+    let planes_of_32 = hardware.plane_size_min == PLANE_SIZE as u32
+        && hardware.plane_size_max == PLANE_SIZE as u32;
+    if !properties.features.matmul.cmma.contains(&mma) || !planes_of_32 {
+        return None;
+    }
+    TensorCoreTiles::for_device(
+        head_dim,
+        value_dim,
+        hardware.max_shared_memory_size,
+        hardware.max_units_per_cube as usize,
+    )
 }
 
 fn is_runtime<B: Backend, R: CubeRuntime>() -> bool {
     TypeId::of::<B::FloatTensorPrimitive>() == TypeId::of::<CubeTensor<R>>()
-}
-
-/// The tiles for these inputs on `device` (a `R::Device`), `None` if unsupported.
-fn tiles_on<R: CubeRuntime>(
-    device: &dyn Any,
-    dtype: DType,
-    head_dim: usize,
-    value_dim: usize,
-) -> Option<FlashTiles> {
-    if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
-        return None;
-    }
-    let client = R::client(device.downcast_ref::<R::Device>()?);
-    let properties = client.properties();
-    if !properties.supports_type(StorageType::from(dtype)) {
-        return None;
-    }
-    device_tiles(&properties.hardware, head_dim, value_dim)
 }
 
 /// Shared memory the kernel plans with: the device's, at most the 48 KiB that CUDA allows a
@@ -248,8 +376,8 @@ fn run<B: Backend, R: CubeRuntime>(
     Tensor::from_primitive(TensorPrimitive::Float(*out))
 }
 
-/// One launch of the kernel: a cube per (batch, head, query tile), laid out as a rectangle
-/// within the device's cube-count limit.
+/// One launch of the plan's kernel: a cube per (batch, head, query tile), laid out as a
+/// rectangle within the device's cube-count limit.
 fn launch<R: CubeRuntime>(
     q: CubeTensor<R>,
     k: CubeTensor<R>,
@@ -265,28 +393,18 @@ fn launch<R: CubeRuntime>(
     }
     let properties = client.properties();
     let hardware = &properties.hardware;
-    let mut tiles = args.tiles;
-    if let Some((block_q, block_k)) = args.blocks {
-        let threads = tiles.threads_per_row;
-        assert!(
-            block_q > 0 && block_k > 0 && block_k % threads == 0,
-            "flash_attention_gpu: blocks ({block_q}, {block_k}) need block_q > 0 and block_k a \
-             positive multiple of {threads}"
-        );
-        tiles.block_q = block_q;
-        tiles.block_k = block_k;
-        assert!(
-            tiles.shared_bytes() <= shared_limit(hardware)
-                && tiles.units() <= hardware.max_units_per_cube as usize,
-            "flash_attention_gpu: tiles {tiles:?} need {} bytes of shared memory and {} units; \
-             the device has {} and {}",
-            tiles.shared_bytes(),
-            tiles.units(),
-            shared_limit(hardware),
-            hardware.max_units_per_cube
-        );
-    }
-    let q_tiles = len_q.div_ceil(tiles.block_q);
+    let (block_q, cube_dim) = match args.plan {
+        Plan::Units { tiles, blocks } => {
+            let tiles = with_blocks(tiles, blocks, hardware);
+            let dim = CubeDim::new_2d(tiles.threads_per_row as u32, tiles.block_q as u32);
+            (tiles.block_q, dim)
+        }
+        Plan::TensorCores(tiles) => (
+            tiles.block_q(),
+            CubeDim::new_2d(PLANE_SIZE as u32, tiles.planes as u32),
+        ),
+    };
+    let q_tiles = len_q.div_ceil(block_q);
     let cubes = b * h * q_tiles;
     let max_x = (hardware.max_cube_count.0 as usize).clamp(1, 65_535);
     let x = cubes.min(max_x);
@@ -295,8 +413,9 @@ fn launch<R: CubeRuntime>(
         y <= hardware.max_cube_count.1 as usize,
         "flash_attention_gpu: {cubes} tiles exceed the device's cube grid"
     );
+    let cube_count = CubeCount::Static(x as u32, y as u32, 1);
     let dtype = q.dtype;
-    // Without key padding the kernel never reads the mask argument: `q` stands in for it.
+    // Without key padding the kernels never read the mask argument: `q` stands in for it.
     let (mask, mask_dtype, padded) = match padding {
         Some(m) => {
             let d = m.dtype;
@@ -304,22 +423,72 @@ fn launch<R: CubeRuntime>(
         }
         None => (q.clone(), dtype, false),
     };
-    kernel::flash_attention_kernel::launch::<R>(
-        &client,
-        CubeCount::Static(x as u32, y as u32, 1),
-        CubeDim::new_2d(tiles.threads_per_row as u32, tiles.block_q as u32),
-        q.into_tensor_arg(),
-        k.into_tensor_arg(),
-        v.into_tensor_arg(),
-        mask.into_tensor_arg(),
-        out.clone().into_tensor_arg(),
-        args.scale,
-        args.heads as u32,
-        q_tiles as u32,
-        tiles,
-        args.causal,
-        padded,
-        [dtype.into(), mask_dtype.into()],
-    );
+    let dtypes = [dtype.into(), mask_dtype.into()];
+    match args.plan {
+        Plan::Units { tiles, blocks } => kernel::flash_attention_kernel::launch::<R>(
+            &client,
+            cube_count,
+            cube_dim,
+            q.into_tensor_arg(),
+            k.into_tensor_arg(),
+            v.into_tensor_arg(),
+            mask.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            args.scale,
+            args.heads as u32,
+            q_tiles as u32,
+            with_blocks(tiles, blocks, hardware),
+            args.causal,
+            padded,
+            dtypes,
+        ),
+        Plan::TensorCores(tiles) => tensor_core::flash_attention_tc_kernel::launch::<R>(
+            &client,
+            cube_count,
+            cube_dim,
+            q.into_tensor_arg(),
+            k.into_tensor_arg(),
+            v.into_tensor_arg(),
+            mask.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            args.scale,
+            args.heads as u32,
+            q_tiles as u32,
+            tiles,
+            args.causal,
+            padded,
+            dtypes,
+        ),
+    }
     out
+}
+
+/// `tiles` with `(block_q, block_k)` from `blocks` when given, checked against the device.
+fn with_blocks(
+    mut tiles: FlashTiles,
+    blocks: Option<(usize, usize)>,
+    hardware: &HardwareProperties,
+) -> FlashTiles {
+    let Some((block_q, block_k)) = blocks else {
+        return tiles;
+    };
+    let threads = tiles.threads_per_row;
+    assert!(
+        block_q > 0 && block_k > 0 && block_k % threads == 0,
+        "flash_attention_gpu: blocks ({block_q}, {block_k}) need block_q > 0 and block_k a \
+         positive multiple of {threads}"
+    );
+    tiles.block_q = block_q;
+    tiles.block_k = block_k;
+    assert!(
+        tiles.shared_bytes() <= shared_limit(hardware)
+            && tiles.units() <= hardware.max_units_per_cube as usize,
+        "flash_attention_gpu: tiles {tiles:?} need {} bytes of shared memory and {} units; \
+         the device has {} and {}",
+        tiles.shared_bytes(),
+        tiles.units(),
+        shared_limit(hardware),
+        hardware.max_units_per_cube
+    );
+    tiles
 }

@@ -271,8 +271,58 @@ fn long_sequence_gpu_flash<B: Backend>(dev: &B::Device) {
     common::assert_causal_padded_rows((q, k, v), out, valid, FLASH_VS_REFERENCE);
 }
 
+/// The tensor-core kernel (f16/bf16 on devices with 16×16×16 cooperative matrices) against
+/// the f32 reference on the rounded inputs: head dims 64, 128 and 40/24 (rounded up to 16),
+/// lengths spanning several query and key tiles, every mask case. Beyond the output's own
+/// rounding, `P` is rounded to the input dtype before `P·V`, so the bounds are twice the f32
+/// kernel's half-precision ones. Where the device has no cooperative matrices (lavapipe) the
+/// test checks that the kernel reports unsupported and says it skipped.
+fn tensor_cores_match_reference<B: Backend>(dev: &B::Device) {
+    assert!(!gpu_tensor_cores_supported::<B>(DType::F32, 64, 64, dev));
+    let mut ran = 0;
+    for (dtype, tol) in [
+        (DType::F16, Tolerance::new("F16_TENSOR_CORES", 4e-3, 4e-3)),
+        (DType::BF16, Tolerance::new("BF16_TENSOR_CORES", 3e-2, 3e-2)),
+    ] {
+        if !gpu_tensor_cores_supported::<B>(dtype, 64, 64, dev) {
+            eprintln!(
+                "tensor_cores_match_reference: no {dtype:?} cooperative matrices here, skipped"
+            );
+            continue;
+        }
+        ran += 1;
+        for dims in [
+            [2, 3, 150, 133, 64, 64],
+            [2, 2, 70, 70, 128, 128],
+            [2, 2, 45, 19, 40, 24],
+        ] {
+            let (q, k, v) = qkv::<B>(dims, dev);
+            let (q, k, v) = (q.cast(dtype), k.cast(dtype), v.cast(dtype));
+            let rounded = (
+                q.clone().cast(DType::F32),
+                k.clone().cast(DType::F32),
+                v.clone().cast(DType::F32),
+            );
+            for (pad, causal) in mask_cases::<B>(dims[3], dev) {
+                let expected = reference(rounded.clone(), pad.clone(), causal, None);
+                let out = flash_attention_gpu_tensor_cores(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    pad,
+                    opts(causal, None),
+                );
+                assert_eq!(out.dtype(), dtype);
+                assert_close(out.cast(DType::F32), expected, tol);
+            }
+        }
+    }
+    eprintln!("tensor_cores_match_reference: {ran} of 2 dtypes ran");
+}
+
 gpu_backend_tests!(
     flash_matches_reference,
+    tensor_cores_match_reference,
     flash_small_tiles,
     flash_half_precision,
     flash_strided_views,
@@ -304,4 +354,29 @@ fn tiles_fit_the_device() {
     // Odd head dims round up to a power of two, at least 16.
     let t = FlashTiles::for_device(40, 5, 1 << 20, 1024).unwrap();
     assert_eq!((t.head_cap, t.value_cap), (64, 16));
+}
+
+#[test]
+fn tensor_core_tiles_fit_the_device() {
+    // An H100's 227 KiB: 4 planes (64 rows) × 64 keys, head dims rounded up to 16.
+    let t = TensorCoreTiles::for_device(128, 128, 227 * 1024, 1024).unwrap();
+    assert_eq!(
+        (t.planes, t.block_k, t.head_cap, t.value_cap),
+        (4, 64, 128, 128)
+    );
+    assert_eq!(
+        t.shared_bytes(),
+        (64 * 128 * 3 + 64 * 64) * 2 + 64 * 128 * 4
+    );
+    // 48 KiB: block_k halves first, then the planes.
+    let t = TensorCoreTiles::for_device(128, 128, 48 * 1024, 1024).unwrap();
+    assert!(t.shared_bytes() <= 48 * 1024);
+    assert_eq!((t.planes, t.block_k), (2, 16));
+    let t = TensorCoreTiles::for_device(40, 24, 1 << 20, 1024).unwrap();
+    assert_eq!(
+        (t.head_cap, t.value_cap, t.block_q(), t.units()),
+        (48, 32, 64, 128)
+    );
+    assert_eq!(TensorCoreTiles::for_device(300, 64, 1 << 20, 1024), None);
+    assert_eq!(TensorCoreTiles::for_device(64, 64, 4 * 1024, 1024), None);
 }

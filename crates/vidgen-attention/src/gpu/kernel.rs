@@ -200,24 +200,7 @@ pub(crate) fn flash_attention_kernel<F: Float, M: Numeric>(
         units,
     );
 
-    // Keys any row of the tile can see: all of them, or with the bottom-right-aligned causal
-    // mask (key j visible to row i iff j + Lq ≤ i + Lk) those before `last + Lk − Lq`.
-    let mut kv_end = len_k;
-    if causal {
-        let mut last = first_row + block_q;
-        if last > len_q {
-            last = len_q;
-        }
-        if last + len_k > len_q {
-            let end = last + len_k - len_q;
-            if end < len_k {
-                kv_end = end;
-            }
-        } else {
-            kv_end = 0;
-        }
-    }
-    let k_tiles = kv_end.div_ceil(block_k);
+    let k_tiles = visible_keys(first_row, block_q, len_q, len_k, causal).div_ceil(block_k);
 
     let mut acc = Array::<f32>::new(cols_per_unit);
     #[unroll]
@@ -266,15 +249,8 @@ pub(crate) fn flash_attention_kernel<F: Float, M: Numeric>(
         #[unroll]
         for s in 0..keys_per_unit {
             let j = tx + s * threads;
-            let kj = k0 + j;
-            let mut visible = row < len_q && kj < len_k;
-            if causal {
-                visible = visible && kj + len_q <= row + len_k;
-            }
-            if padded && visible {
-                let flag = key_padding[b * key_padding.stride(0) + kj * key_padding.stride(1)];
-                visible = flag == M::from_int(0);
-            }
+            let visible =
+                key_visible::<M>(key_padding, b, row, k0 + j, len_q, len_k, causal, padded);
             let mut score = f32::new(MASKED);
             if visible {
                 let mut dot = 0.0f32;
@@ -332,6 +308,60 @@ pub(crate) fn flash_attention_kernel<F: Float, M: Numeric>(
             }
         }
     }
+}
+
+/// Keys any row of the query tile `first_row .. first_row + block_q` can see: `len_k`, or
+/// with the bottom-right-aligned causal mask (key `j` visible to row `i` iff
+/// `j + Lq ≤ i + Lk`) those before `last + Lk − Lq` for the tile's last row.
+#[cube]
+pub(crate) fn visible_keys(
+    first_row: usize,
+    block_q: usize,
+    len_q: usize,
+    len_k: usize,
+    #[comptime] causal: bool,
+) -> usize {
+    let mut kv_end = len_k;
+    if causal {
+        let mut last = first_row + block_q;
+        if last > len_q {
+            last = len_q;
+        }
+        if last + len_k > len_q {
+            let end = last + len_k - len_q;
+            if end < len_k {
+                kv_end = end;
+            }
+        } else {
+            kv_end = 0;
+        }
+    }
+    kv_end
+}
+
+/// Whether query `row` of batch `b` sees key `kj`: both in range, not past the causal
+/// diagonal (`causal`), and not padded (`padded`: `key_padding[b, kj]` is zero).
+#[allow(clippy::too_many_arguments)]
+#[cube]
+pub(crate) fn key_visible<M: Numeric>(
+    key_padding: &Tensor<M>,
+    b: usize,
+    row: usize,
+    kj: usize,
+    len_q: usize,
+    len_k: usize,
+    #[comptime] causal: bool,
+    #[comptime] padded: bool,
+) -> bool {
+    let mut visible = row < len_q && kj < len_k;
+    if causal {
+        visible = visible && kj + len_q <= row + len_k;
+    }
+    if padded && visible {
+        let flag = key_padding[b * key_padding.stride(0) + kj * key_padding.stride(1)];
+        visible = flag == M::from_int(0);
+    }
+    visible
 }
 
 /// `tile[i·tile_stride + d] = scale · src[base + (first + i)·stride(2) + d·stride(3)]` for
