@@ -3,7 +3,8 @@
 #
 #   bench/run_gpu.sh build [cuda|wgpu]   # here (Rust toolchain, no GPU needed): builds
 #                                        # examples/gpu_bench and vidgen-attention's
-#                                        # gpu_attention tests in release, strips them into .gpu/
+#                                        # gpu_attention tests in release, strips and
+#                                        # xz-compresses them into .gpu/
 #   bench/run_gpu.sh [SIZE OPTIONS..]    # on the GPU machine, from the repository root (carry
 #                                        # .gpu): runs the kernel tests (bf16 and the tensor-core
 #                                        # kernel are only tested on a real device), the Rust
@@ -33,12 +34,30 @@ for line in sys.stdin:
         print(m["executable"])')
   cp "$tests" .gpu/gpu_attention
   strip .gpu/gpu_bench .gpu/gpu_attention
+  # Stripped, the two binaries are ~58 MiB: with the working tree that is above the 64 MiB the
+  # device tool carries, so they travel xz-compressed (~9 MiB) and are unpacked there.
+  python3 -c 'import lzma, os, shutil, sys
+for p in sys.argv[1:]:
+    with open(p, "rb") as src, lzma.open(p + ".xz", "wb", preset=6) as dst:
+        shutil.copyfileobj(src, dst)
+    os.remove(p)' .gpu/gpu_bench .gpu/gpu_attention
   ls -l .gpu/
-  du -sh .gpu # what travels must stay under 64 MiB
+  du -sh .gpu
   exit 0
 fi
 
-bin=${GPU_BENCH_BIN:-.gpu/gpu_bench}
+# Unpack the binaries the build step compressed (.gpu/NAME.xz → $bin_dir/NAME).
+bin_dir=$(mktemp -d)
+for packed in .gpu/*.xz; do
+  [[ -e $packed ]] || continue
+  name=$(basename "$packed" .xz)
+  python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as src, open(sys.argv[2], "wb") as dst:
+    shutil.copyfileobj(src, dst)' "$packed" "$bin_dir/$name"
+  chmod +x "$bin_dir/$name"
+done
+unpacked() { if [[ -x $bin_dir/$1 ]]; then echo "$bin_dir/$1"; else echo ".gpu/$1"; fi; }
+bin=${GPU_BENCH_BIN:-$(unpacked gpu_bench)}
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 
@@ -49,7 +68,7 @@ mkdir -p "$out"
   python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
 } | tee "$out/device.txt"
 
-tests_bin=${GPU_TESTS_BIN:-.gpu/gpu_attention}
+tests_bin=${GPU_TESTS_BIN:-$(unpacked gpu_attention)}
 if [[ -x $tests_bin ]]; then
   echo "::: tests ($tests_bin)"
   "$tests_bin" --test-threads 1 2>&1 | tee "$out/tests.txt" || echo "::: tests FAILED (see tests.txt)"
