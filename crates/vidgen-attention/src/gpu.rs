@@ -22,10 +22,14 @@
 //! [`flash_attention_gpu_tensor_cores`] is the same recurrence with `Q·Kᵀ` and `P·V` on
 //! CubeCL's cooperative matrices (16×16×16, f16/bf16 in, f32 accumulation; CUDA from sm_80):
 //! one plane (warp) per 16 query rows, see `gpu/tensor_core.rs`. It is not dispatched by
-//! `memory_safe_attention`: its numerics can only run on a device with cooperative matrices,
-//! which CI does not have (its CUDA source is compiled there by `bench/cuda_compile_check.sh`),
-//! so it is called directly, and `tensor_cores_match_reference` and `gpu_bench`'s `*_tc` cases
-//! check it against the f32-unit kernel wherever such a device is present.
+//! `memory_safe_attention`: the `cmma` calls can only run on a device with cooperative
+//! matrices, which CI does not have (their CUDA source is compiled there by
+//! `bench/cuda_compile_check.sh`), so it is called directly. The same kernel with those two
+//! products on units ([`TensorCoreProducts::Units`], through
+//! [`flash_attention_gpu_tensor_cores_with`]) runs on any CubeCL device, and
+//! `tensor_cores_match_reference` checks it against the reference on lavapipe in CI; the
+//! cooperative-matrix version is checked by the same test and by `gpu_bench`'s `*_tc` cases
+//! wherever a device has them.
 
 #[cfg(all(feature = "cuda", feature = "wgpu"))]
 mod cuda_source;
@@ -172,7 +176,40 @@ pub fn gpu_tensor_cores_supported<B: Backend>(
     value_dim: usize,
     device: &B::Device,
 ) -> bool {
-    tensor_core_tiles_for::<B>(dtype, head_dim, value_dim, device).is_some()
+    gpu_tensor_cores_supported_with::<B>(
+        TensorCoreProducts::CooperativeMatrices,
+        dtype,
+        head_dim,
+        value_dim,
+        device,
+    )
+}
+
+/// [`gpu_tensor_cores_supported`] for either way of computing the kernel's products: with
+/// [`TensorCoreProducts::Units`], any CubeCL device with `dtype` (f16 or bf16) in place of
+/// the cooperative matrices and planes of 32.
+pub fn gpu_tensor_cores_supported_with<B: Backend>(
+    products: TensorCoreProducts,
+    dtype: DType,
+    head_dim: usize,
+    value_dim: usize,
+    device: &B::Device,
+) -> bool {
+    tensor_core_tiles_for::<B>(products, dtype, head_dim, value_dim, device).is_some()
+}
+
+/// How the tensor-core kernel computes `Q·Kᵀ` and `P·V`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TensorCoreProducts {
+    /// 16×16×16 cooperative matrices (tensor cores): what the kernel is for.
+    CooperativeMatrices,
+    /// f32 arithmetic on the plane's units over the same shared-memory tiles, all else
+    /// unchanged (tiles, loads, masks, online softmax, `P` rounding), with cube barriers for
+    /// the plane ones and shared memory for the lane-pair shuffles: the reference twin of the
+    /// cooperative-matrix products. It runs on any CubeCL device with the input dtype (wgpu on
+    /// Mesa's lavapipe in CI), so everything but the `cmma` calls and shuffles is tested there;
+    /// it is not fast.
+    Units,
 }
 
 /// [`flash_attention_gpu`] with both products on tensor cores (the kernel of
@@ -190,11 +227,41 @@ pub fn flash_attention_gpu_tensor_cores<B: Backend>(
     key_padding: Option<Tensor<B, 2, Bool>>,
     options: AttentionModuleOptions,
 ) -> Tensor<B, 4> {
+    flash_attention_gpu_tensor_cores_with(
+        q,
+        k,
+        v,
+        key_padding,
+        options,
+        TensorCoreProducts::CooperativeMatrices,
+    )
+}
+
+/// [`flash_attention_gpu_tensor_cores`] with its products computed as `products` says.
+///
+/// # Panics
+/// As [`flash_attention_gpu`], with [`gpu_tensor_cores_supported_with`] in place of
+/// [`gpu_flash_supported`].
+pub fn flash_attention_gpu_tensor_cores_with<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_padding: Option<Tensor<B, 2, Bool>>,
+    options: AttentionModuleOptions,
+    products: TensorCoreProducts,
+) -> Tensor<B, 4> {
     let name = "flash_attention_gpu_tensor_cores";
     let [_, _, _, _, head_dim, value_dim] = check_inputs(name, &q, &k, &v, &key_padding, &options);
-    let tiles = tensor_core_tiles_for::<B>(q.dtype(), head_dim, value_dim, &q.device())
+    let tiles = tensor_core_tiles_for::<B>(products, q.dtype(), head_dim, value_dim, &q.device())
         .unwrap_or_else(|| unsupported::<B>(name, &q, head_dim, value_dim));
-    run_kernel(q, k, v, key_padding, options, Plan::TensorCores(tiles))
+    run_kernel(
+        q,
+        k,
+        v,
+        key_padding,
+        options,
+        Plan::TensorCores { tiles, products },
+    )
 }
 
 /// The shapes `[B, H, Lq, Lk, D, Dv]` after checking what both kernels require of their
@@ -277,8 +344,11 @@ enum Plan {
         tiles: FlashTiles,
         blocks: Option<(usize, usize)>,
     },
-    /// `flash_attention_tc_kernel` (cooperative matrices).
-    TensorCores(TensorCoreTiles),
+    /// `flash_attention_tc_kernel`, its products as `products` says.
+    TensorCores {
+        tiles: TensorCoreTiles,
+        products: TensorCoreProducts,
+    },
 }
 
 /// Per-call values the launch needs besides the tensors.
@@ -292,8 +362,9 @@ struct Args {
 }
 
 /// The tensor-core kernel's tiles for these inputs on `device`, `None` where
-/// [`gpu_tensor_cores_supported`] is false.
+/// [`gpu_tensor_cores_supported_with`] is false.
 fn tensor_core_tiles_for<B: Backend>(
+    products: TensorCoreProducts,
     dtype: DType,
     head_dim: usize,
     value_dim: usize,
@@ -304,24 +375,37 @@ fn tensor_core_tiles_for<B: Backend>(
     }
     let properties = cube_properties::<B>(device)?;
     let input = StorageType::from(dtype);
-    let mma = MmaConfig {
-        a_type: input,
-        b_type: input,
-        cd_type: StorageType::from(DType::F32),
-        m: 16,
-        n: 16,
-        k: 16,
-    };
     let hardware = &properties.hardware;
-    let planes_of_32 = hardware.plane_size_min == PLANE_SIZE as u32
-        && hardware.plane_size_max == PLANE_SIZE as u32;
-    if !properties.features.matmul.cmma.contains(&mma) || !planes_of_32 {
+    let usable = match products {
+        TensorCoreProducts::CooperativeMatrices => {
+            let mma = MmaConfig {
+                a_type: input,
+                b_type: input,
+                cd_type: StorageType::from(DType::F32),
+                m: 16,
+                n: 16,
+                k: 16,
+            };
+            let planes_of_32 = hardware.plane_size_min == PLANE_SIZE as u32
+                && hardware.plane_size_max == PLANE_SIZE as u32;
+            properties.features.matmul.cmma.contains(&mma) && planes_of_32
+        }
+        TensorCoreProducts::Units => properties.supports_type(input),
+    };
+    if !usable {
         return None;
     }
+    let shared = match products {
+        TensorCoreProducts::CooperativeMatrices => hardware.max_shared_memory_size,
+        // Less the twin's exchange array: one f32 per unit of at most 4 planes.
+        TensorCoreProducts::Units => hardware
+            .max_shared_memory_size
+            .saturating_sub(4 * 4 * PLANE_SIZE),
+    };
     TensorCoreTiles::for_device(
         head_dim,
         value_dim,
-        hardware.max_shared_memory_size,
+        shared,
         hardware.max_units_per_cube as usize,
     )
 }
@@ -399,7 +483,7 @@ fn launch<R: CubeRuntime>(
             let dim = CubeDim::new_2d(tiles.threads_per_row as u32, tiles.block_q as u32);
             (tiles.block_q, dim)
         }
-        Plan::TensorCores(tiles) => (
+        Plan::TensorCores { tiles, .. } => (
             tiles.block_q(),
             CubeDim::new_2d(PLANE_SIZE as u32, tiles.planes as u32),
         ),
@@ -442,23 +526,26 @@ fn launch<R: CubeRuntime>(
             padded,
             dtypes,
         ),
-        Plan::TensorCores(tiles) => tensor_core::flash_attention_tc_kernel::launch::<R>(
-            &client,
-            cube_count,
-            cube_dim,
-            q.into_tensor_arg(),
-            k.into_tensor_arg(),
-            v.into_tensor_arg(),
-            mask.into_tensor_arg(),
-            out.clone().into_tensor_arg(),
-            args.scale,
-            args.heads as u32,
-            q_tiles as u32,
-            tiles,
-            args.causal,
-            padded,
-            dtypes,
-        ),
+        Plan::TensorCores { tiles, products } => {
+            tensor_core::flash_attention_tc_kernel::launch::<R>(
+                &client,
+                cube_count,
+                cube_dim,
+                q.into_tensor_arg(),
+                k.into_tensor_arg(),
+                v.into_tensor_arg(),
+                mask.into_tensor_arg(),
+                out.clone().into_tensor_arg(),
+                args.scale,
+                args.heads as u32,
+                q_tiles as u32,
+                tiles,
+                products == TensorCoreProducts::CooperativeMatrices,
+                args.causal,
+                padded,
+                dtypes,
+            )
+        }
     }
     out
 }

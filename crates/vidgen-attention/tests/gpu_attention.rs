@@ -271,53 +271,77 @@ fn long_sequence_gpu_flash<B: Backend>(dev: &B::Device) {
     common::assert_causal_padded_rows((q, k, v), out, valid, FLASH_VS_REFERENCE);
 }
 
-/// The tensor-core kernel (f16/bf16 on devices with 16×16×16 cooperative matrices) against
-/// the f32 reference on the rounded inputs: head dims 64, 128 and 40/24 (rounded up to 16),
-/// lengths spanning several query and key tiles, every mask case. Beyond the output's own
-/// rounding, `P` is rounded to the input dtype before `P·V`, so the bounds are twice the f32
-/// kernel's half-precision ones. Where the device has no cooperative matrices (lavapipe) the
-/// test checks that the kernel reports unsupported and says it skipped.
+/// The tensor-core kernel against the f32 reference on the rounded inputs, with its products
+/// on cooperative matrices (f16/bf16 on devices with 16×16×16 ones) and on units (the reference
+/// twin of those products, everything else the same kernel): head dims 64, 128 and 40/24
+/// (rounded up to 16), lengths spanning several query and key tiles, every mask case. Beyond
+/// the output's own rounding, `P` is rounded to the input dtype before `P·V`, so the bounds are
+/// twice the f32 kernel's half-precision ones. Where the device has no cooperative matrices
+/// (lavapipe) that half reports unsupported and says it skipped; the units half must run
+/// wherever the device has f16 or bf16.
 fn tensor_cores_match_reference<B: Backend>(dev: &B::Device) {
-    assert!(!gpu_tensor_cores_supported::<B>(DType::F32, 64, 64, dev));
-    let mut ran = 0;
-    for (dtype, tol) in [
-        (DType::F16, Tolerance::new("F16_TENSOR_CORES", 4e-3, 4e-3)),
-        (DType::BF16, Tolerance::new("BF16_TENSOR_CORES", 3e-2, 3e-2)),
+    for products in [
+        TensorCoreProducts::CooperativeMatrices,
+        TensorCoreProducts::Units,
     ] {
-        if !gpu_tensor_cores_supported::<B>(dtype, 64, 64, dev) {
-            eprintln!(
-                "tensor_cores_match_reference: no {dtype:?} cooperative matrices here, skipped"
-            );
-            continue;
-        }
-        ran += 1;
-        for dims in [
-            [2, 3, 150, 133, 64, 64],
-            [2, 2, 70, 70, 128, 128],
-            [2, 2, 45, 19, 40, 24],
+        assert!(!gpu_tensor_cores_supported_with::<B>(
+            products,
+            DType::F32,
+            64,
+            64,
+            dev
+        ));
+        let mut ran = 0;
+        let mut available = 0;
+        for (dtype, tol) in [
+            (DType::F16, Tolerance::new("F16_TENSOR_CORES", 4e-3, 4e-3)),
+            (DType::BF16, Tolerance::new("BF16_TENSOR_CORES", 3e-2, 3e-2)),
         ] {
-            let (q, k, v) = qkv::<B>(dims, dev);
-            let (q, k, v) = (q.cast(dtype), k.cast(dtype), v.cast(dtype));
-            let rounded = (
-                q.clone().cast(DType::F32),
-                k.clone().cast(DType::F32),
-                v.clone().cast(DType::F32),
-            );
-            for (pad, causal) in mask_cases::<B>(dims[3], dev) {
-                let expected = reference(rounded.clone(), pad.clone(), causal, None);
-                let out = flash_attention_gpu_tensor_cores(
-                    q.clone(),
-                    k.clone(),
-                    v.clone(),
-                    pad,
-                    opts(causal, None),
+            if gpu_flash_supported::<B>(dtype, 64, 64, dev) {
+                available += 1;
+            }
+            if !gpu_tensor_cores_supported_with::<B>(products, dtype, 64, 64, dev) {
+                eprintln!(
+                    "tensor_cores_match_reference: {products:?} not here for {dtype:?}, skipped"
                 );
-                assert_eq!(out.dtype(), dtype);
-                assert_close(out.cast(DType::F32), expected, tol);
+                continue;
+            }
+            ran += 1;
+            for dims in [
+                [2, 3, 150, 133, 64, 64],
+                [2, 2, 70, 70, 128, 128],
+                [2, 2, 45, 19, 40, 24],
+            ] {
+                let (q, k, v) = qkv::<B>(dims, dev);
+                let (q, k, v) = (q.cast(dtype), k.cast(dtype), v.cast(dtype));
+                let rounded = (
+                    q.clone().cast(DType::F32),
+                    k.clone().cast(DType::F32),
+                    v.clone().cast(DType::F32),
+                );
+                for (pad, causal) in mask_cases::<B>(dims[3], dev) {
+                    let expected = reference(rounded.clone(), pad.clone(), causal, None);
+                    let out = flash_attention_gpu_tensor_cores_with(
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        pad,
+                        opts(causal, None),
+                        products,
+                    );
+                    assert_eq!(out.dtype(), dtype);
+                    assert_close(out.cast(DType::F32), expected, tol);
+                }
             }
         }
+        eprintln!("tensor_cores_match_reference: {products:?}: {ran} of 2 dtypes ran");
+        if products == TensorCoreProducts::Units {
+            assert_eq!(
+                ran, available,
+                "the units twin must run for every half dtype the device has"
+            );
+        }
     }
-    eprintln!("tensor_cores_match_reference: {ran} of 2 dtypes ran");
 }
 
 gpu_backend_tests!(

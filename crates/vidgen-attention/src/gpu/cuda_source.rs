@@ -24,9 +24,10 @@ use cubecl::prelude::{
 };
 use cubecl::wgpu::{WgpuDevice, WgpuRuntime};
 
-/// The CUDA source of `$kernel` (in module `$module`) with comptime `$tiles` on `$cube_dim`.
+/// The CUDA source of `$kernel` (in module `$module`) on `$cube_dim`, with the comptime
+/// arguments `$comptime` (those before `causal`).
 macro_rules! cuda_source {
-    ($module:ident, $kernel:ident, $dtype:expr, $tiles:expr, $cube_dim:expr, $causal:expr, $padded:expr) => {{
+    ($module:ident, $kernel:ident, $dtype:expr, [$($comptime:expr),+], $cube_dim:expr, $causal:expr, $padded:expr) => {{
         type F = $module::F;
         type M = $module::M;
         let (dtype, causal, padded): (DType, bool, bool) = ($dtype, $causal, $padded);
@@ -71,7 +72,7 @@ macro_rules! cuda_source {
             scale,
             heads,
             q_tiles,
-            $tiles,
+            $($comptime,)+
             causal,
             padded,
             dtypes,
@@ -105,7 +106,7 @@ pub fn flash_kernel_cuda_source(
         flash_attention_kernel,
         FlashAttentionKernel,
         dtype,
-        tiles,
+        [tiles],
         cube_dim,
         causal,
         padded
@@ -125,7 +126,7 @@ pub fn tensor_core_kernel_cuda_source(
         flash_attention_tc_kernel,
         FlashAttentionTcKernel,
         dtype,
-        tiles,
+        [tiles, true],
         cube_dim,
         causal,
         padded

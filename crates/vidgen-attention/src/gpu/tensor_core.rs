@@ -36,6 +36,14 @@
 //! rounded up to multiples of 16 and zero-filled. The whole cube synchronises twice per key
 //! tile (after the K/V load, and before the next load overwrites it); in between each plane
 //! synchronises itself only (`sync_plane`) around its scratch and `P`.
+//!
+//! # Reference twin
+//! With `cooperative = false` the two products are computed by the plane's lanes in f32 from
+//! the same shared-memory tiles (each lane 8 of a fragment's 256 outputs), the plane barriers
+//! become cube barriers and the lane-pair shuffles go through shared memory; everything else
+//! is the same code. That variant runs on devices without
+//! cooperative matrices (wgpu on lavapipe in CI), so the tiling, loads, masks, online softmax
+//! and shuffles are tested there, and only the `cmma` calls wait for a device that has them.
 
 use cubecl::cmma::{self, Matrix, MatrixIdent, MatrixLayout};
 use cubecl::prelude::*;
@@ -141,6 +149,7 @@ pub(crate) fn flash_attention_tc_kernel<F: Float, M: Numeric>(
     heads: u32,
     q_tiles: u32,
     #[comptime] tiles: TensorCoreTiles,
+    #[comptime] cooperative: bool,
     #[comptime] causal: bool,
     #[comptime] padded: bool,
     #[define(F, M)] _dtypes: [StorageType; 2],
@@ -196,6 +205,8 @@ pub(crate) fn flash_attention_tc_kernel<F: Float, M: Numeric>(
     let mut scratch =
         SharedMemory::<f32>::new_aligned(comptime!(tiles.planes * MMA * scratch_cols), 128usize);
     let plane_scratch = plane * MMA * scratch_cols;
+    // The twin's stand-in for the lane-pair shuffles (unused with cooperative matrices).
+    let mut exchange = SharedMemory::<f32>::new(comptime!(if cooperative { 1 } else { units }));
 
     load_half_tile::<F>(
         q,
@@ -254,7 +265,7 @@ pub(crate) fn flash_attention_tc_kernel<F: Float, M: Numeric>(
         // (d × key): k_tile[key·Dk + d] is column-major with stride Dk.
         #[unroll]
         for kb in 0..k_steps {
-            plane_product::<F>(
+            tile_product::<F>(
                 &q_tile,
                 plane * MMA * dk,
                 MMA,
@@ -263,14 +274,16 @@ pub(crate) fn flash_attention_tc_kernel<F: Float, M: Numeric>(
                 kb * MMA * dk,
                 MMA,
                 comptime!(tiles.head_cap),
-                MatrixLayout::ColMajor,
+                true,
                 dk_steps,
                 &mut scratch,
                 plane_scratch + kb * MMA,
                 scratch_cols,
+                cooperative,
+                lane,
             );
         }
-        sync_plane();
+        sync_rows(cooperative);
 
         // Row r's scores, half of the keys per lane; masked ones get MASKED.
         let mut lane_max = f32::new(MASKED);
@@ -287,7 +300,13 @@ pub(crate) fn flash_attention_tc_kernel<F: Float, M: Numeric>(
             lane_max = f32::max(lane_max, score);
             scores[s] = score;
         }
-        let m_new = f32::max(m, f32::max(lane_max, plane_shuffle_xor(lane_max, 1u32)));
+        let m_new = f32::max(
+            m,
+            f32::max(
+                lane_max,
+                pair_value(lane_max, &mut exchange, unit, cooperative),
+            ),
+        );
         let mut lane_sum = 0.0f32;
         #[unroll]
         for s in 0..half_k {
@@ -297,14 +316,14 @@ pub(crate) fn flash_attention_tc_kernel<F: Float, M: Numeric>(
             p_tile[tile_row * block_k + side * half_k + s] = F::cast_from(p);
         }
         let alpha = f32::exp(m - m_new);
-        l = l * alpha + lane_sum + plane_shuffle_xor(lane_sum, 1u32);
+        l = l * alpha + lane_sum + pair_value(lane_sum, &mut exchange, unit, cooperative);
         m = m_new;
-        sync_plane();
+        sync_rows(cooperative);
 
         // O = P·V for this plane's rows, one 16-column fragment at a time.
         #[unroll]
         for vb in 0..dv_steps {
-            plane_product::<F>(
+            tile_product::<F>(
                 &p_tile,
                 plane * MMA * block_k,
                 MMA,
@@ -313,14 +332,16 @@ pub(crate) fn flash_attention_tc_kernel<F: Float, M: Numeric>(
                 vb * MMA,
                 MMA * dv,
                 comptime!(tiles.value_cap),
-                MatrixLayout::RowMajor,
+                false,
                 k_steps,
                 &mut scratch,
                 plane_scratch + vb * MMA,
                 scratch_cols,
+                cooperative,
+                lane,
             );
         }
-        sync_plane();
+        sync_rows(cooperative);
 
         #[unroll]
         for c in 0..half_v {
@@ -342,14 +363,19 @@ pub(crate) fn flash_attention_tc_kernel<F: Float, M: Numeric>(
     }
 }
 
-/// One 16×16 block of a product, by the whole plane: `Σ_i A_i·B_i` over `steps`
-/// 16×16×16 cooperative-matrix products with f32 accumulation, stored row-major into `out` at
-/// `out_start` (row stride `out_stride`). `A_i` is the row-major block of `a` at
-/// `a_start + i·a_step` (row stride `a_stride`); `B_i` the block of `b` at `b_start + i·b_step`
-/// (stride `b_stride`, layout `b_layout`).
+/// One 16×16 block of a product, by the whole plane: `Σ_i A_i·B_i` over `steps` 16×16×16
+/// blocks with f32 accumulation, stored row-major into `out` at `out_start` (row stride
+/// `out_stride`). `A_i` is the row-major block of `a` at `a_start + i·a_step` (row stride
+/// `a_stride`); `B_i` the block of `b` at `b_start + i·b_step` (stride `b_stride`, column-major
+/// when `b_col_major`, else row-major).
+///
+/// `cooperative`: cooperative-matrix products (`cmma`, what the kernel is for). Otherwise each
+/// of the plane's 32 lanes computes 8 of the 256 outputs with f32 arithmetic from the same
+/// shared-memory blocks: the reference twin that runs the rest of the kernel on devices without
+/// cooperative matrices.
 #[allow(clippy::too_many_arguments)]
 #[cube]
-fn plane_product<F: Float>(
+fn tile_product<F: Float>(
     a: &SharedMemory<F>,
     a_start: usize,
     a_step: usize,
@@ -358,44 +384,114 @@ fn plane_product<F: Float>(
     b_start: usize,
     b_step: usize,
     #[comptime] b_stride: usize,
-    b_layout: MatrixLayout,
+    #[comptime] b_col_major: bool,
     #[comptime] steps: usize,
     out: &mut SharedMemory<f32>,
     out_start: usize,
     #[comptime] out_stride: usize,
+    #[comptime] cooperative: bool,
+    lane: usize,
 ) {
-    let acc = Matrix::<f32>::from_value(
-        MatrixIdent::Accumulator,
-        MMA,
-        MMA,
-        MMA,
-        MatrixLayout::Undefined,
-        0.0f32,
-    );
-    #[unroll]
-    for i in 0..steps {
-        let a_frag = Matrix::<F>::from_slice(
-            MatrixIdent::A,
+    if cooperative {
+        let acc = Matrix::<f32>::from_value(
+            MatrixIdent::Accumulator,
             MMA,
             MMA,
             MMA,
-            MatrixLayout::RowMajor,
-            &a.slice(a_start + i * a_step, a.len()),
-            a_stride as u32,
+            MatrixLayout::Undefined,
+            0.0f32,
         );
-        let b_frag = Matrix::<F>::from_slice(
-            MatrixIdent::B,
-            MMA,
-            MMA,
-            MMA,
-            b_layout,
-            &b.slice(b_start + i * b_step, b.len()),
-            b_stride as u32,
-        );
-        cmma::execute::<F, F, f32, f32>(&a_frag, &b_frag, &acc, &acc);
+        #[unroll]
+        for i in 0..steps {
+            let a_frag = Matrix::<F>::from_slice(
+                MatrixIdent::A,
+                MMA,
+                MMA,
+                MMA,
+                MatrixLayout::RowMajor,
+                &a.slice(a_start + i * a_step, a.len()),
+                a_stride as u32,
+            );
+            let b_slice = b.slice(b_start + i * b_step, b.len());
+            let b_frag = if b_col_major {
+                Matrix::<F>::from_slice(
+                    MatrixIdent::B,
+                    MMA,
+                    MMA,
+                    MMA,
+                    MatrixLayout::ColMajor,
+                    &b_slice,
+                    b_stride as u32,
+                )
+            } else {
+                Matrix::<F>::from_slice(
+                    MatrixIdent::B,
+                    MMA,
+                    MMA,
+                    MMA,
+                    MatrixLayout::RowMajor,
+                    &b_slice,
+                    b_stride as u32,
+                )
+            };
+            cmma::execute::<F, F, f32, f32>(&a_frag, &b_frag, &acc, &acc);
+        }
+        let mut dst = out.slice_mut(out_start, out.len());
+        cmma::store(&mut dst, &acc, out_stride as u32, MatrixLayout::RowMajor);
+    } else {
+        let per_lane = comptime!(MMA * MMA / PLANE_SIZE);
+        for e in 0..per_lane {
+            let idx = lane * per_lane + e;
+            let row = idx / MMA;
+            let col = idx % MMA;
+            let mut sum = 0.0f32;
+            for i in 0..steps {
+                let a_row = a_start + i * a_step + row * a_stride;
+                let b_first = b_start + i * b_step;
+                for d in 0..MMA {
+                    let b_at = if b_col_major {
+                        b_first + col * b_stride + d
+                    } else {
+                        b_first + d * b_stride + col
+                    };
+                    sum += f32::cast_from(a[a_row + d]) * f32::cast_from(b[b_at]);
+                }
+            }
+            out[out_start + row * out_stride + col] = sum;
+        }
     }
-    let mut dst = out.slice_mut(out_start, out.len());
-    cmma::store(&mut dst, &acc, out_stride as u32, MatrixLayout::RowMajor);
+}
+
+/// The value `x` of the other lane of this lane's pair (lanes `2r` and `2r + 1`, which share
+/// row `r`): a plane shuffle with cooperative matrices; in the twin, through `exchange` between
+/// cube barriers (devices without plane operations, such as wgpu on lavapipe, run it).
+#[cube]
+fn pair_value(
+    x: f32,
+    exchange: &mut SharedMemory<f32>,
+    unit: usize,
+    #[comptime] cooperative: bool,
+) -> f32 {
+    if cooperative {
+        plane_shuffle_xor(x, 1u32)
+    } else {
+        sync_cube();
+        exchange[unit] = x;
+        sync_cube();
+        exchange[unit ^ 1]
+    }
+}
+
+/// The barrier around a plane's scratch and `P`: the plane's own (`sync_plane`) with
+/// cooperative matrices; the cube's in the reference twin, whose 32-lane "planes" may span
+/// several hardware planes (lavapipe's have 8 lanes).
+#[cube]
+fn sync_rows(#[comptime] cooperative: bool) {
+    if cooperative {
+        sync_plane();
+    } else {
+        sync_cube();
+    }
 }
 
 /// `tile[i·tile_stride + d] = src[base + (first + i)·stride(2) + d·stride(3)]` for `i < rows`,
