@@ -234,14 +234,19 @@ pub fn flash_attention_gpu_tensor_cores<B: Backend>(
         key_padding,
         options,
         TensorCoreProducts::CooperativeMatrices,
+        None,
     )
 }
 
-/// [`flash_attention_gpu_tensor_cores`] with its products computed as `products` says.
+/// [`flash_attention_gpu_tensor_cores`] with its products computed as `products` says, and
+/// with `tiles` in place of [`TensorCoreTiles::for_device`]'s when given (tests use tiles that
+/// a small device holds; head caps may exceed the rounded head dims).
 ///
 /// # Panics
 /// As [`flash_attention_gpu`], with [`gpu_tensor_cores_supported_with`] in place of
-/// [`gpu_flash_supported`].
+/// [`gpu_flash_supported`]; also if `tiles` has no planes, a `block_k` or head cap that is not
+/// a multiple of 16, a head cap below its head dim, or needs more shared memory or units per
+/// cube than the device has.
 pub fn flash_attention_gpu_tensor_cores_with<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -249,11 +254,16 @@ pub fn flash_attention_gpu_tensor_cores_with<B: Backend>(
     key_padding: Option<Tensor<B, 2, Bool>>,
     options: AttentionModuleOptions,
     products: TensorCoreProducts,
+    tiles: Option<TensorCoreTiles>,
 ) -> Tensor<B, 4> {
     let name = "flash_attention_gpu_tensor_cores";
     let [_, _, _, _, head_dim, value_dim] = check_inputs(name, &q, &k, &v, &key_padding, &options);
-    let tiles = tensor_core_tiles_for::<B>(products, q.dtype(), head_dim, value_dim, &q.device())
-        .unwrap_or_else(|| unsupported::<B>(name, &q, head_dim, value_dim));
+    let (planned, limits) =
+        tensor_core_tiles_for::<B>(products, q.dtype(), head_dim, value_dim, &q.device())
+            .unwrap_or_else(|| unsupported::<B>(name, &q, head_dim, value_dim));
+    let tiles = tiles.map_or(planned, |t| {
+        check_tensor_core_tiles(t, products, head_dim, value_dim, limits)
+    });
     run_kernel(
         q,
         k,
@@ -361,15 +371,15 @@ struct Args {
     plan: Plan,
 }
 
-/// The tensor-core kernel's tiles for these inputs on `device`, `None` where
-/// [`gpu_tensor_cores_supported_with`] is false.
+/// The tensor-core kernel's tiles for these inputs on `device` with the device's shared memory
+/// and units per cube, `None` where [`gpu_tensor_cores_supported_with`] is false.
 fn tensor_core_tiles_for<B: Backend>(
     products: TensorCoreProducts,
     dtype: DType,
     head_dim: usize,
     value_dim: usize,
     device: &B::Device,
-) -> Option<TensorCoreTiles> {
+) -> Option<(TensorCoreTiles, DeviceLimits)> {
     if !matches!(dtype, DType::F16 | DType::BF16) {
         return None;
     }
@@ -395,19 +405,66 @@ fn tensor_core_tiles_for<B: Backend>(
     if !usable {
         return None;
     }
-    let shared = match products {
-        TensorCoreProducts::CooperativeMatrices => hardware.max_shared_memory_size,
-        // Less the twin's exchange array: one f32 per unit of at most 4 planes.
-        TensorCoreProducts::Units => hardware
-            .max_shared_memory_size
-            .saturating_sub(4 * 4 * PLANE_SIZE),
+    let limits = DeviceLimits {
+        shared_bytes: hardware.max_shared_memory_size,
+        units: hardware.max_units_per_cube as usize,
     };
-    TensorCoreTiles::for_device(
-        head_dim,
-        value_dim,
-        shared,
-        hardware.max_units_per_cube as usize,
-    )
+    // `for_device` plans at most 4 planes: room for the twin's exchange of that many units.
+    let reserve = match products {
+        TensorCoreProducts::CooperativeMatrices => 0,
+        TensorCoreProducts::Units => 4 * 4 * PLANE_SIZE,
+    };
+    let shared = limits.shared_bytes.saturating_sub(reserve);
+    let tiles = TensorCoreTiles::for_device(head_dim, value_dim, shared, limits.units)?;
+    Some((tiles, limits))
+}
+
+/// A device's shared memory per cube and units per cube.
+#[derive(Debug, Clone, Copy)]
+struct DeviceLimits {
+    shared_bytes: usize,
+    units: usize,
+}
+
+/// Shared memory the tensor-core kernel needs besides [`TensorCoreTiles::shared_bytes`]: the
+/// twin's exchange array of one f32 per unit.
+fn exchange_bytes(products: TensorCoreProducts, tiles: &TensorCoreTiles) -> usize {
+    match products {
+        TensorCoreProducts::CooperativeMatrices => 0,
+        TensorCoreProducts::Units => 4 * tiles.units(),
+    }
+}
+
+/// `requested` checked against the inputs and the device (panics naming the tiles otherwise).
+fn check_tensor_core_tiles(
+    requested: TensorCoreTiles,
+    products: TensorCoreProducts,
+    head_dim: usize,
+    value_dim: usize,
+    limits: DeviceLimits,
+) -> TensorCoreTiles {
+    let t = requested;
+    let caps_fit = |cap: usize, dim: usize| cap.is_multiple_of(16) && cap >= dim;
+    assert!(
+        t.planes > 0
+            && t.block_k > 0
+            && t.block_k.is_multiple_of(16)
+            && caps_fit(t.head_cap, head_dim)
+            && caps_fit(t.value_cap, value_dim),
+        "flash_attention_gpu_tensor_cores: tiles {t:?} need planes > 0, block_k a positive \
+         multiple of 16 and head caps multiples of 16 at least the head dims \
+         {head_dim}/{value_dim}"
+    );
+    let shared = t.shared_bytes() + exchange_bytes(products, &t);
+    assert!(
+        shared <= limits.shared_bytes && t.units() <= limits.units,
+        "flash_attention_gpu_tensor_cores: tiles {t:?} need {shared} bytes of shared memory and \
+         {} units; the device has {} and {}",
+        t.units(),
+        limits.shared_bytes,
+        limits.units
+    );
+    t
 }
 
 fn is_runtime<B: Backend, R: CubeRuntime>() -> bool {

@@ -43,6 +43,26 @@ fn qkv<B: Backend>(
     )
 }
 
+/// [`qkv`] cast to `dtype`, and the rounded values back in f32 (the reference's inputs).
+#[allow(clippy::type_complexity)]
+fn half_qkv<B: Backend>(
+    dims: [usize; 6],
+    dtype: DType,
+    dev: &B::Device,
+) -> (
+    (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
+    (Tensor<B, 4>, Tensor<B, 4>, Tensor<B, 4>),
+) {
+    let (q, k, v) = qkv::<B>(dims, dev);
+    let (q, k, v) = (q.cast(dtype), k.cast(dtype), v.cast(dtype));
+    let rounded = (
+        q.clone().cast(DType::F32),
+        k.clone().cast(DType::F32),
+        v.clone().cast(DType::F32),
+    );
+    ((q, k, v), rounded)
+}
+
 /// Every structured mask case for batch 2: (key padding, causal). The padding leaves the first
 /// sample 5 keys short of Lk and masks every key of the second (rows with no key at all).
 fn mask_cases<B: Backend>(lk: usize, dev: &B::Device) -> Vec<(Option<Tensor<B, 2, Bool>>, bool)> {
@@ -117,8 +137,7 @@ fn flash_half_precision<B: Backend>(dev: &B::Device) {
         (DType::F16, Tolerance::new("F16_OUTPUT", 2e-3, 2e-3)),
         (DType::BF16, Tolerance::new("BF16_OUTPUT", 1.5e-2, 1.5e-2)),
     ] {
-        let (q, k, v) = qkv::<B>(dims, dev);
-        let (q, k, v) = (q.cast(dtype), k.cast(dtype), v.cast(dtype));
+        let ((q, k, v), rounded) = half_qkv::<B>(dims, dtype, dev);
         if !gpu_flash_supported::<B>(dtype, 64, 64, dev) {
             eprintln!("flash_half_precision: {dtype:?} is not supported on this device, skipped");
             assert_ne!(
@@ -128,11 +147,6 @@ fn flash_half_precision<B: Backend>(dev: &B::Device) {
             continue;
         }
         ran += 1;
-        let rounded = (
-            q.clone().cast(DType::F32),
-            k.clone().cast(DType::F32),
-            v.clone().cast(DType::F32),
-        );
         let pad = key_padding_mask::<B>(&[40, 0], dims[3], dev);
         for (pad, causal) in [(None, false), (Some(pad), true)] {
             let expected = reference(rounded.clone(), pad.clone(), causal, None);
@@ -271,6 +285,13 @@ fn long_sequence_gpu_flash<B: Backend>(dev: &B::Device) {
     common::assert_causal_padded_rows((q, k, v), out, valid, FLASH_VS_REFERENCE);
 }
 
+/// The tensor-core kernel's bounds against the f32 reference on rounded inputs: twice the f32
+/// kernel's half-precision ones, since `P` is also rounded to the input dtype before `P·V`.
+const TENSOR_CORE_TOLERANCES: [(DType, Tolerance); 2] = [
+    (DType::F16, Tolerance::new("F16_TENSOR_CORES", 4e-3, 4e-3)),
+    (DType::BF16, Tolerance::new("BF16_TENSOR_CORES", 3e-2, 3e-2)),
+];
+
 /// The tensor-core kernel against the f32 reference on the rounded inputs, with its products
 /// on cooperative matrices (f16/bf16 on devices with 16×16×16 ones) and on units (the reference
 /// twin of those products, everything else the same kernel): head dims 64, 128 and 40/24
@@ -293,13 +314,8 @@ fn tensor_cores_match_reference<B: Backend>(dev: &B::Device) {
         ));
         let mut ran = 0;
         let mut available = 0;
-        for (dtype, tol) in [
-            (DType::F16, Tolerance::new("F16_TENSOR_CORES", 4e-3, 4e-3)),
-            (DType::BF16, Tolerance::new("BF16_TENSOR_CORES", 3e-2, 3e-2)),
-        ] {
-            if gpu_flash_supported::<B>(dtype, 64, 64, dev) {
-                available += 1;
-            }
+        for (dtype, tol) in TENSOR_CORE_TOLERANCES {
+            available += usize::from(gpu_flash_supported::<B>(dtype, 64, 64, dev));
             if !gpu_tensor_cores_supported_with::<B>(products, dtype, 64, 64, dev) {
                 eprintln!(
                     "tensor_cores_match_reference: {products:?} not here for {dtype:?}, skipped"
@@ -312,13 +328,7 @@ fn tensor_cores_match_reference<B: Backend>(dev: &B::Device) {
                 [2, 2, 70, 70, 128, 128],
                 [2, 2, 45, 19, 40, 24],
             ] {
-                let (q, k, v) = qkv::<B>(dims, dev);
-                let (q, k, v) = (q.cast(dtype), k.cast(dtype), v.cast(dtype));
-                let rounded = (
-                    q.clone().cast(DType::F32),
-                    k.clone().cast(DType::F32),
-                    v.clone().cast(DType::F32),
-                );
+                let ((q, k, v), rounded) = half_qkv::<B>(dims, dtype, dev);
                 for (pad, causal) in mask_cases::<B>(dims[3], dev) {
                     let expected = reference(rounded.clone(), pad.clone(), causal, None);
                     let out = flash_attention_gpu_tensor_cores_with(
@@ -328,6 +338,7 @@ fn tensor_cores_match_reference<B: Backend>(dev: &B::Device) {
                         pad,
                         opts(causal, None),
                         products,
+                        None,
                     );
                     assert_eq!(out.dtype(), dtype);
                     assert_close(out.cast(DType::F32), expected, tol);
@@ -344,9 +355,66 @@ fn tensor_cores_match_reference<B: Backend>(dev: &B::Device) {
     }
 }
 
+/// The tensor-core kernel on tiles chosen here, with both kinds of products where the device
+/// has them: 1, 2 and 4 planes (16–64 query rows), 16-, 32- and 64-key tiles (64 is what large
+/// devices get) and head caps above the rounded head dims, at head dims 32/16 so that the tiles
+/// fit lavapipe's 32 KiB; lengths span several query and key tiles, every mask case.
+fn tensor_core_small_tiles<B: Backend>(dev: &B::Device) {
+    let dims = [2, 2, 77, 101, 32, 16];
+    let tiles = |planes, block_k, head_cap, value_cap| TensorCoreTiles {
+        planes,
+        block_k,
+        head_cap,
+        value_cap,
+    };
+    let chosen = [
+        tiles(1, 64, 32, 16),
+        tiles(2, 64, 32, 16),
+        tiles(4, 32, 32, 16),
+        tiles(2, 16, 48, 32),
+    ];
+    for products in [
+        TensorCoreProducts::CooperativeMatrices,
+        TensorCoreProducts::Units,
+    ] {
+        let (mut ran, mut available) = (0, 0);
+        for (dtype, tol) in TENSOR_CORE_TOLERANCES {
+            available += usize::from(gpu_flash_supported::<B>(dtype, 32, 16, dev));
+            if !gpu_tensor_cores_supported_with::<B>(products, dtype, 32, 16, dev) {
+                continue;
+            }
+            ran += 1;
+            let ((q, k, v), rounded) = half_qkv::<B>(dims, dtype, dev);
+            for (pad, causal) in mask_cases::<B>(dims[3], dev) {
+                let expected = reference(rounded.clone(), pad.clone(), causal, None);
+                for t in chosen {
+                    let out = flash_attention_gpu_tensor_cores_with(
+                        q.clone(),
+                        k.clone(),
+                        v.clone(),
+                        pad.clone(),
+                        opts(causal, None),
+                        products,
+                        Some(t),
+                    );
+                    assert_close(out.cast(DType::F32), expected.clone(), tol);
+                }
+            }
+        }
+        eprintln!("tensor_core_small_tiles: {products:?}: {ran} of 2 dtypes ran");
+        if products == TensorCoreProducts::Units {
+            assert_eq!(
+                ran, available,
+                "the units twin must run for every half dtype"
+            );
+        }
+    }
+}
+
 gpu_backend_tests!(
     flash_matches_reference,
     tensor_cores_match_reference,
+    tensor_core_small_tiles,
     flash_small_tiles,
     flash_half_precision,
     flash_strided_views,
