@@ -409,11 +409,8 @@ fn tensor_core_tiles_for<B: Backend>(
         shared_bytes: hardware.max_shared_memory_size,
         units: hardware.max_units_per_cube as usize,
     };
-    // `for_device` plans at most 4 planes: room for the twin's exchange of that many units.
-    let reserve = match products {
-        TensorCoreProducts::CooperativeMatrices => 0,
-        TensorCoreProducts::Units => 4 * 4 * PLANE_SIZE,
-    };
+    // Room for the twin's exchange of the most units `for_device` plans.
+    let reserve = exchange_bytes(products, TensorCoreTiles::MAX_PLANES * PLANE_SIZE);
     let shared = limits.shared_bytes.saturating_sub(reserve);
     let tiles = TensorCoreTiles::for_device(head_dim, value_dim, shared, limits.units)?;
     Some((tiles, limits))
@@ -426,12 +423,12 @@ struct DeviceLimits {
     units: usize,
 }
 
-/// Shared memory the tensor-core kernel needs besides [`TensorCoreTiles::shared_bytes`]: the
-/// twin's exchange array of one f32 per unit.
-fn exchange_bytes(products: TensorCoreProducts, tiles: &TensorCoreTiles) -> usize {
+/// Shared memory the tensor-core kernel needs besides [`TensorCoreTiles::shared_bytes`] with
+/// `units` units per cube: the twin's exchange array of one f32 per unit.
+fn exchange_bytes(products: TensorCoreProducts, units: usize) -> usize {
     match products {
         TensorCoreProducts::CooperativeMatrices => 0,
-        TensorCoreProducts::Units => 4 * tiles.units(),
+        TensorCoreProducts::Units => 4 * units,
     }
 }
 
@@ -455,7 +452,7 @@ fn check_tensor_core_tiles(
          multiple of 16 and head caps multiples of 16 at least the head dims \
          {head_dim}/{value_dim}"
     );
-    let shared = t.shared_bytes() + exchange_bytes(products, &t);
+    let shared = t.shared_bytes() + exchange_bytes(products, t.units());
     assert!(
         shared <= limits.shared_bytes && t.units() <= limits.units,
         "flash_attention_gpu_tensor_cores: tiles {t:?} need {shared} bytes of shared memory and \

@@ -41,9 +41,10 @@
 //! With `cooperative = false` the two products are computed by the plane's lanes in f32 from
 //! the same shared-memory tiles (each lane 8 of a fragment's 256 outputs), the plane barriers
 //! become cube barriers and the lane-pair shuffles go through shared memory; everything else
-//! is the same code. That variant runs on devices without
-//! cooperative matrices (wgpu on lavapipe in CI), so the tiling, loads, masks, online softmax
-//! and shuffles are tested there, and only the `cmma` calls wait for a device that has them.
+//! is the same code. That variant runs on devices without cooperative matrices or plane
+//! operations (wgpu on lavapipe in CI), so the tiling, loads, masks, online softmax and `P`
+//! rounding are tested there; only the `cmma` calls and the shuffles wait for a device that
+//! has them.
 
 use cubecl::cmma::{self, Matrix, MatrixIdent, MatrixLayout};
 use cubecl::prelude::*;
@@ -75,6 +76,8 @@ pub struct TensorCoreTiles {
 impl TensorCoreTiles {
     /// Largest head dimension the kernel takes.
     pub const MAX_HEAD_DIM: usize = 256;
+    /// Planes per cube that [`Self::for_device`] starts from (and never exceeds).
+    pub const MAX_PLANES: usize = 4;
 
     /// Tiles for head dimensions `head_dim` (q, k) and `value_dim` (v) on a device with
     /// `shared_bytes` of shared memory per cube and at most `max_units` units per cube, for an
@@ -92,7 +95,7 @@ impl TensorCoreTiles {
             return None;
         }
         let mut tiles = TensorCoreTiles {
-            planes: 4,
+            planes: Self::MAX_PLANES,
             block_k: 64,
             head_cap: head_dim.next_multiple_of(MMA),
             value_cap: value_dim.next_multiple_of(MMA),
@@ -412,28 +415,19 @@ fn tile_product<F: Float>(
                 &a.slice(a_start + i * a_step, a.len()),
                 a_stride as u32,
             );
-            let b_slice = b.slice(b_start + i * b_step, b.len());
-            let b_frag = if b_col_major {
-                Matrix::<F>::from_slice(
-                    MatrixIdent::B,
-                    MMA,
-                    MMA,
-                    MMA,
-                    MatrixLayout::ColMajor,
-                    &b_slice,
-                    b_stride as u32,
-                )
-            } else {
-                Matrix::<F>::from_slice(
-                    MatrixIdent::B,
-                    MMA,
-                    MMA,
-                    MMA,
-                    MatrixLayout::RowMajor,
-                    &b_slice,
-                    b_stride as u32,
-                )
-            };
+            let b_frag = Matrix::<F>::from_slice(
+                MatrixIdent::B,
+                MMA,
+                MMA,
+                MMA,
+                comptime!(if b_col_major {
+                    MatrixLayout::ColMajor
+                } else {
+                    MatrixLayout::RowMajor
+                }),
+                &b.slice(b_start + i * b_step, b.len()),
+                b_stride as u32,
+            );
             cmma::execute::<F, F, f32, f32>(&a_frag, &b_frag, &acc, &acc);
         }
         let mut dst = out.slice_mut(out_start, out.len());
